@@ -1,0 +1,59 @@
+//! The command line, defined once: clap types here; the man pages and completions are
+//! generated from them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Declarative network-boot server for Raspberry Pi 4 boards.
+///
+/// pinetboot reads one YAML file describing images, clients and the boot network, compares it
+/// with the host, and makes dnsmasq (proxy-DHCP + TFTP) and the kernel NFS server serve every
+/// declared Pi its own root.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pinetboot",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The desired-state file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "PINETBOOT_CONFIG",
+        default_value = "/etc/pinetboot/pinetboot.yaml"
+    )]
+    pub config: PathBuf,
+    /// Treat DIR as the host's root folder (as `systemctl --root` does): every host path is
+    /// resolved under it, and generated files still name paths as the host sees them.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// More log output (repeat for more).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config file and report every problem with its line, column and field.
+    Validate,
+    /// Print the JSON schema of the config file (draft-07), for editors.
+    Schema,
+}

@@ -1,0 +1,24 @@
+//! `pinetboot validate`.
+
+use crate::cli::GlobalArgs;
+use crate::config;
+use crate::error::{CommandResult, EXIT_OK};
+use crate::output::Printer;
+
+/// Loads and checks the config; prints a one-line summary when it is valid.
+pub fn run(global: &GlobalArgs, printer: &Printer) -> CommandResult {
+    let valid = config::load(&global.config)?;
+    printer.line(&format!(
+        "{}: valid ({} image{}, {} client{})",
+        global.config.display(),
+        valid.images.len(),
+        plural(valid.images.len()),
+        valid.clients.len(),
+        plural(valid.clients.len()),
+    ));
+    Ok(EXIT_OK)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

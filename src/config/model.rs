@@ -1,0 +1,199 @@
+//! The desired-state file as typed data: what `pinetboot.yaml` may say.
+//!
+//! Doc comments here become the descriptions of the JSON schema that editors use, so they are
+//! written for the person editing the YAML. Forms that need checking (addresses, serials, MACs,
+//! digests) are kept as strings here and checked by [`super::validate`], which can report every
+//! problem at once with its position and a hint.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The desired state of one pinetboot boot server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "pinetboot configuration")]
+pub struct Config {
+    /// This boot server: where the Pis reach TFTP and NFS, and the network they boot on.
+    pub server: Server,
+    /// Where pinetboot keeps things on the host. Every field has a default from the manual
+    /// recipe; paths are host paths (resolved under `--root`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub paths: Paths,
+    /// How client roots are exported over NFS.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub nfs: Nfs,
+    /// Operating-system images that client roots are provisioned from, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, Image>,
+    /// Settings every client inherits unless it sets its own.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub defaults: Defaults,
+    /// The Raspberry Pis that boot from this server, by name. The name is the client's NFS root
+    /// folder (`/nfs/NAME`) and its default hostname.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clients: BTreeMap<String, Client>,
+}
+
+/// The boot server itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// The server's IPv4 address on the boot network, e.g. `192.168.2.209`: the Pis fetch
+    /// TFTP files and mount their NFS roots from it.
+    pub address: String,
+    /// The boot network in CIDR form, e.g. `192.168.2.0/24`: where proxy-DHCP answers and what
+    /// the NFS exports are scoped to.
+    pub network: String,
+    /// The network interface dnsmasq answers on, e.g. `eth0`. When omitted, dnsmasq answers on
+    /// every interface (still only for the boot network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+/// Host paths pinetboot manages. All absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    /// Folder holding one NFS root per client (`/nfs/CLIENT`).
+    pub nfs: String,
+    /// The TFTP root: holds only one folder per Pi serial number.
+    pub tftp: String,
+    /// The dnsmasq drop-in pinetboot owns.
+    pub dnsmasq_conf: String,
+    /// The NFS exports drop-in pinetboot owns.
+    pub exports: String,
+    /// The fstab that records the bind mounts (pinetboot edits only its own fenced block).
+    pub fstab: String,
+    /// pinetboot's own state: what it manages, and the image store.
+    pub state: String,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            nfs: "/nfs".into(),
+            tftp: "/tftpboot".into(),
+            dnsmasq_conf: "/etc/dnsmasq.d/pinetboot.conf".into(),
+            exports: "/etc/exports.d/pinetboot.exports".into(),
+            fstab: "/etc/fstab".into(),
+            state: "/var/lib/pinetboot".into(),
+        }
+    }
+}
+
+/// NFS export settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Nfs {
+    /// exports(5) options for every client root. The default suits a Pi root: the Pi's root
+    /// user must own its files (`no_root_squash`), so the export is scoped to the boot network
+    /// or to the client's own address, never to the world.
+    pub options: Vec<String>,
+    /// Who may mount the roots: a network in CIDR form or one address. Defaults to
+    /// `server.network`. A client with an `address` is always exported to that address only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl Default for Nfs {
+    fn default() -> Self {
+        Nfs {
+            options: ["rw", "sync", "no_subtree_check", "no_root_squash"]
+                .map(String::from)
+                .to_vec(),
+            scope: None,
+        }
+    }
+}
+
+/// An operating-system image: a Raspberry Pi OS disk image (`.img`, `.img.xz`, `.img.gz`,
+/// `.zip`; a local file or an http(s) URL) or a directory holding an unpacked root tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// Where the image comes from: an absolute host path or an `http(s)://` URL. A path whose
+    /// name does not end in `.img`, `.xz`, `.gz` or `.zip` is a directory tree.
+    pub source: String,
+    /// The SHA-256 of the image file (64 hex digits), as published beside it. Required for
+    /// image files and URLs; a directory has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Files to place in the boot folder of every client root made from this image, by name
+    /// inside the boot folder, from absolute host paths (e.g. a newer `start4.elf`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+}
+
+/// Settings every client inherits.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    /// The image clients are provisioned from when they name none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// SSH access for every client (a client's own `ssh` replaces this one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<Ssh>,
+    /// Extra kernel arguments for every client, before the client's own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cmdline: Vec<String>,
+}
+
+/// One Raspberry Pi 4 that boots from this server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    /// The board's serial number: the last 8 hex digits of `Serial` in the Pi's /proc/cpuinfo,
+    /// e.g. `0c4c21e5`. The 16-digit form and upper case are accepted and normalised. The
+    /// bootloader asks TFTP for files under a folder of this name.
+    pub serial: String,
+    /// The board's Ethernet MAC address, e.g. `dc:a6:32:01:02:03`. When given, only this MAC is
+    /// offered a boot; otherwise any Raspberry Pi MAC prefix is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The client's fixed IPv4 address, if your router gives it one: narrows the NFS export of
+    /// its root to this one host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The image this client's root is provisioned from (default: `defaults.image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The client's hostname (default: the client's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// SSH access (default: `defaults.ssh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<Ssh>,
+    /// Extra kernel arguments, appended after `defaults.cmdline`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmdline: Vec<String>,
+}
+
+/// SSH access to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    /// Enable the SSH server (default: true when an `ssh` block is present).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enable: bool,
+    /// The account the keys are for (default: `root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Public keys allowed to log in, one authorized_keys line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorized_keys: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}

@@ -1,0 +1,875 @@
+//! Semantic validation: every problem in one run, each located and with a hint, and the
+//! normalised, checked form of the config that the rest of pinetboot works from.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use super::diagnostic::{ConfigError, Diagnostic};
+use super::load::Parsed;
+use super::locate::Locator;
+use super::model::{Config, Paths, Ssh};
+use super::net::{CidrError, Ipv4Net};
+
+/// A checked config, with forms normalised (lower-case 8-digit serials, `aa:bb:…` MACs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Valid {
+    /// The server's address on the boot network.
+    pub address: Ipv4Addr,
+    /// The boot network.
+    pub network: Ipv4Net,
+    /// The interface dnsmasq binds to, if any.
+    pub interface: Option<String>,
+    /// Host paths (absolute, normalised).
+    pub paths: Paths,
+    /// exports(5) options.
+    pub nfs_options: Vec<String>,
+    /// Who may mount client roots (a CIDR or an address), for clients without an address.
+    pub nfs_scope: String,
+    /// Images by name.
+    pub images: BTreeMap<String, ValidImage>,
+    /// Clients, by name.
+    pub clients: BTreeMap<String, ValidClient>,
+}
+
+/// Where an image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A directory holding an unpacked root tree (host path).
+    Directory(PathBuf),
+    /// A disk image file (host path).
+    File(PathBuf),
+    /// A disk image to download.
+    Url(String),
+}
+
+/// A checked image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidImage {
+    /// Where it comes from.
+    pub source: Source,
+    /// Lower-case SHA-256 of the image file (none for directories).
+    pub sha256: Option<String>,
+    /// Boot-folder overrides: relative name → host path.
+    pub files: BTreeMap<String, PathBuf>,
+}
+
+/// A checked client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidClient {
+    /// Lower-case 8 hex digits.
+    pub serial: String,
+    /// Lower-case, colon-separated.
+    pub mac: Option<String>,
+    /// Fixed address, if declared.
+    pub address: Option<Ipv4Addr>,
+    /// The image name (declared in `images`).
+    pub image: String,
+    /// Hostname.
+    pub hostname: String,
+    /// SSH access.
+    pub ssh: Option<Ssh>,
+    /// Extra kernel arguments (defaults first).
+    pub cmdline: Vec<String>,
+}
+
+/// The exports(5) options pinetboot accepts: flags, then options that take `=value`.
+const EXPORT_FLAGS: &[&str] = &[
+    "rw",
+    "ro",
+    "sync",
+    "async",
+    "secure",
+    "insecure",
+    "wdelay",
+    "no_wdelay",
+    "hide",
+    "nohide",
+    "crossmnt",
+    "subtree_check",
+    "no_subtree_check",
+    "insecure_locks",
+    "no_auth_nlm",
+    "secure_locks",
+    "auth_nlm",
+    "mountpoint",
+    "mp",
+    "nordirplus",
+    "pnfs",
+    "no_pnfs",
+    "security_label",
+    "root_squash",
+    "no_root_squash",
+    "all_squash",
+    "no_all_squash",
+];
+const EXPORT_VALUED: &[&str] = &[
+    "mountpoint",
+    "mp",
+    "fsid",
+    "refer",
+    "replicas",
+    "sec",
+    "anonuid",
+    "anongid",
+    "xprtsec",
+];
+const EXPORT_OPPOSITES: &[(&str, &str)] = &[
+    ("rw", "ro"),
+    ("sync", "async"),
+    ("secure", "insecure"),
+    ("wdelay", "no_wdelay"),
+    ("hide", "nohide"),
+    ("subtree_check", "no_subtree_check"),
+    ("root_squash", "no_root_squash"),
+    ("all_squash", "no_all_squash"),
+    ("pnfs", "no_pnfs"),
+];
+
+/// Kernel arguments pinetboot writes itself; a user's copy would fight them.
+const MANAGED_CMDLINE: &[&str] = &["root=", "nfsroot=", "ip=", "rootfstype=", "nfsrootdebug"];
+
+const SERIAL_HINT: &str = "the serial is the last 8 hex digits of `Serial` in the Pi's /proc/cpuinfo, e.g. 0c4c21e5 (the 16-digit 10000000… form works too)";
+
+struct Checker<'a> {
+    file: &'a Path,
+    locator: &'a Locator,
+    found: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at_value(&mut self, path: &str, message: String, hint: &str) {
+        self.push(self.locator.value(path), path, message, hint);
+    }
+
+    fn at_key(&mut self, path: &str, message: String, hint: &str) {
+        self.push(self.locator.key(path), path, message, hint);
+    }
+
+    fn push(&mut self, position: super::locate::Position, path: &str, message: String, hint: &str) {
+        self.found.push(Diagnostic {
+            file: self.file.to_owned(),
+            position,
+            path: path.to_owned(),
+            message,
+            hint: (!hint.is_empty()).then(|| hint.to_owned()),
+        });
+    }
+}
+
+/// Checks a parsed config and returns its normalised form, or every problem found.
+pub fn validate(file: &Path, parsed: &Parsed) -> Result<Valid, ConfigError> {
+    let mut c = Checker {
+        file,
+        locator: &parsed.locator,
+        found: Vec::new(),
+    };
+    let valid = check(&mut c, &parsed.config);
+    if c.found.is_empty() {
+        Ok(valid)
+    } else {
+        c.found
+            .sort_by(|a, b| a.position.cmp(&b.position).then(a.path.cmp(&b.path)));
+        Err(ConfigError {
+            diagnostics: c.found,
+        })
+    }
+}
+
+fn check(c: &mut Checker<'_>, cfg: &Config) -> Valid {
+    let network = match cfg.server.network.parse::<Ipv4Net>() {
+        Ok(n) if n.prefix() > 30 => {
+            c.at_value(
+                "server.network",
+                format!("`{}` leaves no room for Pis", cfg.server.network),
+                "use the boot LAN's network, e.g. 192.168.2.0/24",
+            );
+            None
+        }
+        Ok(n) if n.prefix() == 0 => {
+            c.at_value(
+                "server.network",
+                "0.0.0.0/0 is the whole internet, not a boot network".into(),
+                "use the boot LAN's network, e.g. 192.168.2.0/24",
+            );
+            None
+        }
+        Ok(n) => Some(n),
+        Err(CidrError::HostBits(n)) => {
+            c.at_value(
+                "server.network",
+                format!("`{}` has host bits set", cfg.server.network),
+                &format!("did you mean {n}?"),
+            );
+            None
+        }
+        Err(CidrError::Malformed) => {
+            c.at_value(
+                "server.network",
+                format!(
+                    "`{}` is not an IPv4 network in CIDR form",
+                    cfg.server.network
+                ),
+                "write the network and prefix length, e.g. 192.168.2.0/24",
+            );
+            None
+        }
+    };
+    let address = ipv4(c, "server.address", &cfg.server.address);
+    if let (Some(a), Some(n)) = (address, network)
+        && !n.is_host(a)
+    {
+        c.at_value(
+            "server.address",
+            format!("{a} is not a host address in the boot network {n}"),
+            "the server's address must be on the network the Pis boot from",
+        );
+    }
+    if let Some(ifname) = &cfg.server.interface
+        && !valid_ifname(ifname)
+    {
+        c.at_value(
+            "server.interface",
+            format!("`{ifname}` is not a network interface name"),
+            "use the name `ip link` shows, e.g. eth0 (at most 15 characters, no spaces or slashes)",
+        );
+    }
+    let paths = check_paths(c, &cfg.paths);
+    let (nfs_options, nfs_scope) = check_nfs(c, cfg, network);
+    let images = check_images(c, cfg);
+    let clients = check_clients(c, cfg, network, address);
+    Valid {
+        address: address.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        network: network.unwrap_or_else(|| "0.0.0.0/0".parse().expect("constant")),
+        interface: cfg.server.interface.clone(),
+        paths,
+        nfs_options,
+        nfs_scope,
+        images,
+        clients,
+    }
+}
+
+fn ipv4(c: &mut Checker<'_>, path: &str, text: &str) -> Option<Ipv4Addr> {
+    match text.parse::<Ipv4Addr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            let hint = if text.contains('/') {
+                "an address has no /prefix; the network goes in server.network"
+            } else {
+                "write an IPv4 address in dotted form, e.g. 192.168.2.51"
+            };
+            c.at_value(path, format!("`{text}` is not an IPv4 address"), hint);
+            None
+        }
+    }
+}
+
+fn valid_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+/// An absolute, normalised host path: no `.`/`..`/empty components, no control characters.
+fn clean_abs_path(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("is not an absolute path");
+    }
+    if p.chars().any(char::is_control) {
+        return Err("contains control characters");
+    }
+    let rest = p.trim_start_matches('/');
+    if rest.is_empty() {
+        return Err("is the root folder");
+    }
+    if rest
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("is not normalised (empty, `.` or `..` components)");
+    }
+    Ok(())
+}
+
+fn check_path(c: &mut Checker<'_>, field: &str, p: &str) {
+    if let Err(why) = clean_abs_path(p) {
+        c.at_value(
+            field,
+            format!("`{p}` {why}"),
+            "write an absolute host path such as /srv/firmware/start4.elf (it is resolved under --root)",
+        );
+    }
+}
+
+fn check_paths(c: &mut Checker<'_>, paths: &Paths) -> Paths {
+    let fields = [
+        ("paths.nfs", &paths.nfs),
+        ("paths.tftp", &paths.tftp),
+        ("paths.dnsmasq_conf", &paths.dnsmasq_conf),
+        ("paths.exports", &paths.exports),
+        ("paths.fstab", &paths.fstab),
+        ("paths.state", &paths.state),
+    ];
+    for (field, p) in fields {
+        check_path(c, field, p);
+    }
+    if paths.nfs == paths.tftp
+        || paths.nfs.starts_with(&format!("{}/", paths.tftp))
+        || paths.tftp.starts_with(&format!("{}/", paths.nfs))
+    {
+        c.at_value(
+            "paths.tftp",
+            "the TFTP root and the NFS folder overlap".into(),
+            "keep them apart, e.g. /tftpboot and /nfs: the TFTP root holds only serial folders",
+        );
+    }
+    paths.clone()
+}
+
+fn check_nfs(c: &mut Checker<'_>, cfg: &Config, network: Option<Ipv4Net>) -> (Vec<String>, String) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, opt) in cfg.nfs.options.iter().enumerate() {
+        let field = format!("nfs.options[{i}]");
+        let (name, value) = match opt.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (opt.as_str(), None),
+        };
+        let known = match value {
+            None => EXPORT_FLAGS.contains(&name),
+            Some(v) => EXPORT_VALUED.contains(&name) && !v.is_empty(),
+        };
+        if opt.contains(['*', '(', ')', ',', ' ', '\t']) || opt.chars().any(char::is_control) {
+            c.at_value(
+                &field,
+                format!("`{opt}` is not a single export option"),
+                "list one option per item, e.g. [rw, sync, no_subtree_check]; who may mount goes in nfs.scope",
+            );
+        } else if !known {
+            c.at_value(
+                &field,
+                format!("`{opt}` is not an exports(5) option"),
+                "see `man 5 exports`; common ones: rw, ro, sync, async, no_subtree_check, root_squash, no_root_squash",
+            );
+        }
+        seen.insert(name, i);
+    }
+    for (a, b) in EXPORT_OPPOSITES {
+        if let (Some(_), Some(&j)) = (seen.get(a), seen.get(b)) {
+            c.at_value(
+                &format!("nfs.options[{j}]"),
+                format!("`{a}` and `{b}` contradict each other"),
+                "keep one of them",
+            );
+        }
+    }
+    let scope = match &cfg.nfs.scope {
+        None => network.map(|n| n.to_string()).unwrap_or_default(),
+        Some(s) => {
+            let world = s == "*" || s.starts_with("0.0.0.0/0") || s.ends_with("/0");
+            if world {
+                c.at_value(
+                    "nfs.scope",
+                    format!("`{s}` would export client roots to the world"),
+                    "client roots are exported with no_root_squash; scope them to the boot network (the default) or one address",
+                );
+            } else if s.contains('/') {
+                match s.parse::<Ipv4Net>() {
+                    Ok(_) => {}
+                    Err(CidrError::HostBits(n)) => c.at_value(
+                        "nfs.scope",
+                        format!("`{s}` has host bits set"),
+                        &format!("did you mean {n}?"),
+                    ),
+                    Err(CidrError::Malformed) => c.at_value(
+                        "nfs.scope",
+                        format!("`{s}` is not an IPv4 network or address"),
+                        "write a network such as 192.168.2.0/24 or one address",
+                    ),
+                }
+            } else {
+                ipv4(c, "nfs.scope", s);
+            }
+            s.clone()
+        }
+    };
+    (cfg.nfs.options.clone(), scope)
+}
+
+/// Whether a source names a disk image file (by its name), rather than a directory tree.
+fn is_image_file_name(source: &str) -> bool {
+    let name = source
+        .rsplit('/')
+        .next()
+        .unwrap_or(source)
+        .to_ascii_lowercase();
+    [".img", ".xz", ".gz", ".zip"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+fn check_images(c: &mut Checker<'_>, cfg: &Config) -> BTreeMap<String, ValidImage> {
+    let mut out = BTreeMap::new();
+    for (name, image) in &cfg.images {
+        let base = format!("images.{name}");
+        if let Err(why) = safe_name(name) {
+            c.at_key(
+                &base,
+                format!("image name `{name}` {why}"),
+                "image names are short identifiers such as bookworm-lite",
+            );
+        }
+        let field = format!("{base}.source");
+        let is_url = image.source.starts_with("http://") || image.source.starts_with("https://");
+        let source = if is_url {
+            let host = image.source.split("://").nth(1).unwrap_or_default();
+            if host.is_empty()
+                || host.starts_with('/')
+                || image.source.chars().any(char::is_whitespace)
+            {
+                c.at_value(
+                    &field,
+                    format!("`{}` is not a usable URL", image.source),
+                    "write the full http(s) URL of the image file",
+                );
+            }
+            Source::Url(image.source.clone())
+        } else if image.source.contains("://") {
+            c.at_value(
+                &field,
+                format!(
+                    "`{}`: only http:// and https:// URLs are supported",
+                    image.source
+                ),
+                "download the image yourself and give its absolute path",
+            );
+            Source::Url(image.source.clone())
+        } else {
+            check_path(c, &field, &image.source);
+            if is_image_file_name(&image.source) {
+                Source::File(image.source.clone().into())
+            } else {
+                Source::Directory(image.source.clone().into())
+            }
+        };
+        let needs_digest = !matches!(source, Source::Directory(_));
+        let sha256 = match (&image.sha256, needs_digest) {
+            (None, true) => {
+                c.at_key(
+                    &base,
+                    format!("image `{name}` has no sha256"),
+                    "add `sha256:` with the 64 hex digits published beside the image (its .sha256 file)",
+                );
+                None
+            }
+            (Some(_), false) => {
+                c.at_value(
+                    &format!("{base}.sha256"),
+                    "a directory source has no sha256".into(),
+                    "remove sha256, or point source at the image file (.img, .img.xz, .img.gz, .zip)",
+                );
+                None
+            }
+            (Some(d), true) => {
+                if d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Some(d.to_ascii_lowercase())
+                } else {
+                    c.at_value(
+                        &format!("{base}.sha256"),
+                        format!("`{d}` is not a SHA-256 digest"),
+                        "a SHA-256 is 64 hex digits, as in the image's .sha256 file",
+                    );
+                    None
+                }
+            }
+            (None, false) => None,
+        };
+        let mut files = BTreeMap::new();
+        for (rel, host) in &image.files {
+            let f = format!("{base}.files.{rel}");
+            if let Err(why) = safe_relative(rel) {
+                c.at_key(
+                    &f,
+                    format!("`{rel}` {why}"),
+                    "name a file inside the boot folder, e.g. start4.elf or overlays/foo.dtbo",
+                );
+            }
+            check_path(c, &f, host);
+            files.insert(rel.clone(), PathBuf::from(host));
+        }
+        out.insert(
+            name.clone(),
+            ValidImage {
+                source,
+                sha256,
+                files,
+            },
+        );
+    }
+    out
+}
+
+/// A name usable as one path component and as a hostname label.
+fn safe_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("is empty");
+    }
+    if name.len() > 63 {
+        return Err("is longer than 63 characters");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("contains control characters");
+    }
+    if name.contains('/') {
+        return Err("contains `/`");
+    }
+    if name.starts_with('.') {
+        return Err("starts with a dot");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err("starts or ends with a dash");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err("may hold only letters, digits and dashes");
+    }
+    Ok(())
+}
+
+/// A relative path inside a folder: no `..`, not absolute, no empty components.
+fn safe_relative(rel: &str) -> Result<(), &'static str> {
+    if rel.is_empty() || rel.starts_with('/') {
+        return Err("is not a relative path");
+    }
+    if rel.chars().any(char::is_control) {
+        return Err("contains control characters");
+    }
+    if rel
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err("has empty, `.` or `..` components");
+    }
+    Ok(())
+}
+
+fn normalise_serial(s: &str) -> Option<String> {
+    let hex = s.strip_prefix("0x").unwrap_or(s);
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    match hex.len() {
+        8 => Some(hex.to_ascii_lowercase()),
+        16 => Some(hex[8..].to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+fn normalise_mac(s: &str) -> Option<String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6
+        || !parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return None;
+    }
+    Some(parts.join(":").to_ascii_lowercase())
+}
+
+fn check_hostname(name: &str) -> Result<(), &'static str> {
+    if name.len() > 253 {
+        return Err("is longer than 253 characters");
+    }
+    for label in name.split('.') {
+        safe_name(label)?;
+    }
+    Ok(())
+}
+
+fn check_clients(
+    c: &mut Checker<'_>,
+    cfg: &Config,
+    network: Option<Ipv4Net>,
+    server: Option<Ipv4Addr>,
+) -> BTreeMap<String, ValidClient> {
+    if let Some(img) = &cfg.defaults.image
+        && !cfg.images.contains_key(img)
+    {
+        c.at_value(
+            "defaults.image",
+            format!("image `{img}` is not declared"),
+            &declared_images_hint(cfg),
+        );
+    }
+    check_cmdline(c, "defaults.cmdline", &cfg.defaults.cmdline);
+    if let Some(ssh) = &cfg.defaults.ssh {
+        check_ssh(c, "defaults.ssh", ssh);
+    }
+    let mut seen: [HashMap<String, String>; 4] = Default::default();
+    let mut out = BTreeMap::new();
+    for (name, client) in &cfg.clients {
+        let base = format!("clients.{name}");
+        if let Err(why) = safe_name(name) {
+            c.at_key(
+                &base,
+                format!("client name `{name}` {why}"),
+                "the name is the client's /nfs folder and default hostname: letters, digits and dashes, at most 63",
+            );
+        }
+        let serial = normalise_serial(&client.serial);
+        if serial.is_none() {
+            c.at_value(
+                &format!("{base}.serial"),
+                format!("`{}` is not a Raspberry Pi serial number", client.serial),
+                SERIAL_HINT,
+            );
+        }
+        let mac = client.mac.as_ref().and_then(|m| {
+            let n = normalise_mac(m);
+            match &n {
+                None => c.at_value(
+                    &format!("{base}.mac"),
+                    format!("`{m}` is not a MAC address"),
+                    "write six hex pairs, e.g. dc:a6:32:01:02:03 (see `ip link` on the Pi or the router's lease list)",
+                ),
+                Some(mac) if mac == "00:00:00:00:00:00" || u8::from_str_radix(&mac[..2], 16).is_ok_and(|b| b & 1 == 1) => c.at_value(
+                    &format!("{base}.mac"),
+                    format!("`{m}` is a multicast or null address, not a board's MAC"),
+                    "copy the MAC from the Pi's `ip link` output",
+                ),
+                Some(_) => {}
+            }
+            n
+        });
+        let address = client
+            .address
+            .as_ref()
+            .and_then(|a| ipv4(c, &format!("{base}.address"), a));
+        if let Some(a) = address {
+            if let Some(n) = network
+                && !n.is_host(a)
+            {
+                c.at_value(
+                    &format!("{base}.address"),
+                    format!("{a} is not a host address in the boot network {n}"),
+                    "a client boots on the server's network; give its address there, or leave address out",
+                );
+            }
+            if Some(a) == server {
+                c.at_value(
+                    &format!("{base}.address"),
+                    format!("{a} is the server's own address"),
+                    "give the Pi's own address (the one your router leases to it)",
+                );
+            }
+        }
+        let image = client.image.clone().or_else(|| cfg.defaults.image.clone());
+        match &image {
+            None => c.at_key(
+                &base,
+                format!("client `{name}` has no image"),
+                "set `image:` on the client or `defaults.image`",
+            ),
+            Some(img) if client.image.is_some() && !cfg.images.contains_key(img) => c.at_value(
+                &format!("{base}.image"),
+                format!("image `{img}` is not declared"),
+                &declared_images_hint(cfg),
+            ),
+            Some(_) => {}
+        }
+        let hostname = client.hostname.clone().unwrap_or_else(|| name.clone());
+        if let Some(h) = &client.hostname
+            && let Err(why) = check_hostname(h)
+        {
+            c.at_value(
+                &format!("{base}.hostname"),
+                format!("hostname `{h}` {why}"),
+                "hostnames are dot-separated labels of letters, digits and dashes, e.g. raspi1",
+            );
+        }
+        check_cmdline(c, &format!("{base}.cmdline"), &client.cmdline);
+        if let Some(ssh) = &client.ssh {
+            check_ssh(c, &format!("{base}.ssh"), ssh);
+        }
+        // Duplicates, reported on the later client with the earlier one named.
+        let keys = [
+            ("serial", serial.clone()),
+            ("mac", mac.clone()),
+            ("hostname", Some(hostname.to_ascii_lowercase())),
+            ("address", address.map(|a| a.to_string())),
+        ];
+        for (slot, (field, value)) in keys.into_iter().enumerate() {
+            let Some(value) = value else { continue };
+            if let Some(first) = seen[slot].get(&value) {
+                let path = if field == "hostname" && client.hostname.is_none() {
+                    base.clone()
+                } else {
+                    format!("{base}.{field}")
+                };
+                c.at_value(
+                    &path,
+                    format!("{field} `{value}` is also used by client `{first}`"),
+                    &format!("each Pi needs its own {field}"),
+                );
+            } else {
+                seen[slot].insert(value, name.clone());
+            }
+        }
+        let mut cmdline = cfg.defaults.cmdline.clone();
+        cmdline.extend(client.cmdline.iter().cloned());
+        out.insert(
+            name.clone(),
+            ValidClient {
+                serial: serial.unwrap_or_default(),
+                mac,
+                address,
+                image: image.unwrap_or_default(),
+                hostname,
+                ssh: client.ssh.clone().or_else(|| cfg.defaults.ssh.clone()),
+                cmdline,
+            },
+        );
+    }
+    out
+}
+
+fn declared_images_hint(cfg: &Config) -> String {
+    if cfg.images.is_empty() {
+        "declare it under `images:` first".into()
+    } else {
+        let names: Vec<&str> = cfg.images.keys().map(String::as_str).collect();
+        format!("declared images: {}", names.join(", "))
+    }
+}
+
+fn check_cmdline(c: &mut Checker<'_>, base: &str, tokens: &[String]) {
+    for (i, t) in tokens.iter().enumerate() {
+        let field = format!("{base}[{i}]");
+        if t.is_empty() || t.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            c.at_value(
+                &field,
+                format!("`{t}` is not one kernel argument"),
+                "list one argument per item, e.g. [quiet, splash]",
+            );
+        } else if let Some(m) = MANAGED_CMDLINE.iter().find(|m| t.starts_with(**m)) {
+            c.at_value(
+                &field,
+                format!("`{t}` is managed by pinetboot ({m}… is always written for the NFS root)"),
+                "remove it; pinetboot writes root=/dev/nfs nfsroot=SERVER:/nfs/CLIENT,vers=3 rw ip=dhcp rootwait",
+            );
+        } else if t.contains("vers=") || t.contains("proto=") || t.contains("nfsvers=") {
+            c.at_value(
+                &field,
+                format!("`{t}` breaks NFS boot"),
+                "Raspberry Pi OS's initramfs mounts the root with klibc nfsmount, which needs vers=3 and rejects proto=; pinetboot sets vers=3 itself",
+            );
+        }
+    }
+}
+
+fn check_ssh(c: &mut Checker<'_>, base: &str, ssh: &Ssh) {
+    if let Some(user) = &ssh.user
+        && (user.is_empty()
+            || user.len() > 32
+            || user.starts_with('-')
+            || !user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)))
+    {
+        c.at_value(
+            &format!("{base}.user"),
+            format!("`{user}` is not a user name"),
+            "a Linux user name such as pi or admin",
+        );
+    }
+    for (i, key) in ssh.authorized_keys.iter().enumerate() {
+        if !looks_like_public_key(key) {
+            c.at_value(
+                &format!("{base}.authorized_keys[{i}]"),
+                "this is not an SSH public key line".into(),
+                "paste one line of your ~/.ssh/id_ed25519.pub: `ssh-ed25519 AAAA… comment`",
+            );
+        }
+    }
+}
+
+fn looks_like_public_key(line: &str) -> bool {
+    if line.contains(['\n', '\r']) {
+        return false;
+    }
+    let mut words = line.split_whitespace();
+    // authorized_keys lines may start with options; find the key type.
+    let key_type = words
+        .by_ref()
+        .find(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-sha2-") || w.starts_with("sk-"));
+    match (key_type, words.next()) {
+        (Some(_), Some(blob)) => {
+            blob.len() >= 16
+                && blob.starts_with("AAAA")
+                && blob
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_normalise() {
+        assert_eq!(normalise_serial("0C4C21E5").as_deref(), Some("0c4c21e5"));
+        assert_eq!(
+            normalise_serial("100000000c4c21e5").as_deref(),
+            Some("0c4c21e5")
+        );
+        assert_eq!(normalise_serial("0x0c4c21e5").as_deref(), Some("0c4c21e5"));
+        assert_eq!(normalise_serial("c4c21e5"), None);
+        assert_eq!(normalise_serial("0c4c21eg"), None);
+    }
+
+    #[test]
+    fn macs_normalise() {
+        assert_eq!(
+            normalise_mac("DC-A6-32-01-02-03").as_deref(),
+            Some("dc:a6:32:01:02:03")
+        );
+        assert_eq!(normalise_mac("dc:a6:32:01:02"), None);
+        assert_eq!(normalise_mac("dc:a6:32:01:02:0g"), None);
+    }
+
+    #[test]
+    fn names() {
+        assert!(safe_name("raspi1").is_ok());
+        for bad in [
+            "",
+            ".x",
+            "-x",
+            "x-",
+            "a/b",
+            "..",
+            "a b",
+            "a\u{7}",
+            &"x".repeat(64),
+        ] {
+            assert!(safe_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn public_keys() {
+        assert!(looks_like_public_key(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDx admin@x"
+        ));
+        assert!(looks_like_public_key(
+            "from=\"10.0.0.0/8\" ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB"
+        ));
+        assert!(!looks_like_public_key("hello world"));
+        assert!(!looks_like_public_key("ssh-ed25519"));
+    }
+}
