@@ -1,11 +1,24 @@
 //! pinetboot: a declarative network-boot server for Raspberry Pi 4 boards.
 //!
 //! The one data flow (see ARCHITECTURE.md): the YAML file is loaded and validated into a
-//! [`config::Valid`]; it is expanded into desired resources, the live host is observed, and
-//! the plan is the pure difference of the two; `apply` executes the plan and observes again.
+//! [`config::Valid`]; [`expand`] turns it into desired [`resource`]s, the host is observed,
+//! and the [`plan`] is their difference; [`engine::apply`] executes the plan under a lock,
+//! runs [`handlers`], records [`state`] and observes again.
 
 pub mod cli;
+pub mod clientos;
 pub mod commands;
 pub mod config;
+pub mod digest;
+pub mod engine;
 pub mod error;
+pub mod expand;
+pub mod handlers;
+pub mod host;
 pub mod output;
+pub mod pios;
+pub mod plan;
+pub mod render;
+pub mod resource;
+pub mod state;
+pub mod tree;

@@ -56,4 +56,40 @@ pub enum Command {
     Validate,
     /// Print the JSON schema of the config file (draft-07), for editors.
     Schema,
+    /// Show what `apply` would change on the host, without changing anything.
+    Plan(PlanArgs),
+    /// Make the host match the config: idempotent, locked, crash-safe.
+    Apply(ApplyArgs),
+    /// Delete the root folder of a client that is no longer declared (client data: only on
+    /// request, by name).
+    Purge(PurgeArgs),
+}
+
+/// `pinetboot plan` options.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print the plan as JSON (format: docs/plan-json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 0 when there are no changes, 2 when changes are pending, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// `pinetboot apply` options.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Fail at once if another apply holds the lock, instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `pinetboot purge` options.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// The client whose root to delete; it must no longer be declared in the config.
+    pub client: String,
+    /// Confirm that the client's data is to be deleted.
+    #[arg(long)]
+    pub yes: bool,
 }

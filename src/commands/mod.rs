@@ -4,6 +4,9 @@ use crate::cli::{Cli, Command};
 use crate::error::CommandResult;
 use crate::output::Printer;
 
+mod apply;
+mod plan;
+mod purge;
 mod schema;
 mod validate;
 
@@ -12,5 +15,18 @@ pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
     match &cli.command {
         Command::Validate => validate::run(&cli.global, printer),
         Command::Schema => schema::run(printer),
+        Command::Plan(args) => plan::run(&cli.global, args, printer),
+        Command::Apply(args) => apply::run(&cli.global, args, printer),
+        Command::Purge(args) => purge::run(&cli.global, args, printer),
     }
+}
+
+/// Opens the host named by `--root`.
+fn host(global: &crate::cli::GlobalArgs) -> Result<crate::host::Host, crate::error::CommandError> {
+    crate::host::Host::new(&global.root).map_err(|e| {
+        crate::error::CommandError::user(
+            format!("--root {}: {e}", global.root.display()),
+            "give an existing folder (or / for this host)",
+        )
+    })
 }

@@ -1,0 +1,81 @@
+//! `pinetboot apply`.
+
+use crate::cli::{ApplyArgs, GlobalArgs};
+use crate::config;
+use crate::engine;
+use crate::error::{CommandError, CommandResult, EXIT_OK};
+use crate::handlers::Outcome;
+use crate::host::lock::Mode;
+use crate::output::{Printer, Style};
+use crate::resource::Action;
+
+/// Makes the host match the config, then prints a one-line summary.
+pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> CommandResult {
+    let valid = config::load(&global.config)?;
+    let host = super::host(global)?;
+    let _lock = engine::lock(&host, Mode::Exclusive, !args.no_wait)?;
+    let report = engine::apply(&valid, &host, |c| {
+        let (sym, style) = match c.action {
+            Action::Create => ("+", Style::Add),
+            Action::Update => ("~", Style::Change),
+            Action::Remove => ("-", Style::Remove),
+        };
+        printer.line(&format!(
+            "{} {} {}",
+            printer.paint(style, sym),
+            c.kind,
+            c.path
+        ));
+        tracing::info!(action = ?c.action, kind = c.kind, path = %c.path, "applied");
+    })?;
+    for (h, outcome) in &report.handlers {
+        match outcome {
+            Outcome::Ran => printer.line(&format!("ran: {}", h.describe())),
+            Outcome::Skipped(why) => printer.line(&format!("skipped: {} ({why})", h.describe())),
+        }
+    }
+    for k in &report.kept {
+        printer.line(&format!(
+            "kept: client root {} of {} ({})",
+            k.path, k.client, k.note
+        ));
+    }
+    let (mut add, mut change, mut remove) = (0, 0, 0);
+    for c in &report.applied {
+        match c.action {
+            Action::Create => add += 1,
+            Action::Update => change += 1,
+            Action::Remove => remove += 1,
+        }
+    }
+    let summary = if report.applied.is_empty() {
+        "Apply complete: no changes.".to_owned()
+    } else {
+        format!("Apply complete: {add} added, {change} changed, {remove} removed.")
+    };
+    printer.line(&summary);
+    if !report.conflicts.is_empty() {
+        let mut err = CommandError::conflict(
+            format!(
+                "{} client{} left untouched because of conflicts:\n{}",
+                report.conflicts.len(),
+                if report.conflicts.len() == 1 { "" } else { "s" },
+                report
+                    .conflicts
+                    .iter()
+                    .map(|c| format!("  client {}: {}", c.client, c.message))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            "every other client converged; see `pinetboot plan` for each conflict's hint",
+        );
+        err.hints.extend(
+            report
+                .conflicts
+                .iter()
+                .map(|c| format!("{}: {}", c.client, c.hint)),
+        );
+        return Err(err);
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,169 @@
+//! The shell around the functional core: observe the host, plan, and apply (lock, ordered
+//! execution, handlers, state, and a final observation that must find nothing left to do).
+
+use std::collections::{BTreeSet, HashSet};
+
+use anyhow::Context as _;
+
+use crate::config::Valid;
+use crate::error::CommandError;
+use crate::expand::{Desired, expand};
+use crate::handlers::{self, Outcome};
+use crate::host::Host;
+use crate::host::lock::{self, Mode};
+use crate::plan::{Plan, plan};
+use crate::resource::{Change, Ctx, Handler, as_violation};
+use crate::state::State;
+
+/// Host path of the lock file.
+pub const LOCK_PATH: &str = "/run/pinetboot.lock";
+
+/// Observes the host and computes the plan.
+pub fn observe_and_plan(valid: &Valid, host: &Host) -> anyhow::Result<(Desired, Ctx, Plan)> {
+    let state = State::load(host, &valid.paths.state)?;
+    let desired = expand(valid, host, &state)?;
+    let ctx = Ctx {
+        host: host.clone(),
+        mounts: crate::host::mountinfo::read().context("reading /proc/self/mountinfo")?,
+        clients: desired.clients.clone(),
+    };
+    let p = plan(&desired, &ctx, host.root())?;
+    Ok((desired, ctx, p))
+}
+
+/// Takes the lock for a plan (shared) or an apply (exclusive).
+pub fn lock(host: &Host, mode: Mode, wait: bool) -> Result<lock::Lock, CommandError> {
+    let path = host.path(LOCK_PATH);
+    lock::acquire(&path, mode, wait, || {
+        eprintln!(
+            "waiting for another pinetboot apply to finish (lock {})…",
+            path.display()
+        )
+    })
+    .map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            CommandError::user(
+                "another pinetboot apply is running",
+                "wait for it, or run without --no-wait to wait",
+            )
+        } else {
+            anyhow::Error::new(e)
+                .context(format!("taking the lock {}", path.display()))
+                .into()
+        }
+    })
+}
+
+/// What an apply did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Changes made.
+    pub applied: Vec<Change>,
+    /// Handlers and their outcomes.
+    pub handlers: Vec<(Handler, Outcome)>,
+    /// The plan's conflicts (clients left untouched).
+    pub conflicts: Vec<crate::expand::Conflict>,
+    /// Client data kept.
+    pub kept: Vec<crate::expand::Kept>,
+}
+
+/// Applies the config to the host (the caller holds the exclusive lock).
+pub fn apply(
+    valid: &Valid,
+    host: &Host,
+    mut on_change: impl FnMut(&Change),
+) -> Result<Report, CommandError> {
+    let (desired, ctx, first) = observe_and_plan(valid, host)?;
+    let mut conflicted: HashSet<String> =
+        first.conflicts.iter().map(|c| c.client.clone()).collect();
+    let mut report = Report {
+        kept: first.kept.clone(),
+        ..Report::default()
+    };
+    // Record ownership of everything we may create before creating it (crash safety).
+    let old = State::load(host, &valid.paths.state)?;
+    let mut union = old.clone();
+    for (k, v) in &desired.state.clients {
+        union.clients.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if union != old {
+        union.save(host, &valid.paths.state)?;
+    }
+    let mut fired: BTreeSet<Handler> = BTreeSet::new();
+    let mut conflicts = first.conflicts.clone();
+    for r in &desired.resources {
+        if r.client().is_some_and(|c| conflicted.contains(c)) {
+            continue;
+        }
+        // Re-check now: an earlier step (a new root) may have changed what is there.
+        let result = r.check(&ctx).and_then(|change| {
+            if let Some(change) = change {
+                r.apply(&ctx)?;
+                Ok(Some(change))
+            } else {
+                Ok(None)
+            }
+        });
+        match result {
+            Ok(Some(change)) => {
+                on_change(&change);
+                if let Some(h) = change.handler {
+                    fired.insert(h);
+                }
+                report.applied.push(change);
+                if crate::host::atomic::crash_point("after-change") {
+                    std::process::abort();
+                }
+            }
+            Ok(None) => {}
+            Err(e) => match (r.client(), as_violation(&e)) {
+                (Some(client), Some(_)) => {
+                    conflicted.insert(client.to_owned());
+                    conflicts.push(crate::expand::Conflict {
+                        client: client.to_owned(),
+                        message: format!("{e:#}"),
+                        hint: "the client root changed under pinetboot (a symlink or special file appeared); inspect it, then apply again".into(),
+                    });
+                }
+                _ => return Err(e.into()),
+            },
+        }
+    }
+    for h in fired {
+        let outcome =
+            handlers::run(host, h).with_context(|| format!("handler {}", h.describe()))?;
+        report.handlers.push((h, outcome));
+    }
+    let mut state = desired.state.clone();
+    for name in &conflicted {
+        match old.clients.get(name) {
+            Some(rec) => {
+                state.clients.insert(name.clone(), rec.clone());
+            }
+            None => {
+                state.clients.remove(name);
+            }
+        }
+    }
+    state.save(host, &valid.paths.state)?;
+    report.conflicts = conflicts;
+    // Observe again: everything but the conflicted clients must now match.
+    let (_, _, after) = observe_and_plan(valid, host)?;
+    let left: Vec<&Change> = after
+        .changes
+        .iter()
+        .filter(|c| !c.client.as_ref().is_some_and(|n| conflicted.contains(n)))
+        .collect();
+    if !left.is_empty() {
+        let list: Vec<String> = left
+            .iter()
+            .map(|c| format!("{} {}", c.kind, c.path))
+            .collect();
+        return Err(CommandError::from(anyhow::anyhow!(
+            "apply did not converge: still pending after applying: {}",
+            list.join(", ")
+        ))
+        .hint("this is a pinetboot bug or something changed the host during apply; run `pinetboot plan` and report it"));
+    }
+    Ok(report)
+}

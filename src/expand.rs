@@ -1,0 +1,356 @@
+//! Expansion: the validated config plus what the client trees say (boot folder, the image's
+//! own cmdline.txt, users) becomes the ordered list of desired resources. A client whose tree
+//! cannot be read safely becomes a conflict instead; the others still expand.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::config::{Source, Valid, ValidClient};
+use crate::host::Host;
+use crate::host::atomic::Owner;
+use crate::host::confined::Tree;
+use crate::pios;
+use crate::render;
+use crate::resource::bind::{Bind, Unbind};
+use crate::resource::client_file::{ClientFile, Want};
+use crate::resource::client_root::ClientRoot;
+use crate::resource::dir::{Dir, RemoveDir};
+use crate::resource::fstab::FstabBlock;
+use crate::resource::host_file::HostFile;
+use crate::resource::{ClientPaths, Handler, Resource, as_violation};
+use crate::state::{ClientRecord, State};
+
+/// A client pinetboot cannot change safely right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// The client.
+    pub client: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub hint: String,
+}
+
+/// Something pinetboot keeps on purpose and says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    /// The client.
+    pub client: String,
+    /// Host path kept.
+    pub path: String,
+    /// Why, and how to remove it.
+    pub note: String,
+}
+
+/// Everything the config asks of the host.
+#[derive(Debug)]
+pub struct Desired {
+    /// In apply order.
+    pub resources: Vec<Resource>,
+    /// Clients that cannot be expanded safely.
+    pub conflicts: Vec<Conflict>,
+    /// Client data kept on purpose.
+    pub kept: Vec<Kept>,
+    /// Where each client's files are.
+    pub clients: HashMap<String, ClientPaths>,
+    /// The state to record after a successful apply.
+    pub state: State,
+}
+
+/// The host path of a client's root.
+pub fn root_of(valid: &Valid, name: &str) -> String {
+    format!("{}/{name}", valid.paths.nfs.trim_end_matches('/'))
+}
+
+fn tftp_of(valid: &Valid, serial: &str) -> String {
+    format!("{}/{serial}", valid.paths.tftp.trim_end_matches('/'))
+}
+
+/// Expands `valid` against the host.
+pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired> {
+    let mut out = Desired {
+        resources: vec![
+            Resource::Dir(Dir {
+                path: valid.paths.nfs.clone(),
+                mode: 0o755,
+                enforce_mode: true,
+                client: None,
+            }),
+            Resource::Dir(Dir {
+                path: valid.paths.tftp.clone(),
+                mode: 0o755,
+                enforce_mode: true,
+                client: None,
+            }),
+        ],
+        conflicts: Vec::new(),
+        kept: Vec::new(),
+        clients: HashMap::new(),
+        state: State {
+            version: crate::state::VERSION,
+            clients: BTreeMap::new(),
+        },
+    };
+    let mut binds = Vec::new();
+    let mut fstab_lines = Vec::new();
+    let mut served = Vec::new();
+    for (name, client) in &valid.clients {
+        let root = root_of(valid, name);
+        let image = valid.images.get(&client.image).context("validated image")?;
+        let image_dir = match &image.source {
+            Source::Directory(p) => Some(p.to_string_lossy().into_owned()),
+            _ => None,
+        };
+        out.clients.insert(
+            name.clone(),
+            ClientPaths {
+                root: root.clone(),
+                image_dir: image_dir.clone(),
+            },
+        );
+        let root_exists = std::fs::symlink_metadata(host.path(&root)).is_ok();
+        match expand_client(valid, host, name, client, &root, image_dir.as_deref()) {
+            Ok(client_out) => {
+                out.resources.extend(client_out.resources);
+                let tftp = tftp_of(valid, &client.serial);
+                out.resources.push(Resource::Dir(Dir {
+                    path: tftp.clone(),
+                    mode: 0o755,
+                    // Once mounted, its mode is the client's boot folder's: not ours to change.
+                    enforce_mode: false,
+                    client: Some(name.clone()),
+                }));
+                let source = crate::resource::host_join(&root, &client_out.boot_dir);
+                fstab_lines.push(format!("{source} {tftp} none bind,nofail 0 0"));
+                binds.push(Resource::Bind(Bind {
+                    client: name.clone(),
+                    root: root.clone(),
+                    boot_dir: client_out.boot_dir,
+                    target: tftp.clone(),
+                }));
+                out.state.clients.insert(
+                    name.clone(),
+                    ClientRecord {
+                        serial: client.serial.clone(),
+                        root: root.clone(),
+                        tftp,
+                    },
+                );
+                served.push(name.clone());
+            }
+            Err(e) => {
+                let hint = match as_violation(&e) {
+                    Some(_) => format!(
+                        "something inside {root} is not what a Raspberry Pi OS root holds (a planted symlink or special file?); inspect it, fix or remove it, then apply again"
+                    ),
+                    None => "fix the cause above, then apply again".to_owned(),
+                };
+                out.conflicts.push(Conflict {
+                    client: name.clone(),
+                    message: format!("{e:#}"),
+                    hint,
+                });
+                // Keep serving what already works: its record and mount stay as they are.
+                if let Some(rec) = old.clients.get(name) {
+                    out.state.clients.insert(name.clone(), rec.clone());
+                    if let Some(line) = old_fstab_line(host, valid, rec) {
+                        fstab_lines.push(line);
+                    }
+                }
+                if root_exists {
+                    served.push(name.clone());
+                }
+            }
+        }
+    }
+    let exports = render::exports::render_for(valid, &served);
+    out.resources.push(Resource::HostFile(HostFile {
+        path: valid.paths.exports.clone(),
+        content: exports,
+        handler: Some(Handler::ReloadExports),
+    }));
+    out.resources.push(Resource::HostFile(HostFile {
+        path: valid.paths.dnsmasq_conf.clone(),
+        content: render::dnsmasq::render(valid),
+        handler: Some(Handler::RestartDnsmasq),
+    }));
+    let mut block = Vec::new();
+    if !fstab_lines.is_empty() {
+        block.push(
+            "# Boot folders of Raspberry Pi clients, bind-mounted onto the TFTP root.".to_owned(),
+        );
+        block.extend(fstab_lines);
+    }
+    out.resources.push(Resource::Fstab(FstabBlock {
+        path: valid.paths.fstab.clone(),
+        lines: block,
+    }));
+    out.resources.extend(binds);
+    // Prune what was ours and is no longer declared (or moved to another serial).
+    for (name, rec) in &old.clients {
+        let still = out
+            .state
+            .clients
+            .get(name)
+            .is_some_and(|r| r.tftp == rec.tftp);
+        if still {
+            continue;
+        }
+        out.resources.push(Resource::Unbind(Unbind {
+            client: name.clone(),
+            target: rec.tftp.clone(),
+        }));
+        out.resources.push(Resource::RemoveDir(RemoveDir {
+            path: rec.tftp.clone(),
+            client: name.clone(),
+        }));
+        if !valid.clients.contains_key(name) && host.kind(&rec.root)? != crate::host::Kind::Missing
+        {
+            out.kept.push(Kept {
+                client: name.clone(),
+                path: rec.root.clone(),
+                note: format!(
+                    "client data is never deleted implicitly; to delete it: pinetboot purge {name} --yes"
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The fstab line a conflicted client had, so its working mount is not dropped at boot.
+fn old_fstab_line(host: &Host, valid: &Valid, rec: &ClientRecord) -> Option<String> {
+    let text = host.read(&valid.paths.fstab).ok()??;
+    let text = String::from_utf8_lossy(&text).into_owned();
+    render::fence::extract(&text)?
+        .into_iter()
+        .find(|l| l.split_whitespace().nth(1) == Some(rec.tftp.as_str()))
+}
+
+struct ClientOut {
+    resources: Vec<Resource>,
+    boot_dir: PathBuf,
+}
+
+fn expand_client(
+    valid: &Valid,
+    host: &Host,
+    name: &str,
+    client: &ValidClient,
+    root: &str,
+    image_dir: Option<&str>,
+) -> anyhow::Result<ClientOut> {
+    let root_full = host.path(root);
+    let root_exists = match std::fs::symlink_metadata(&root_full) {
+        Ok(m) if m.file_type().is_symlink() => {
+            anyhow::bail!("{root} is a symlink; a client root must be a real folder")
+        }
+        Ok(m) if !m.is_dir() => anyhow::bail!("{root} exists and is not a folder"),
+        Ok(_) => true,
+        Err(_) => false,
+    };
+    let mut resources = Vec::new();
+    let image_tree = match image_dir {
+        Some(dir) => match Tree::open(&host.path(dir)) {
+            Ok(t) => Some(t),
+            Err(e) if root_exists => {
+                tracing::warn!(
+                    client = name,
+                    "image folder {dir} is unreadable ({e}); using the client root"
+                );
+                None
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("image {} source {dir}", client.image));
+            }
+        },
+        None if root_exists => None,
+        None => anyhow::bail!(
+            "image {} is a disk image; provisioning client roots from disk images is not supported by this build",
+            client.image
+        ),
+    };
+    let view = if root_exists {
+        Tree::open(&root_full)?
+    } else {
+        Tree::open(image_tree.as_ref().expect("checked").path())?
+    };
+    if !root_exists {
+        resources.push(Resource::ClientRoot(ClientRoot {
+            client: name.to_owned(),
+            path: root.to_owned(),
+            image: client.image.clone(),
+            source: image_dir.unwrap_or_default().to_owned(),
+        }));
+    }
+    // Release and boot folder, from the tree itself.
+    let os_release = view
+        .read(Path::new("etc/os-release"))?
+        .or(view.read(Path::new("usr/lib/os-release"))?);
+    let codename = os_release
+        .as_deref()
+        .and_then(|t| pios::os_release_field(&String::from_utf8_lossy(t), "VERSION_CODENAME"));
+    let fstab = view.read(Path::new("etc/fstab"))?;
+    let fstab_text = fstab.as_deref().map(String::from_utf8_lossy);
+    let firmware_dir = view
+        .entry(Path::new("boot/firmware"))?
+        .is_some_and(|e| e.kind == crate::host::confined::EntryKind::Dir);
+    let boot_dir = pios::boot_dir_from(fstab_text.as_deref(), firmware_dir, codename.as_deref());
+    match view.entry(&boot_dir)? {
+        Some(e) if e.kind == crate::host::confined::EntryKind::Dir => {}
+        Some(_) => Err(crate::host::confined::Violation::WrongKind(
+            view.path().join(&boot_dir),
+            "not a folder",
+        ))?,
+        None => anyhow::bail!(
+            "{} has no boot folder {}",
+            view.path().display(),
+            boot_dir.display()
+        ),
+    }
+    let file = |rel: PathBuf, want: Want| {
+        Resource::ClientFile(ClientFile {
+            client: name.to_owned(),
+            root: root.to_owned(),
+            rel,
+            want,
+            owner: Owner {
+                mode: 0o644,
+                uid: Some(0),
+                gid: Some(0),
+            },
+            enforce: false,
+        })
+    };
+    // cmdline.txt, from the image's own arguments (the client root's when the image is gone).
+    let cmdline_rel = boot_dir.join("cmdline.txt");
+    let base = match &image_tree {
+        Some(t) => t.read(&cmdline_rel)?,
+        None => view.read(&cmdline_rel)?,
+    };
+    let base = base
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_else(|| "console=serial0,115200 console=tty1".into());
+    let cmdline = pios::render_cmdline(&base, &valid.address.to_string(), root, &client.cmdline);
+    resources.push(file(cmdline_rel, Want::Content(cmdline.into_bytes())));
+    // Firmware overrides (the recipe's "newer start4.elf" step).
+    let image = &valid.images[&client.image];
+    for (rel, host_path) in &image.files {
+        let bytes = host
+            .read(host_path)
+            .with_context(|| format!("reading {}", host_path.display()))?
+            .with_context(|| format!("firmware file {} does not exist", host_path.display()))?;
+        resources.push(file(boot_dir.join(rel), Want::Content(bytes)));
+    }
+    if fstab.is_some() {
+        resources.push(file(PathBuf::from("etc/fstab"), Want::FilterFstab));
+    }
+    crate::clientos::expand(&view, name, root, client, &mut resources, &file)?;
+    Ok(ClientOut {
+        resources,
+        boot_dir,
+    })
+}

@@ -1,0 +1,484 @@
+//! Reads and writes inside an untrusted tree (a client root, whose owner is root on the Pi and
+//! can plant symlinks, fifos and devices). Every path is resolved beneath the tree's root with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`;
+//! final components are opened `O_NOFOLLOW | O_NONBLOCK` and checked with `fstat`; writes go
+//! to an `O_EXCL` temp file that is owned and moded on its descriptor, then renamed over the
+//! target (replacing a planted symlink or hardlink, never writing through it). Anything
+//! unexpected is a [`Violation`], never followed.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+
+use super::atomic::{self, Owner};
+
+/// Files pinetboot reads inside a client root are small (cmdline.txt, fstab, hosts).
+pub const MAX_READ: u64 = 16 << 20;
+
+/// Why a path inside an untrusted tree was refused.
+#[derive(Debug)]
+pub enum Violation {
+    /// A symlink on the way or at the end.
+    Symlink(PathBuf),
+    /// Not the kind of thing expected (a fifo, device, socket, or a folder where a file
+    /// belongs, or a file where a folder belongs).
+    WrongKind(PathBuf, &'static str),
+    /// Too large to be what it claims.
+    TooLarge(PathBuf, u64),
+    /// The kernel cannot resolve beneath a folder (openat2 missing): fail closed.
+    Unsupported(io::Error),
+    /// Any other I/O error.
+    Io(PathBuf, io::Error),
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Symlink(p) => write!(f, "{} is or passes through a symlink", p.display()),
+            Violation::WrongKind(p, k) => write!(f, "{} is {k}", p.display()),
+            Violation::TooLarge(p, n) => write!(f, "{} is {n} bytes, too large", p.display()),
+            Violation::Unsupported(e) => write!(
+                f,
+                "the kernel cannot confine paths (openat2: {e}); pinetboot needs Linux 5.6 or later"
+            ),
+            Violation::Io(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// Metadata of an entry inside the tree (not followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The type of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+    /// A symlink.
+    Symlink,
+    /// A fifo, socket or device.
+    Special,
+}
+
+/// An open untrusted tree.
+#[derive(Debug)]
+pub struct Tree {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+fn resolve() -> ResolveFlags {
+    ResolveFlags::BENEATH
+        | ResolveFlags::NO_SYMLINKS
+        | ResolveFlags::NO_MAGICLINKS
+        | ResolveFlags::NO_XDEV
+}
+
+/// Splits a relative path into a parent and a final name, refusing anything but plain
+/// components.
+fn split(rel: &Path) -> Option<(PathBuf, &OsStr)> {
+    let mut parent = PathBuf::new();
+    let mut comps = rel.components().peekable();
+    let mut last = None;
+    while let Some(c) = comps.next() {
+        match c {
+            Component::Normal(s) if comps.peek().is_none() => last = Some(s),
+            Component::Normal(s) => parent.push(s),
+            _ => return None,
+        }
+    }
+    last.map(|l| (parent, l))
+}
+
+impl Tree {
+    /// Opens the tree at `path` (the tree's own root must not be a symlink).
+    pub fn open(path: &Path) -> Result<Self, Violation> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::LOOP => Violation::Symlink(path.to_owned()),
+            rustix::io::Errno::NOTDIR => Violation::WrongKind(path.to_owned(), "not a folder"),
+            e => Violation::Io(path.to_owned(), e.into()),
+        })?;
+        Ok(Tree {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The tree's path on the host.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn full(&self, rel: &Path) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    fn map_err(&self, rel: &Path, e: rustix::io::Errno) -> Violation {
+        match e {
+            rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => Violation::Symlink(self.full(rel)),
+            rustix::io::Errno::NOTDIR => Violation::WrongKind(
+                self.full(rel),
+                "not a folder, or passes through a non-folder",
+            ),
+            rustix::io::Errno::NOSYS | rustix::io::Errno::PERM => Violation::Unsupported(e.into()),
+            e => Violation::Io(self.full(rel), e.into()),
+        }
+    }
+
+    /// Opens a folder inside the tree (`""` for the root itself); `None` when missing.
+    pub fn open_dir(&self, rel: &Path) -> Result<Option<OwnedFd>, Violation> {
+        let target: &Path = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        if !rel.as_os_str().is_empty() && split(rel).is_none() {
+            return Err(Violation::WrongKind(
+                self.full(rel),
+                "not a plain relative path",
+            ));
+        }
+        match rustix::fs::openat2(
+            &self.fd,
+            target,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve(),
+        ) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(self.map_err(rel, e)),
+        }
+    }
+
+    /// Metadata of `rel` without following it; `None` when missing. Parents are confined.
+    pub fn entry(&self, rel: &Path) -> Result<Option<Entry>, Violation> {
+        let (parent, name) = split(rel)
+            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))?;
+        let Some(dir) = self.open_dir(&parent)? else {
+            return Ok(None);
+        };
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                let kind = match FileType::from_raw_mode(st.st_mode) {
+                    FileType::RegularFile => EntryKind::File,
+                    FileType::Directory => EntryKind::Dir,
+                    FileType::Symlink => EntryKind::Symlink,
+                    _ => EntryKind::Special,
+                };
+                Ok(Some(Entry {
+                    kind,
+                    mode: st.st_mode & 0o7777,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                    size: st.st_size as u64,
+                }))
+            }
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(self.map_err(rel, e)),
+        }
+    }
+
+    /// Reads a regular file; `None` when missing. A symlink, fifo, device or folder is a
+    /// violation (opened non-blocking, so a fifo never hangs us).
+    pub fn read(&self, rel: &Path) -> Result<Option<Vec<u8>>, Violation> {
+        if split(rel).is_none() {
+            return Err(Violation::WrongKind(
+                self.full(rel),
+                "not a plain relative path",
+            ));
+        }
+        let fd = match rustix::fs::openat2(
+            &self.fd,
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(self.map_err(rel, e)),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.map_err(rel, e))?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Directory => {
+                return Err(Violation::WrongKind(self.full(rel), "a folder, not a file"));
+            }
+            _ => {
+                return Err(Violation::WrongKind(
+                    self.full(rel),
+                    "a fifo, socket or device, not a file",
+                ));
+            }
+        }
+        if st.st_size as u64 > MAX_READ {
+            return Err(Violation::TooLarge(self.full(rel), st.st_size as u64));
+        }
+        let mut buf = Vec::with_capacity(st.st_size as usize);
+        std::fs::File::from(fd)
+            .take(MAX_READ + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Violation::Io(self.full(rel), e))?;
+        Ok(Some(buf))
+    }
+
+    /// Checks that `rel` may be replaced by a file: missing, or a regular file. A symlink,
+    /// folder or special file there is a violation (fail closed: we do not replace what the
+    /// client put there without being asked).
+    pub fn check_replaceable(&self, rel: &Path) -> Result<(), Violation> {
+        match self.entry(rel)? {
+            None => Ok(()),
+            Some(e) => match e.kind {
+                EntryKind::File => Ok(()),
+                EntryKind::Symlink => Err(Violation::Symlink(self.full(rel))),
+                EntryKind::Dir => Err(Violation::WrongKind(
+                    self.full(rel),
+                    "a folder where a file belongs",
+                )),
+                EntryKind::Special => Err(Violation::WrongKind(
+                    self.full(rel),
+                    "a fifo, socket or device where a file belongs",
+                )),
+            },
+        }
+    }
+
+    /// Atomically writes a regular file at `rel` (its folder must exist).
+    pub fn write(&self, rel: &Path, content: &[u8], owner: Owner) -> Result<(), Violation> {
+        self.check_replaceable(rel)?;
+        let (parent, name) = split(rel)
+            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))?;
+        let dir = self
+            .open_dir(&parent)?
+            .ok_or_else(|| Violation::Io(self.full(&parent), io::ErrorKind::NotFound.into()))?;
+        let name = name
+            .to_str()
+            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a UTF-8 name"))?;
+        atomic::replace_in(&dir, name, content, owner).map_err(|e| Violation::Io(self.full(rel), e))
+    }
+
+    /// Creates the folder `rel` and any missing parents with `owner`; existing folders are
+    /// kept as they are. A symlink or file on the way is a violation.
+    pub fn create_dirs(&self, rel: &Path, owner: Owner) -> Result<(), Violation> {
+        let mut so_far = PathBuf::new();
+        for c in rel.components() {
+            let Component::Normal(s) = c else {
+                return Err(Violation::WrongKind(
+                    self.full(rel),
+                    "not a plain relative path",
+                ));
+            };
+            let dir = self
+                .open_dir(&so_far)?
+                .ok_or_else(|| Violation::Io(self.full(&so_far), io::ErrorKind::NotFound.into()))?;
+            so_far.push(s);
+            match rustix::fs::mkdirat(&dir, s, Mode::from_raw_mode(owner.mode)) {
+                Ok(()) => {
+                    let fd = self.open_dir(&so_far)?.ok_or_else(|| {
+                        Violation::Io(self.full(&so_far), io::ErrorKind::NotFound.into())
+                    })?;
+                    if owner.uid.is_some() || owner.gid.is_some() {
+                        rustix::fs::fchown(
+                            &fd,
+                            owner.uid.map(rustix::fs::Uid::from_raw),
+                            owner.gid.map(rustix::fs::Gid::from_raw),
+                        )
+                        .map_err(|e| self.map_err(&so_far, e))?;
+                    }
+                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(owner.mode))
+                        .map_err(|e| self.map_err(&so_far, e))?;
+                }
+                Err(rustix::io::Errno::EXIST) => {
+                    // Must be a real folder, not a planted link.
+                    self.open_dir(&so_far)?;
+                }
+                Err(e) => return Err(self.map_err(&so_far, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the target of the symlink at `rel`; `None` when missing or not a symlink.
+    pub fn read_link(&self, rel: &Path) -> Result<Option<Vec<u8>>, Violation> {
+        let (parent, name) = split(rel)
+            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))?;
+        let Some(dir) = self.open_dir(&parent)? else {
+            return Ok(None);
+        };
+        match rustix::fs::readlinkat(&dir, name, Vec::new()) {
+            Ok(t) => Ok(Some(t.into_bytes())),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => Ok(None),
+            Err(e) => Err(self.map_err(rel, e)),
+        }
+    }
+
+    /// Atomically makes `rel` a symlink to `target` (replacing a file or symlink there, never a
+    /// folder). The link itself is only ever read by the client, never followed by us.
+    pub fn symlink(&self, rel: &Path, target: &[u8]) -> Result<(), Violation> {
+        let (parent, name) = split(rel)
+            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))?;
+        if let Some(e) = self.entry(rel)?
+            && matches!(e.kind, EntryKind::Dir | EntryKind::Special)
+        {
+            return Err(Violation::WrongKind(
+                self.full(rel),
+                "a folder or special file where a link belongs",
+            ));
+        }
+        let dir = self
+            .open_dir(&parent)?
+            .ok_or_else(|| Violation::Io(self.full(&parent), io::ErrorKind::NotFound.into()))?;
+        let tmp = atomic::temp_name(&name.to_string_lossy());
+        let io = |e: rustix::io::Errno| Violation::Io(self.full(rel), e.into());
+        rustix::fs::symlinkat(OsStr::from_bytes(target), &dir, tmp.as_str()).map_err(io)?;
+        if let Err(e) = rustix::fs::renameat(&dir, tmp.as_str(), &dir, name) {
+            let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+            return Err(io(e));
+        }
+        rustix::fs::fsync(&dir).map_err(io)?;
+        Ok(())
+    }
+
+    /// Removes a file or symlink at `rel` (never a folder); missing is fine.
+    pub fn remove(&self, rel: &Path) -> Result<(), Violation> {
+        let (parent, name) = split(rel)
+            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))?;
+        let Some(dir) = self.open_dir(&parent)? else {
+            return Ok(());
+        };
+        match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.map_err(rel, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tree() -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hostname"), "pi\n").unwrap();
+        std::fs::write(t.path().join("outside"), "secret\n").unwrap();
+        (t, root)
+    }
+
+    #[test]
+    fn reads_and_writes_plain_files() {
+        let (_t, root) = tree();
+        let tr = Tree::open(&root).unwrap();
+        assert_eq!(
+            tr.read(Path::new("etc/hostname")).unwrap().unwrap(),
+            b"pi\n"
+        );
+        assert!(tr.read(Path::new("etc/missing")).unwrap().is_none());
+        tr.write(Path::new("etc/hostname"), b"raspi1\n", Owner::mode(0o644))
+            .unwrap();
+        assert_eq!(
+            std::fs::read(root.join("etc/hostname")).unwrap(),
+            b"raspi1\n"
+        );
+    }
+
+    #[test]
+    fn refuses_symlinks_anywhere() {
+        let (t, root) = tree();
+        symlink(t.path().join("outside"), root.join("etc/fstab")).unwrap();
+        symlink(t.path(), root.join("escape")).unwrap();
+        symlink("../../", root.join("etc/up")).unwrap();
+        let tr = Tree::open(&root).unwrap();
+        assert!(matches!(
+            tr.read(Path::new("etc/fstab")),
+            Err(Violation::Symlink(_))
+        ));
+        assert!(matches!(
+            tr.read(Path::new("escape/outside")),
+            Err(Violation::Symlink(_))
+        ));
+        assert!(matches!(
+            tr.read(Path::new("etc/up/outside")),
+            Err(Violation::Symlink(_))
+        ));
+        assert!(matches!(
+            tr.write(Path::new("etc/fstab"), b"x", Owner::mode(0o644)),
+            Err(Violation::Symlink(_))
+        ));
+        assert!(matches!(
+            tr.write(Path::new("escape/outside"), b"x", Owner::mode(0o644)),
+            Err(Violation::Symlink(_))
+        ));
+        assert_eq!(
+            std::fs::read(t.path().join("outside")).unwrap(),
+            b"secret\n"
+        );
+        assert!(tr.read(Path::new("../outside")).is_err());
+        assert!(tr.read(Path::new("/etc/hostname")).is_err());
+    }
+
+    #[test]
+    fn refuses_fifos_without_blocking() {
+        let (_t, root) = tree();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &root.join("etc/fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let tr = Tree::open(&root).unwrap();
+        assert!(matches!(
+            tr.read(Path::new("etc/fifo")),
+            Err(Violation::WrongKind(..))
+        ));
+        assert!(
+            tr.write(Path::new("etc/fifo"), b"x", Owner::mode(0o644))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn writing_replaces_a_hardlink_instead_of_writing_through() {
+        let (t, root) = tree();
+        std::fs::remove_file(root.join("etc/hostname")).unwrap();
+        std::fs::hard_link(t.path().join("outside"), root.join("etc/hostname")).unwrap();
+        let tr = Tree::open(&root).unwrap();
+        tr.write(Path::new("etc/hostname"), b"raspi1\n", Owner::mode(0o644))
+            .unwrap();
+        assert_eq!(
+            std::fs::read(t.path().join("outside")).unwrap(),
+            b"secret\n"
+        );
+    }
+}

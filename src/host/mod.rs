@@ -1,0 +1,92 @@
+//! The host layer: the only code that makes syscalls or runs tools. It knows the root prefix
+//! (`--root`), writes host files atomically, confines every access inside a client root
+//! ([`confined`]), reads the mount table ([`mountinfo`]) and makes bind mounts ([`mount`]).
+
+pub mod atomic;
+pub mod confined;
+pub mod lock;
+pub mod mount;
+pub mod mountinfo;
+pub mod tools;
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// The host as seen through a root prefix.
+#[derive(Debug, Clone)]
+pub struct Host {
+    root: PathBuf,
+}
+
+/// What a host path holds, as far as pinetboot cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Nothing there.
+    Missing,
+    /// A directory with this mode (permission bits).
+    Dir(u32),
+    /// A regular file.
+    File,
+    /// A symlink, device, fifo or socket.
+    Other,
+}
+
+impl Host {
+    /// A host rooted at `root` (`/` for the real host).
+    pub fn new(root: &Path) -> io::Result<Self> {
+        let root = std::fs::canonicalize(root)?;
+        Ok(Host { root })
+    }
+
+    /// The root prefix.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether this is the real host (`--root /`): daemons and systemd are then ours to poke.
+    pub fn is_real(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// Resolves a host path (absolute, as the config and generated files name it) under the
+    /// root prefix.
+    pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
+        let mut out = self.root.clone();
+        for c in host_path.as_ref().components() {
+            if let Component::Normal(s) = c {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Reads a host file; `None` when it does not exist.
+    pub fn read(&self, host_path: impl AsRef<Path>) -> io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.path(host_path)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What a host path holds (symlinks are not followed).
+    pub fn kind(&self, host_path: impl AsRef<Path>) -> io::Result<Kind> {
+        match std::fs::symlink_metadata(self.path(host_path)) {
+            Ok(m) if m.is_dir() => Ok(Kind::Dir(m.permissions().mode() & 0o7777)),
+            Ok(m) if m.is_file() => Ok(Kind::File),
+            Ok(_) => Ok(Kind::Other),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Kind::Missing),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Device and inode of a host path (following symlinks), if it exists.
+    pub fn dev_ino(&self, host_path: impl AsRef<Path>) -> io::Result<Option<(u64, u64)>> {
+        match std::fs::metadata(self.path(host_path)) {
+            Ok(m) => Ok(Some((m.dev(), m.ino()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The plan: desired resources checked against the observed host, and its rendering as
+//! Terraform-like text (with unified diffs) or as versioned JSON (docs/plan-json.md).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::expand::{Conflict, Desired, Kept};
+use crate::output::{Printer, Style};
+use crate::resource::{Action, Change, Ctx, Handler, as_violation};
+
+/// The JSON format's version; bumped on any incompatible change.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+/// What `apply` would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The `--root` the plan is for.
+    pub root: PathBuf,
+    /// Pending changes, in apply order.
+    pub changes: Vec<Change>,
+    /// Clients that will not be touched, and why.
+    pub conflicts: Vec<Conflict>,
+    /// Client data kept on purpose.
+    pub kept: Vec<Kept>,
+    /// Handlers the changes fire.
+    pub handlers: BTreeSet<Handler>,
+}
+
+/// Counts of a plan, as Terraform prints them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Creates.
+    pub add: usize,
+    /// Updates.
+    pub change: usize,
+    /// Removals.
+    pub remove: usize,
+}
+
+impl Plan {
+    /// Whether nothing would change (conflicts are not changes).
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The counts.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in &self.changes {
+            match c.action {
+                Action::Create => s.add += 1,
+                Action::Update => s.change += 1,
+                Action::Remove => s.remove += 1,
+            }
+        }
+        s
+    }
+}
+
+/// Checks every desired resource against the host. A client whose check hits a violation in
+/// its tree becomes a conflict and its other changes are dropped; other errors abort.
+pub fn plan(desired: &Desired, ctx: &Ctx, root: &Path) -> anyhow::Result<Plan> {
+    let mut conflicts = desired.conflicts.clone();
+    let mut changes = Vec::new();
+    for r in &desired.resources {
+        if let Some(client) = r.client()
+            && conflicts.iter().any(|c| c.client == client)
+        {
+            continue;
+        }
+        match r.check(ctx) {
+            Ok(Some(c)) => changes.push(c),
+            Ok(None) => {}
+            Err(e) => match (r.client(), as_violation(&e)) {
+                (Some(client), Some(_)) => conflicts.push(Conflict {
+                    client: client.to_owned(),
+                    message: format!("{e:#}"),
+                    hint: "inspect that path in the client root and fix or remove it (pinetboot never follows or overwrites it), then apply again".into(),
+                }),
+                _ => return Err(e),
+            },
+        }
+    }
+    changes.retain(|c| {
+        !c.client
+            .as_ref()
+            .is_some_and(|n| conflicts.iter().any(|k| &k.client == n))
+    });
+    let handlers = changes.iter().filter_map(|c| c.handler).collect();
+    Ok(Plan {
+        root: root.to_owned(),
+        changes,
+        conflicts,
+        kept: desired.kept.clone(),
+        handlers,
+    })
+}
+
+fn symbol(a: Action) -> (&'static str, Style) {
+    match a {
+        Action::Create => ("+", Style::Add),
+        Action::Update => ("~", Style::Change),
+        Action::Remove => ("-", Style::Remove),
+    }
+}
+
+/// Renders the plan as text.
+pub fn render_text(plan: &Plan, p: &Printer) -> String {
+    let mut out = String::new();
+    if plan.changes.is_empty() && plan.conflicts.is_empty() {
+        out.push_str("No changes. The host matches the configuration.\n");
+    } else if !plan.changes.is_empty() {
+        out.push_str("pinetboot will make these changes:\n\n");
+    }
+    for c in &plan.changes {
+        let (sym, style) = symbol(c.action);
+        let mut line = format!(
+            "  {} {} {}",
+            p.paint(style, sym),
+            c.kind,
+            p.paint(Style::Bold, &c.path)
+        );
+        if let Some(d) = &c.detail {
+            line.push_str(&format!(" ({d})"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(diff) = &c.diff {
+            for l in diff.lines() {
+                let painted = match l.chars().next() {
+                    Some('+') if !l.starts_with("+++") => p.paint(Style::Add, l),
+                    Some('-') if !l.starts_with("---") => p.paint(Style::Remove, l),
+                    Some('@') => p.paint(Style::Dim, l),
+                    _ => l.to_owned(),
+                };
+                out.push_str(&format!("      {painted}\n"));
+            }
+        }
+    }
+    if !plan.conflicts.is_empty() {
+        out.push_str(&format!(
+            "\n{}\n",
+            p.paint(Style::Warn, "Conflicts (these clients are left untouched):")
+        ));
+        for c in &plan.conflicts {
+            out.push_str(&format!(
+                "  ! client {}: {}\n      hint: {}\n",
+                c.client, c.message, c.hint
+            ));
+        }
+    }
+    if !plan.kept.is_empty() {
+        out.push_str("\nKept:\n");
+        for k in &plan.kept {
+            out.push_str(&format!(
+                "  client root {} of {}: {}\n",
+                k.path, k.client, k.note
+            ));
+        }
+    }
+    if !plan.handlers.is_empty() {
+        out.push_str("\nHandlers:\n");
+        for h in &plan.handlers {
+            out.push_str(&format!("  {}\n", h.describe()));
+        }
+    }
+    if !plan.changes.is_empty() {
+        let s = plan.summary();
+        out.push_str(&format!(
+            "\nPlan: {} to add, {} to change, {} to remove.\n",
+            s.add, s.change, s.remove
+        ));
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonPlan<'a> {
+    format_version: u32,
+    root: &'a Path,
+    summary: Summary,
+    changes: &'a [Change],
+    conflicts: &'a [Conflict],
+    kept: &'a [Kept],
+    handlers: Vec<&'a Handler>,
+}
+
+/// Renders the plan as JSON (format documented in docs/plan-json.md).
+pub fn render_json(plan: &Plan) -> String {
+    let j = JsonPlan {
+        format_version: JSON_FORMAT_VERSION,
+        root: &plan.root,
+        summary: plan.summary(),
+        changes: &plan.changes,
+        conflicts: &plan.conflicts,
+        kept: &plan.kept,
+        handlers: plan.handlers.iter().collect(),
+    };
+    serde_json::to_string_pretty(&j).expect("plans serialise") + "\n"
+}

@@ -1,0 +1,109 @@
+//! The bind mount of a client's boot folder onto `/tftpboot/SERIAL`. The source folder is
+//! opened confined inside the client root and mounted by descriptor, so a planted symlink can
+//! never turn it into a mount of some other host folder.
+
+use anyhow::Context as _;
+
+use super::{Action, Change, Ctx, host_join};
+use crate::host::mount;
+
+/// A client's bind mount.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    /// The client.
+    pub client: String,
+    /// Host path of the client root.
+    pub root: String,
+    /// The boot folder, relative to the root.
+    pub boot_dir: std::path::PathBuf,
+    /// Host path of the TFTP folder.
+    pub target: String,
+}
+
+impl Bind {
+    fn source(&self) -> String {
+        host_join(&self.root, &self.boot_dir)
+    }
+
+    /// Whether the target is a mount of exactly the source folder.
+    fn mounted_right(&self, ctx: &Ctx) -> anyhow::Result<Option<bool>> {
+        if ctx.mount_at(&self.target).is_none() {
+            return Ok(None);
+        }
+        let tree = match ctx.client_view(&self.client) {
+            Ok((tree, false)) => tree,
+            _ => return Ok(Some(false)),
+        };
+        let Some(fd) = tree.open_dir(&self.boot_dir)? else {
+            return Ok(Some(false));
+        };
+        let src = rustix::fs::fstat(&fd)?;
+        let dst = ctx.host.dev_ino(&self.target)?;
+        Ok(Some(dst == Some((src.st_dev, src.st_ino))))
+    }
+
+    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
+        let change = |a| Change::new(a, "bind mount", &self.target);
+        Ok(match self.mounted_right(ctx)? {
+            Some(true) => None,
+            Some(false) => Some(change(Action::Update).detail(format!(
+                "mounted from elsewhere; remount from {}",
+                self.source()
+            ))),
+            None => {
+                Some(change(Action::Create).detail(format!("from {} (not mounted)", self.source())))
+            }
+        })
+    }
+
+    pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let target = ctx.host.path(&self.target);
+        if crate::host::mountinfo::read()?
+            .iter()
+            .any(|m| m.mount_point == target.to_string_lossy())
+        {
+            mount::unbind(&target).with_context(|| format!("unmounting {}", target.display()))?;
+        }
+        let tree = ctx.client_root(&self.client)?;
+        let fd = tree
+            .open_dir(&self.boot_dir)?
+            .with_context(|| format!("{} does not exist", self.source()))?;
+        mount::bind(&fd, &target).with_context(|| {
+            format!(
+                "bind-mounting {} onto {} (needs root; in tests, a private mount namespace)",
+                self.source(),
+                target.display()
+            )
+        })
+    }
+}
+
+/// The bind mount of a client that is no longer declared.
+#[derive(Debug, Clone)]
+pub struct Unbind {
+    /// The client.
+    pub client: String,
+    /// Host path of the TFTP folder.
+    pub target: String,
+}
+
+impl Unbind {
+    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
+        Ok(ctx.mount_at(&self.target).map(|_| {
+            Change::new(Action::Remove, "bind mount", &self.target)
+                .detail(format!("client {} is no longer declared", self.client))
+        }))
+    }
+
+    pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let target = ctx.host.path(&self.target);
+        // Several stacked mounts (e.g. an earlier crash) all go.
+        while crate::host::mountinfo::read()?
+            .iter()
+            .any(|m| m.mount_point == target.to_string_lossy())
+        {
+            mount::unbind(&target).with_context(|| format!("unmounting {}", target.display()))?;
+        }
+        Ok(())
+    }
+}

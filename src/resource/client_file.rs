@@ -1,0 +1,248 @@
+//! Files, folders and links inside a client root — the untrusted tree. Every access goes
+//! through [`crate::host::confined::Tree`]; a planted symlink, fifo or device makes the client
+//! a conflict instead of being followed.
+
+use std::path::PathBuf;
+
+use super::{Action, Change, Ctx, diff, host_join};
+use crate::host::atomic::Owner;
+use crate::host::confined::{EntryKind, Tree};
+use crate::render::fence;
+
+/// What a client path must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// A file with exactly this content.
+    Content(Vec<u8>),
+    /// The client's fstab, without the SD-card lines (left alone when absent).
+    FilterFstab,
+    /// The client's hosts file with its `127.0.1.1` line for this hostname, in a fence.
+    HostsEntry(String),
+    /// A symlink with this target (masks point at /dev/null; enable links at units).
+    Link(String),
+    /// A folder.
+    Dir,
+}
+
+/// One path inside a client root.
+#[derive(Debug, Clone)]
+pub struct ClientFile {
+    /// The client.
+    pub client: String,
+    /// Host path of the client root, for messages.
+    pub root: String,
+    /// Path relative to the root.
+    pub rel: PathBuf,
+    /// What it must be.
+    pub want: Want,
+    /// Mode and owner for files and folders pinetboot creates. When `enforce` is false an
+    /// existing file keeps its own mode and owner.
+    pub owner: Owner,
+    /// Whether mode and owner are part of the desired state (authorized_keys, .ssh).
+    pub enforce: bool,
+}
+
+/// The hosts file with the hostname's 127.0.1.1 line fenced, other 127.0.1.1 lines dropped.
+fn hosts_with(current: &str, hostname: &str) -> String {
+    let kept: String = current
+        .split_inclusive('\n')
+        .filter(|l| {
+            let inside =
+                fence::extract(current).is_some_and(|b| b.iter().any(|x| x == l.trim_end()));
+            inside || !l.trim_start().starts_with("127.0.1.1")
+        })
+        .collect();
+    fence::splice(&kept, &[format!("127.0.1.1\t{hostname}")])
+}
+
+impl ClientFile {
+    fn full(&self) -> String {
+        host_join(&self.root, &self.rel)
+    }
+
+    /// The desired bytes for a file path given what is there now; `None` = leave it be.
+    fn desired(&self, current: Option<&[u8]>) -> Option<Vec<u8>> {
+        match &self.want {
+            Want::Content(c) => Some(c.clone()),
+            Want::FilterFstab => {
+                current.map(|c| crate::pios::filter_fstab(&String::from_utf8_lossy(c)).into_bytes())
+            }
+            Want::HostsEntry(h) => {
+                let text = current.map(String::from_utf8_lossy).unwrap_or_default();
+                Some(hosts_with(&text, h).into_bytes())
+            }
+            Want::Link(_) | Want::Dir => None,
+        }
+    }
+
+    fn check_in(&self, tree: &Tree) -> anyhow::Result<Option<Change>> {
+        let entry = tree.entry(&self.rel)?;
+        match &self.want {
+            Want::Dir => {
+                return Ok(match entry {
+                    None => Some(
+                        Change::new(Action::Create, "directory", self.full())
+                            .detail(format!("mode {:04o}", self.owner.mode)),
+                    ),
+                    Some(e) if e.kind == EntryKind::Dir => {
+                        let owner_ok = self.owner.uid.is_none_or(|u| u == e.uid)
+                            && self.owner.gid.is_none_or(|g| g == e.gid);
+                        if self.enforce && (e.mode != self.owner.mode || !owner_ok) {
+                            Some(
+                                Change::new(Action::Update, "directory", self.full()).detail(
+                                    format!(
+                                        "mode {:04o} owner {}:{} → mode {:04o} owner {}:{}",
+                                        e.mode,
+                                        e.uid,
+                                        e.gid,
+                                        self.owner.mode,
+                                        self.owner.uid.unwrap_or(e.uid),
+                                        self.owner.gid.unwrap_or(e.gid)
+                                    ),
+                                ),
+                            )
+                        } else {
+                            None
+                        }
+                    }
+                    Some(_) => Err(crate::host::confined::Violation::WrongKind(
+                        tree.path().join(&self.rel),
+                        "not a folder where a folder belongs",
+                    ))?,
+                });
+            }
+            Want::Link(target) => {
+                let current = match entry {
+                    None => None,
+                    Some(e) if e.kind == EntryKind::Symlink => tree.read_link(&self.rel)?,
+                    Some(e) if e.kind == EntryKind::File => Some(b"(a file)".to_vec()),
+                    Some(_) => Err(crate::host::confined::Violation::WrongKind(
+                        tree.path().join(&self.rel),
+                        "a folder or special file where a link belongs",
+                    ))?,
+                };
+                return Ok(match current {
+                    Some(t) if t == target.as_bytes() => None,
+                    Some(t) => Some(
+                        Change::new(Action::Update, "link", self.full())
+                            .detail(format!("{} → {target}", String::from_utf8_lossy(&t))),
+                    ),
+                    None => Some(
+                        Change::new(Action::Create, "link", self.full())
+                            .detail(format!("→ {target}")),
+                    ),
+                });
+            }
+            _ => {}
+        }
+        tree.check_replaceable(&self.rel)?;
+        let current = tree.read(&self.rel)?;
+        let Some(desired) = self.desired(current.as_deref()) else {
+            return Ok(None);
+        };
+        let mut change = match &current {
+            Some(c) if *c == desired => {
+                let e = entry.expect("file exists");
+                let owner_ok = self.owner.uid.is_none_or(|u| u == e.uid)
+                    && self.owner.gid.is_none_or(|g| g == e.gid);
+                if self.enforce && (e.mode != self.owner.mode || !owner_ok) {
+                    return Ok(Some(
+                        Change::new(Action::Update, "file", self.full()).detail(format!(
+                            "mode {:04o} owner {}:{} → mode {:04o}",
+                            e.mode, e.uid, e.gid, self.owner.mode
+                        )),
+                    ));
+                }
+                return Ok(None);
+            }
+            Some(_) => Change::new(Action::Update, "file", self.full()),
+            None => Change::new(Action::Create, "file", self.full()),
+        };
+        change.diff = Some(text_diff(current.as_deref().unwrap_or_default(), &desired));
+        Ok(Some(change))
+    }
+
+    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
+        let (tree, pending) = ctx.client_view(&self.client)?;
+        let change = self.check_in(&tree)?;
+        Ok(change.map(|mut c| {
+            if pending {
+                let note = "in the new root".to_owned();
+                c.detail = Some(match c.detail {
+                    Some(d) => format!("{d}; {note}"),
+                    None => note,
+                });
+            }
+            c
+        }))
+    }
+
+    pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let tree = ctx.client_root(&self.client)?;
+        match &self.want {
+            Want::Dir => {
+                tree.create_dirs(&self.rel, self.owner)?;
+                if self.enforce {
+                    // Existing folder: put mode and owner right.
+                    let fd = tree
+                        .open_dir(&self.rel)?
+                        .ok_or_else(|| anyhow::anyhow!("{} vanished", self.full()))?;
+                    rustix::fs::fchown(
+                        &fd,
+                        self.owner.uid.map(rustix::fs::Uid::from_raw),
+                        self.owner.gid.map(rustix::fs::Gid::from_raw),
+                    )?;
+                    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(self.owner.mode))?;
+                }
+                Ok(())
+            }
+            Want::Link(target) => Ok(tree.symlink(&self.rel, target.as_bytes())?),
+            _ => {
+                tree.check_replaceable(&self.rel)?;
+                let current = tree.read(&self.rel)?;
+                let Some(desired) = self.desired(current.as_deref()) else {
+                    return Ok(());
+                };
+                let owner = match (self.enforce, tree.entry(&self.rel)?) {
+                    (false, Some(e)) => Owner {
+                        mode: e.mode,
+                        uid: Some(e.uid),
+                        gid: Some(e.gid),
+                    },
+                    _ => self.owner,
+                };
+                Ok(tree.write(&self.rel, &desired, owner)?)
+            }
+        }
+    }
+}
+
+fn text_diff(current: &[u8], desired: &[u8]) -> String {
+    match (std::str::from_utf8(current), std::str::from_utf8(desired)) {
+        (Ok(a), Ok(b)) => diff(a, b),
+        _ => format!(
+            "binary content: {} bytes → {} bytes (sha256 {})\n",
+            current.len(),
+            desired.len(),
+            crate::digest::sha256_hex(desired)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_entry_replaces_the_image_line() {
+        let img = "127.0.0.1\tlocalhost\n::1\t\tlocalhost\n\n127.0.1.1\t\traspberrypi\n";
+        let once = hosts_with(img, "raspi1");
+        assert_eq!(
+            once,
+            "127.0.0.1\tlocalhost\n::1\t\tlocalhost\n\n# BEGIN pinetboot\n127.0.1.1\traspi1\n# END pinetboot\n"
+        );
+        assert_eq!(hosts_with(&once, "raspi1"), once);
+        assert!(hosts_with(&once, "other").contains("127.0.1.1\tother\n"));
+        assert!(!hosts_with(&once, "other").contains("raspi1"));
+    }
+}

@@ -1,0 +1,84 @@
+//! A client's root tree, provisioned once from its image: copied into a staging folder beside
+//! it, then renamed into place. Afterwards it belongs to the client and is never overwritten
+//! or deleted by `apply` (only `pinetboot purge NAME --yes` deletes it).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::{Action, Change, Ctx};
+
+/// A client root that must exist.
+#[derive(Debug, Clone)]
+pub struct ClientRoot {
+    /// The client.
+    pub client: String,
+    /// Host path of the root (`/nfs/NAME`).
+    pub path: String,
+    /// The image's name, for the plan.
+    pub image: String,
+    /// Host path of the directory tree it is copied from.
+    pub source: String,
+}
+
+impl ClientRoot {
+    /// The staging folder a copy is made in (next to the root, so the rename is atomic).
+    pub fn staging(&self) -> String {
+        let p = PathBuf::from(&self.path);
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        p.with_file_name(format!(".{name}.pinetboot-staging"))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
+        if std::fs::symlink_metadata(ctx.host.path(&self.path)).is_ok() {
+            return Ok(None);
+        }
+        Ok(Some(
+            Change::new(Action::Create, "client root", &self.path)
+                .detail(format!("copy of image {} ({})", self.image, self.source)),
+        ))
+    }
+
+    pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let root = ctx.host.path(&self.path);
+        if std::fs::symlink_metadata(&root).is_ok() {
+            return Ok(());
+        }
+        let staging = ctx.host.path(self.staging());
+        // A staging folder left by an interrupted apply is ours and incomplete: start over.
+        if std::fs::symlink_metadata(&staging).is_ok() {
+            std::fs::remove_dir_all(&staging)
+                .with_context(|| format!("removing the interrupted copy {}", staging.display()))?;
+        }
+        let source = ctx.host.path(&self.source);
+        let stats = crate::tree::copy_tree(&source, &staging)
+            .with_context(|| format!("copying image {} into {}", self.image, staging.display()))?;
+        tracing::info!(
+            client = %self.client,
+            files = stats.files,
+            bytes = stats.bytes,
+            reflinked = stats.reflinked,
+            "copied client root"
+        );
+        if crate::host::atomic::crash_point("before-root-rename") {
+            std::process::abort();
+        }
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &staging,
+            rustix::fs::CWD,
+            &root,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .with_context(|| format!("moving {} into place", root.display()))?;
+        if let Some(parent) = root.parent() {
+            rustix::fs::fsync(crate::host::atomic::open_dir(parent)?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,243 @@
+//! The closed set of resource kinds. Each observes itself against the host, says what would
+//! change ([`Change`]), and applies that change. An enum plus `match` keeps the set visible.
+
+pub mod bind;
+pub mod client_file;
+pub mod client_root;
+pub mod dir;
+pub mod fstab;
+pub mod host_file;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::host::Host;
+use crate::host::confined::{Tree, Violation};
+use crate::host::mountinfo::Mount;
+
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Something new.
+    Create,
+    /// Something that exists is changed.
+    Update,
+    /// Something pinetboot made is removed.
+    Remove,
+}
+
+/// A daemon action fired when a resource it watches changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Handler {
+    /// `exportfs -ra`.
+    ReloadExports,
+    /// `dnsmasq --test` on the drop-in, then restart dnsmasq.
+    RestartDnsmasq,
+    /// `systemctl daemon-reload` (fstab changed; systemd generates mount units from it).
+    DaemonReload,
+}
+
+impl Handler {
+    /// What the handler runs, for the plan.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Handler::ReloadExports => "exportfs -ra",
+            Handler::RestartDnsmasq => "restart dnsmasq (its drop-in passed dnsmasq --test)",
+            Handler::DaemonReload => "systemctl daemon-reload",
+        }
+    }
+}
+
+/// One pending change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// What it does.
+    pub action: Action,
+    /// The resource kind (`directory`, `file`, `fstab block`, `client root`, `link`,
+    /// `bind mount`).
+    pub kind: &'static str,
+    /// The path as the host sees it (no `--root` prefix).
+    pub path: String,
+    /// The client it belongs to, if any.
+    pub client: Option<String>,
+    /// Why, or what exactly.
+    pub detail: Option<String>,
+    /// A unified diff of file contents (`current` → `desired`).
+    pub diff: Option<String>,
+    /// The handler this change fires.
+    pub handler: Option<Handler>,
+}
+
+impl Change {
+    fn new(action: Action, kind: &'static str, path: impl Into<String>) -> Self {
+        Change {
+            action,
+            kind,
+            path: path.into(),
+            client: None,
+            detail: None,
+            diff: None,
+            handler: None,
+        }
+    }
+
+    fn detail(mut self, d: impl Into<String>) -> Self {
+        self.detail = Some(d.into());
+        self
+    }
+}
+
+/// A resource: something pinetboot makes true on the host.
+#[derive(Debug, Clone)]
+pub enum Resource {
+    /// A host folder with a mode.
+    Dir(dir::Dir),
+    /// A host folder pinetboot made and no longer needs (removed only when empty).
+    RemoveDir(dir::RemoveDir),
+    /// A whole host file pinetboot owns.
+    HostFile(host_file::HostFile),
+    /// pinetboot's fenced block in the host's fstab.
+    Fstab(fstab::FstabBlock),
+    /// A client root provisioned once from an image.
+    ClientRoot(client_root::ClientRoot),
+    /// A file, folder or link inside a client root.
+    ClientFile(client_file::ClientFile),
+    /// The bind mount of a client's boot folder onto its TFTP folder.
+    Bind(bind::Bind),
+    /// A bind mount of a client no longer declared.
+    Unbind(bind::Unbind),
+}
+
+impl Resource {
+    /// The client this resource belongs to, if any.
+    pub fn client(&self) -> Option<&str> {
+        match self {
+            Resource::ClientRoot(r) => Some(&r.client),
+            Resource::ClientFile(r) => Some(&r.client),
+            Resource::Bind(r) => Some(&r.client),
+            Resource::Unbind(r) => Some(&r.client),
+            Resource::Dir(r) => r.client.as_deref(),
+            Resource::RemoveDir(r) => Some(&r.client),
+            Resource::HostFile(_) | Resource::Fstab(_) => None,
+        }
+    }
+
+    /// What would change; `None` when the host already matches.
+    pub fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
+        let change = match self {
+            Resource::Dir(r) => r.check(ctx)?,
+            Resource::RemoveDir(r) => r.check(ctx)?,
+            Resource::HostFile(r) => r.check(ctx)?,
+            Resource::Fstab(r) => r.check(ctx)?,
+            Resource::ClientRoot(r) => r.check(ctx)?,
+            Resource::ClientFile(r) => r.check(ctx)?,
+            Resource::Bind(r) => r.check(ctx)?,
+            Resource::Unbind(r) => r.check(ctx)?,
+        };
+        Ok(change.map(|mut c| {
+            c.client = self.client().map(str::to_owned);
+            c
+        }))
+    }
+
+    /// Makes the host match (called only when [`Resource::check`] reported a change).
+    pub fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            Resource::Dir(r) => r.apply(ctx),
+            Resource::RemoveDir(r) => r.apply(ctx),
+            Resource::HostFile(r) => r.apply(ctx),
+            Resource::Fstab(r) => r.apply(ctx),
+            Resource::ClientRoot(r) => r.apply(ctx),
+            Resource::ClientFile(r) => r.apply(ctx),
+            Resource::Bind(r) => r.apply(ctx),
+            Resource::Unbind(r) => r.apply(ctx),
+        }
+    }
+}
+
+/// Where a client's files come from right now.
+#[derive(Debug, Clone)]
+pub struct ClientPaths {
+    /// Host path (as the host sees it) of the client root.
+    pub root: String,
+    /// Host path of the directory image the root is (or will be) copied from, if any.
+    pub image_dir: Option<String>,
+}
+
+/// What resources need to observe and change the host.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The host, through the root prefix.
+    pub host: Host,
+    /// The mount table, read once per plan.
+    pub mounts: Vec<Mount>,
+    /// Per client: its root and image.
+    pub clients: HashMap<String, ClientPaths>,
+}
+
+impl Ctx {
+    /// The tree a client's files are read from: its root when provisioned, else the image it
+    /// will be copied from. The flag is true when the root does not exist yet.
+    pub fn client_view(&self, client: &str) -> anyhow::Result<(Tree, bool)> {
+        let paths = self
+            .clients
+            .get(client)
+            .with_context(|| format!("unknown client {client}"))?;
+        let root = self.host.path(&paths.root);
+        if std::fs::symlink_metadata(&root).is_ok() {
+            return Ok((Tree::open(&root)?, false));
+        }
+        let image = paths
+            .image_dir
+            .as_ref()
+            .with_context(|| format!("client {client} has no root and no directory image"))?;
+        Ok((Tree::open(&self.host.path(image))?, true))
+    }
+
+    /// The client root, which must exist (apply, after provisioning).
+    pub fn client_root(&self, client: &str) -> anyhow::Result<Tree> {
+        let paths = self
+            .clients
+            .get(client)
+            .with_context(|| format!("unknown client {client}"))?;
+        Ok(Tree::open(&self.host.path(&paths.root))?)
+    }
+
+    /// The mount at a host path (topmost), if any.
+    pub fn mount_at(&self, host_path: &str) -> Option<&Mount> {
+        let full = self.host.path(host_path);
+        let full = full.to_string_lossy();
+        self.mounts.iter().rev().find(|m| m.mount_point == full)
+    }
+}
+
+/// A unified diff between two texts, `current` → `desired`.
+pub fn diff(current: &str, desired: &str) -> String {
+    similar::TextDiff::from_lines(current, desired)
+        .unified_diff()
+        .context_radius(3)
+        .header("current", "desired")
+        .to_string()
+}
+
+/// Whether an error is a client-root violation (a conflict), not a failure of pinetboot's.
+pub fn as_violation(e: &anyhow::Error) -> Option<&Violation> {
+    e.chain().find_map(|c| c.downcast_ref::<Violation>())
+}
+
+/// The relative path as text.
+pub fn rel_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Joins a host path and a relative path, as the host sees it.
+pub fn host_join(base: &str, rel: &Path) -> String {
+    let mut p = PathBuf::from(base);
+    p.push(rel);
+    p.to_string_lossy().into_owned()
+}

@@ -1,0 +1,77 @@
+//! What pinetboot owned after its last apply, so a client removed from the config can be pruned
+//! without scanning and guessing. A versioned JSON file under `paths.state`, written atomically.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::host::Host;
+
+/// The state file's format version.
+pub const VERSION: u32 = 1;
+
+/// pinetboot's record of what it manages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Format version.
+    pub version: u32,
+    /// Clients, by name.
+    pub clients: BTreeMap<String, ClientRecord>,
+}
+
+/// What pinetboot made for one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRecord {
+    /// Serial (names the TFTP folder).
+    pub serial: String,
+    /// Host path of the client root.
+    pub root: String,
+    /// Host path of the TFTP folder (bind mount target).
+    pub tftp: String,
+}
+
+/// Host path of the state file.
+pub fn file(state_dir: &str) -> PathBuf {
+    PathBuf::from(state_dir).join("state.json")
+}
+
+impl State {
+    /// Loads the state (empty when there is none yet).
+    pub fn load(host: &Host, state_dir: &str) -> anyhow::Result<State> {
+        let path = file(state_dir);
+        let Some(bytes) = host
+            .read(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+        else {
+            return Ok(State {
+                version: VERSION,
+                ..State::default()
+            });
+        };
+        let state: State = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a pinetboot state file", path.display()))?;
+        if state.version != VERSION {
+            bail!(
+                "{} has format version {}, this pinetboot reads {VERSION}",
+                path.display(),
+                state.version
+            );
+        }
+        Ok(state)
+    }
+
+    /// Writes the state atomically.
+    pub fn save(&self, host: &Host, state_dir: &str) -> anyhow::Result<()> {
+        let dir = host.path(state_dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut text = serde_json::to_string_pretty(self).expect("state serialises");
+        text.push('\n');
+        let path = host.path(file(state_dir));
+        crate::host::atomic::write_host_file(&path, text.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
