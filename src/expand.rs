@@ -348,6 +348,23 @@ fn expand_client(
     if fstab.is_some() {
         resources.push(file(PathBuf::from("etc/fstab"), Want::FilterFstab));
     }
+    // The bootloader's self-update, when the client declares eeprom settings.
+    if let (Some(settings), Some((base_path, _))) = (&client.eeprom, &valid.bootloader) {
+        let base = crate::bootloader::base_image(host, base_path)?;
+        let upd_rel = boot_dir.join("pieeprom.upd");
+        let existing = view.read(&upd_rel)?;
+        let update = crate::bootloader::build(
+            &base,
+            settings,
+            existing.as_deref(),
+            crate::bootloader::now(),
+        )?;
+        resources.push(file(upd_rel, Want::Eeprom(update.image)));
+        resources.push(file(
+            boot_dir.join("pieeprom.sig"),
+            Want::Content(update.sig.into_bytes()),
+        ));
+    }
     crate::clientos::expand(&view, name, root, client, &mut resources, &file)?;
     Ok(ClientOut {
         resources,

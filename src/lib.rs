@@ -5,11 +5,13 @@
 //! and the [`plan`] is their difference; [`engine::apply`] executes the plan under a lock,
 //! runs [`handlers`], records [`state`] and observes again.
 
+pub mod bootloader;
 pub mod cli;
 pub mod clientos;
 pub mod commands;
 pub mod config;
 pub mod digest;
+pub mod eeprom;
 pub mod engine;
 pub mod error;
 pub mod expand;

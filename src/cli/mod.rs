@@ -60,6 +60,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Make the host match the config: idempotent, locked, crash-safe.
     Apply(ApplyArgs),
+    /// The bootloader (EEPROM): inspect images, render a client's config, write a one-time
+    /// SD card that switches a factory Pi to network boot.
+    #[command(subcommand)]
+    Eeprom(EepromCommand),
     /// Delete the root folder of a client that is no longer declared (client data: only on
     /// request, by name).
     Purge(PurgeArgs),
@@ -92,4 +96,28 @@ pub struct PurgeArgs {
     /// Confirm that the client's data is to be deleted.
     #[arg(long)]
     pub yes: bool,
+}
+
+/// `pinetboot eeprom …`.
+#[derive(Debug, Subcommand)]
+pub enum EepromCommand {
+    /// Print the config embedded in a bootloader image (as `rpi-eeprom-config FILE` does).
+    Show {
+        /// A `pieeprom-*.bin` or `pieeprom.upd` file.
+        file: PathBuf,
+    },
+    /// Print the config pinetboot embeds for a client (its settings over the base image's).
+    Render {
+        /// A declared client.
+        client: String,
+    },
+    /// Write the files of a one-time SD card (recovery.bin, pieeprom.upd, pieeprom.sig) that
+    /// flashes the declared bootloader config when a Pi boots from it once.
+    SdCard {
+        /// The folder to write into: the mounted FAT partition of an SD card.
+        dir: PathBuf,
+        /// Use this client's settings (default: `defaults.eeprom`).
+        #[arg(long)]
+        client: Option<String>,
+    },
 }

@@ -5,6 +5,7 @@ use crate::error::CommandResult;
 use crate::output::Printer;
 
 mod apply;
+mod eeprom;
 mod plan;
 mod purge;
 mod schema;
@@ -18,6 +19,7 @@ pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
         Command::Plan(args) => plan::run(&cli.global, args, printer),
         Command::Apply(args) => apply::run(&cli.global, args, printer),
         Command::Purge(args) => purge::run(&cli.global, args, printer),
+        Command::Eeprom(cmd) => eeprom::run(&cli.global, cmd, printer),
     }
 }
 

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::eeprom::EepromSettings;
+
 /// The desired state of one pinetboot boot server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +32,9 @@ pub struct Config {
     /// Settings every client inherits unless it sets its own.
     #[serde(default, skip_serializing_if = "is_default")]
     pub defaults: Defaults,
+    /// The bootloader image that clients' `eeprom:` settings are embedded into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootloader: Option<Bootloader>,
     /// The Raspberry Pis that boot from this server, by name. The name is the client's NFS root
     /// folder (`/nfs/NAME`) and its default hostname.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -139,6 +144,25 @@ pub struct Defaults {
     /// Extra kernel arguments for every client, before the client's own.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cmdline: Vec<String>,
+    /// Bootloader (EEPROM) settings for every client; a client's own `eeprom` settings
+    /// override these key by key. A client with settings gets `pieeprom.upd` and
+    /// `pieeprom.sig` in its boot folder, which the Pi flashes over TFTP (self-update).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eeprom: Option<EepromSettings>,
+}
+
+/// The base bootloader image for `eeprom:` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bootloader {
+    /// Absolute host path of a Raspberry Pi 4 bootloader image (`pieeprom-*.bin`, 512 KiB),
+    /// e.g. from the `rpi-eeprom` package:
+    /// `/lib/firmware/raspberrypi/bootloader-2711/default/pieeprom-2026-05-17.bin`.
+    pub image: String,
+    /// Absolute host path of `recovery.bin` for `pinetboot eeprom sd-card` (default: the
+    /// `recovery.bin` beside `image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<String>,
 }
 
 /// One Raspberry Pi 4 that boots from this server.
@@ -169,6 +193,9 @@ pub struct Client {
     /// Extra kernel arguments, appended after `defaults.cmdline`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cmdline: Vec<String>,
+    /// Bootloader (EEPROM) settings, overriding `defaults.eeprom` key by key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eeprom: Option<EepromSettings>,
 }
 
 /// SSH access to a client.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::diagnostic::{ConfigError, Diagnostic};
 use super::load::Parsed;
 use super::locate::Locator;
-use super::model::{Config, Paths, Ssh};
+use super::model::{Config, EepromSettings, Paths, Ssh};
 use super::net::{CidrError, Ipv4Net};
 
 /// A checked config, with forms normalised (lower-case 8-digit serials, `aa:bb:…` MACs).
@@ -30,6 +30,8 @@ pub struct Valid {
     pub images: BTreeMap<String, ValidImage>,
     /// Clients, by name.
     pub clients: BTreeMap<String, ValidClient>,
+    /// The base bootloader image and recovery.bin (host paths), if declared.
+    pub bootloader: Option<(PathBuf, PathBuf)>,
 }
 
 /// Where an image comes from.
@@ -71,6 +73,8 @@ pub struct ValidClient {
     pub ssh: Option<Ssh>,
     /// Extra kernel arguments (defaults first).
     pub cmdline: Vec<String>,
+    /// Bootloader settings (defaults merged with the client's), if any.
+    pub eeprom: Option<EepromSettings>,
 }
 
 /// The exports(5) options pinetboot accepts: flags, then options that take `=value`.
@@ -238,7 +242,9 @@ fn check(c: &mut Checker<'_>, cfg: &Config) -> Valid {
     let (nfs_options, nfs_scope) = check_nfs(c, cfg, network);
     let images = check_images(c, cfg);
     let clients = check_clients(c, cfg, network, address);
+    let bootloader = check_bootloader(c, cfg, &clients);
     Valid {
+        bootloader,
         address: address.unwrap_or(Ipv4Addr::UNSPECIFIED),
         network: network.unwrap_or_else(|| "0.0.0.0/0".parse().expect("constant")),
         interface: cfg.server.interface.clone(),
@@ -730,10 +736,87 @@ fn check_clients(
                 hostname,
                 ssh: client.ssh.clone().or_else(|| cfg.defaults.ssh.clone()),
                 cmdline,
+                eeprom: merge_eeprom(cfg.defaults.eeprom.as_ref(), client.eeprom.as_ref()),
             },
         );
+        if let Some(e) = &client.eeprom {
+            check_eeprom(c, &format!("{base}.eeprom"), e);
+        }
     }
     out
+}
+
+/// A client's bootloader settings: its own keys over the defaults' keys.
+fn merge_eeprom(
+    defaults: Option<&EepromSettings>,
+    own: Option<&EepromSettings>,
+) -> Option<EepromSettings> {
+    let (d, o) = match (defaults, own) {
+        (None, None) => return None,
+        (Some(d), None) => return Some(d.clone()),
+        (None, Some(o)) => return Some(o.clone()),
+        (Some(d), Some(o)) => (d, o),
+    };
+    let mut extra = d.extra.clone();
+    extra.extend(o.extra.clone());
+    Some(EepromSettings {
+        boot_order: o.boot_order.clone().or_else(|| d.boot_order.clone()),
+        tftp_prefix: o.tftp_prefix.clone().or_else(|| d.tftp_prefix.clone()),
+        tftp_ip: o.tftp_ip.or(d.tftp_ip),
+        dhcp_timeout: o.dhcp_timeout.or(d.dhcp_timeout),
+        dhcp_req_timeout: o.dhcp_req_timeout.or(d.dhcp_req_timeout),
+        tftp_file_timeout: o.tftp_file_timeout.or(d.tftp_file_timeout),
+        net_boot_max_retries: o.net_boot_max_retries.or(d.net_boot_max_retries),
+        enable_self_update: o.enable_self_update.or(d.enable_self_update),
+        boot_uart: o.boot_uart.or(d.boot_uart),
+        extra,
+    })
+}
+
+fn check_eeprom(c: &mut Checker<'_>, base: &str, settings: &EepromSettings) {
+    for p in settings.validate() {
+        let field = if p.field.starts_with('[') {
+            format!("{base}{}", p.field)
+        } else {
+            format!("{base}.{}", p.field)
+        };
+        c.at_value(&field, p.message, &p.hint);
+    }
+}
+
+fn check_bootloader(
+    c: &mut Checker<'_>,
+    cfg: &Config,
+    clients: &BTreeMap<String, ValidClient>,
+) -> Option<(PathBuf, PathBuf)> {
+    if let Some(d) = &cfg.defaults.eeprom {
+        check_eeprom(c, "defaults.eeprom", d);
+    }
+    let Some(b) = &cfg.bootloader else {
+        if let Some((name, _)) = clients.iter().find(|(_, v)| v.eeprom.is_some()) {
+            let path = if cfg.clients.get(name).is_some_and(|x| x.eeprom.is_some()) {
+                format!("clients.{name}.eeprom")
+            } else {
+                "defaults.eeprom".to_owned()
+            };
+            c.at_key(
+                &path,
+                "eeprom settings need a base bootloader image".into(),
+                "add `bootloader: {image: /lib/firmware/raspberrypi/bootloader-2711/default/pieeprom-….bin}` (from the rpi-eeprom package)",
+            );
+        }
+        return None;
+    };
+    check_path(c, "bootloader.image", &b.image);
+    let image = PathBuf::from(&b.image);
+    let recovery = match &b.recovery {
+        Some(r) => {
+            check_path(c, "bootloader.recovery", r);
+            PathBuf::from(r)
+        }
+        None => image.with_file_name("recovery.bin"),
+    };
+    Some((image, recovery))
 }
 
 fn declared_images_hint(cfg: &Config) -> String {

@@ -14,6 +14,8 @@ use crate::render::fence;
 pub enum Want {
     /// A file with exactly this content.
     Content(Vec<u8>),
+    /// A bootloader image with exactly this content (diffed by its embedded config).
+    Eeprom(Vec<u8>),
     /// The client's fstab, without the SD-card lines (left alone when absent).
     FilterFstab,
     /// The client's hosts file with its `127.0.1.1` line for this hostname, in a fence.
@@ -63,7 +65,7 @@ impl ClientFile {
     /// The desired bytes for a file path given what is there now; `None` = leave it be.
     fn desired(&self, current: Option<&[u8]>) -> Option<Vec<u8>> {
         match &self.want {
-            Want::Content(c) => Some(c.clone()),
+            Want::Content(c) | Want::Eeprom(c) => Some(c.clone()),
             Want::FilterFstab => {
                 current.map(|c| crate::pios::filter_fstab(&String::from_utf8_lossy(c)).into_bytes())
             }
@@ -158,7 +160,10 @@ impl ClientFile {
             Some(_) => Change::new(Action::Update, "file", self.full()),
             None => Change::new(Action::Create, "file", self.full()),
         };
-        change.diff = Some(text_diff(current.as_deref().unwrap_or_default(), &desired));
+        change.diff = Some(match &self.want {
+            Want::Eeprom(_) => eeprom_diff(current.as_deref(), &desired),
+            _ => text_diff(current.as_deref().unwrap_or_default(), &desired),
+        });
         Ok(Some(change))
     }
 
@@ -215,6 +220,27 @@ impl ClientFile {
             }
         }
     }
+}
+
+/// A bootloader image change, shown as its embedded config's text diff plus timestamps.
+fn eeprom_diff(current: Option<&[u8]>, desired: &[u8]) -> String {
+    let view = |bytes: &[u8]| match crate::eeprom::EepromImage::parse(bytes.to_vec()) {
+        Ok(img) => (
+            img.config()
+                .unwrap_or_else(|e| format!("(unreadable config: {e})\n")),
+            img.timestamp(),
+        ),
+        Err(e) => (format!("(not a bootloader image: {e})\n"), None),
+    };
+    let (old, old_ts) = current.map(view).unwrap_or_default();
+    let (new, new_ts) = view(desired);
+    let ts = |t: Option<u64>| t.map(|t| t.to_string()).unwrap_or_else(|| "none".into());
+    format!(
+        "bootloader config (update timestamp {} → {}):\n{}",
+        ts(old_ts),
+        ts(new_ts),
+        diff(&old, &new)
+    )
 }
 
 fn text_diff(current: &[u8], desired: &[u8]) -> String {
