@@ -1,0 +1,904 @@
+//! The plan/apply engine on the real binary against throwaway roots, with bind mounts inside a
+//! private mount namespace: invariants 1 (plan changes nothing), 2 (idempotence), 3 (crash
+//! safety), 5 (prune keeps client data), 6 (one apply at a time) and 8 (safe defaults), the
+//! exit codes, the JSON plan's shape, drift repair and the fstab fence. Needs root.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::Value;
+use support::*;
+
+const S1: &str = "0c4c21e5";
+const S2: &str = "0c4c21e6";
+const S3: &str = "0c4c21e7";
+
+/// One Bookworm image and the given clients (raspi1 → S1, raspi2 → S2, raspi3 → S3).
+fn cfg(names: &[&str]) -> Cfg {
+    let mut c = Cfg::default().image("bookworm-lite");
+    for n in names {
+        let serial = match *n {
+            "raspi1" => S1,
+            "raspi2" => S2,
+            "raspi3" => S3,
+            other => panic!("no serial for {other}"),
+        };
+        c = c.client(ClientCfg::new(n, serial, "bookworm-lite"));
+    }
+    c
+}
+
+fn env_with(names: &[&str], real_firmware: bool) -> Env {
+    let env = Env::new();
+    env.add_image("bookworm-lite", Release::Bookworm, real_firmware);
+    env.write_config(&cfg(names));
+    env
+}
+
+/// The lines of a text plan or apply output that describe changes (`  + …`, `~`, `-`).
+fn change_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            (t.starts_with("+ ") || t.starts_with("~ ") || t.starts_with("- "))
+                && !l.starts_with("      ")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn base(env: &Env) -> PathBuf {
+    env.root.parent().unwrap().to_path_buf()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariant 1
+
+#[test]
+fn plan_changes_nothing_pending_applied_and_drifted() {
+    let env = env_with(&["raspi1", "raspi2"], false);
+    let check = |stage: &str| {
+        let before = snapshot(&base(&env));
+        let text = env.pt(&["plan"]);
+        text.expect_code(0);
+        let json = env.pt(&["plan", "--json"]);
+        json.expect_code(0);
+        let detailed = env.pt(&["plan", "--detailed-exitcode"]);
+        assert!(matches!(detailed.code(), Some(0 | 2)), "{detailed:?}");
+        let after = snapshot(&base(&env));
+        assert_same(&before, &after, Cmp::ALL, &format!("plan ({stage})"));
+        text.stdout
+    };
+    // Pending roots: nothing exists yet, not even /run/pinetboot.lock.
+    let pending = check("pending roots");
+    assert!(pending.contains("  + client root /nfs/raspi1 (copy of image bookworm-lite (/srv/rootfs/bookworm-lite))\n"), "{pending}");
+    assert!(!env.path("/run").exists(), "plan created /run");
+    assert!(!env.path("/nfs").exists(), "plan created /nfs");
+    env.apply_ok();
+    let applied = check("after apply");
+    assert_eq!(applied, "No changes. The host matches the configuration.\n");
+    // Drift and a removed client (a Kept note): plan still changes nothing.
+    std::fs::write(env.path("/nfs/raspi1/etc/hostname"), "drifted\n").unwrap();
+    env.write_config(&cfg(&["raspi1"]));
+    let drifted = check("drifted, client removed");
+    assert!(drifted.contains("  ~ file /nfs/raspi1/etc/hostname\n"), "{drifted}");
+    assert!(drifted.contains("\nKept:\n"), "{drifted}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariant 2
+
+#[test]
+fn second_apply_changes_nothing_no_mtime_no_remount_no_handler() {
+    let env = env_with(&["raspi1", "raspi2"], false);
+    let first = env.apply_ok();
+    assert!(first.stdout.contains("skipped: exportfs -ra (--root is "), "{}", first.stdout);
+    assert!(
+        first.stdout.ends_with("Apply complete: 27 added, 8 changed, 0 removed.\n"),
+        "{}",
+        first.stdout
+    );
+    env.assert_converged();
+    let snap = snapshot(&base(&env));
+    let mounts = env.ns.mounts_under(&env.root);
+    assert_eq!(mounts.len(), 2, "two bind mounts: {mounts:?}");
+    let second = env.pt(&["apply"]);
+    second.expect_code(0);
+    assert_eq!(second.stdout, "Apply complete: no changes.\n");
+    assert!(!second.stdout.contains("skipped:") && !second.stdout.contains("ran:"));
+    assert_eq!(second.stderr, "", "second apply wrote to stderr");
+    assert_eq!(env.ns.mounts_under(&env.root), mounts, "mount IDs changed (remount)");
+    assert_same(&snap, &snapshot(&base(&env)), Cmp::ALL, "second apply");
+}
+
+// ---------------------------------------------------------------------------------------------
+// --detailed-exitcode
+
+#[test]
+fn detailed_exitcode_is_2_pending_0_converged_1_bad_config() {
+    let env = env_with(&["raspi1"], false);
+    let r = env.pt(&["plan", "--detailed-exitcode"]);
+    r.expect_code(2);
+    assert!(r.stdout.ends_with("Plan: 16 to add, 4 to change, 0 to remove.\n"), "{}", r.stdout);
+    // Without the flag pending changes still exit 0.
+    env.pt(&["plan"]).expect_code(0);
+    env.apply_ok();
+    env.pt(&["plan", "--detailed-exitcode"]).expect_code(0);
+    env.pt(&["plan", "--json", "--detailed-exitcode"]).expect_code(0);
+    // Drift: 2 again, for text and JSON.
+    std::fs::write(env.path("/nfs/raspi1/etc/hostname"), "x\n").unwrap();
+    env.pt(&["plan", "--detailed-exitcode"]).expect_code(2);
+    env.pt(&["plan", "--json", "--detailed-exitcode"]).expect_code(2);
+    // A bad config: 1, for plan and apply, and nothing changes.
+    let good = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, good.replacen("server:\n", "server:\n  srever: typo\n", 1)).unwrap();
+    let before = snapshot(&base(&env));
+    let r = env.pt(&["plan", "--detailed-exitcode"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("srever"), "{}", r.stderr);
+    assert!(r.stderr.contains("nothing was changed"), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    env.pt(&["apply"]).expect_code(1);
+    assert_same(&before, &snapshot(&base(&env)), Cmp::ALL, "bad config");
+}
+
+// ---------------------------------------------------------------------------------------------
+// plan --json
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn null_or_string(v: &Value, what: &str) {
+    assert!(v.is_null() || v.is_string(), "{what} is {v}");
+}
+
+fn check_json_plan(env: &Env, text: &str) -> Value {
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(
+        keys(&v),
+        set(&["format_version", "root", "summary", "changes", "conflicts", "kept", "handlers"])
+    );
+    assert_eq!(v["format_version"], Value::from(1));
+    assert_eq!(v["root"].as_str(), Some(env.root.to_str().unwrap()));
+    assert_eq!(keys(&v["summary"]), set(&["add", "change", "remove"]));
+    let changes = v["changes"].as_array().expect("changes is an array");
+    let mut counts = [0u64; 3];
+    for c in changes {
+        assert_eq!(
+            keys(c),
+            set(&["action", "kind", "path", "client", "detail", "diff", "handler"]),
+            "{c}"
+        );
+        let action = c["action"].as_str().expect("action is a string");
+        match action {
+            "create" => counts[0] += 1,
+            "update" => counts[1] += 1,
+            "remove" => counts[2] += 1,
+            other => panic!("unknown action {other}"),
+        }
+        let kind = c["kind"].as_str().expect("kind is a string");
+        assert!(
+            ["directory", "file", "fstab block", "client root", "link", "bind mount"].contains(&kind),
+            "kind {kind}"
+        );
+        let path = c["path"].as_str().expect("path is a string");
+        assert!(path.starts_with('/'), "{path}");
+        assert!(!path.contains(env.root.to_str().unwrap()), "path carries the --root prefix: {path}");
+        null_or_string(&c["client"], "client");
+        null_or_string(&c["detail"], "detail");
+        null_or_string(&c["diff"], "diff");
+        match &c["handler"] {
+            Value::Null => {}
+            Value::String(h) => assert!(
+                ["reload-exports", "restart-dnsmasq", "daemon-reload"].contains(&h.as_str()),
+                "handler {h}"
+            ),
+            other => panic!("handler is {other}"),
+        }
+        if path.starts_with("/nfs/raspi") {
+            assert!(c["client"].is_string(), "client file without client: {c}");
+        }
+    }
+    assert_eq!(v["summary"]["add"].as_u64(), Some(counts[0]));
+    assert_eq!(v["summary"]["change"].as_u64(), Some(counts[1]));
+    assert_eq!(v["summary"]["remove"].as_u64(), Some(counts[2]));
+    for c in v["conflicts"].as_array().expect("conflicts is an array") {
+        assert_eq!(keys(c), set(&["client", "message", "hint"]), "{c}");
+        for k in ["client", "message", "hint"] {
+            assert!(c[k].is_string(), "conflict {k}: {c}");
+        }
+    }
+    for k in v["kept"].as_array().expect("kept is an array") {
+        assert_eq!(keys(k), set(&["client", "path", "note"]), "{k}");
+        for f in ["client", "path", "note"] {
+            assert!(k[f].is_string(), "kept {f}: {k}");
+        }
+    }
+    for h in v["handlers"].as_array().expect("handlers is an array") {
+        assert!(h.is_string(), "handler {h}");
+    }
+    v
+}
+
+#[test]
+fn plan_json_has_a_stable_shape() {
+    let env = env_with(&["raspi1", "raspi2"], false);
+    let r = env.pt(&["plan", "--json"]);
+    r.expect_code(0);
+    let v = check_json_plan(&env, &r.stdout);
+    assert_eq!(v["summary"]["add"], Value::from(27));
+    assert_eq!(v["summary"]["change"], Value::from(8));
+    assert_eq!(v["summary"]["remove"], Value::from(0));
+    assert_eq!(
+        v["handlers"],
+        serde_json::json!(["reload-exports", "restart-dnsmasq", "daemon-reload"])
+    );
+    let first = &v["changes"][0];
+    assert_eq!(first["action"], "create");
+    assert_eq!(first["kind"], "directory");
+    assert_eq!(first["path"], "/nfs");
+    assert_eq!(first["client"], Value::Null);
+    assert_eq!(first["detail"], "mode 0755");
+    let fstab: Vec<&Value> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "fstab block")
+        .collect();
+    assert_eq!(fstab.len(), 1);
+    assert_eq!(fstab[0]["handler"], "daemon-reload");
+    assert!(fstab[0]["diff"].as_str().unwrap().contains("+# BEGIN pinetboot\n"));
+    assert_eq!(v["conflicts"], serde_json::json!([]));
+    assert_eq!(v["kept"], serde_json::json!([]));
+    // Text and JSON agree on the counts.
+    let text = env.pt(&["plan"]);
+    assert!(text.stdout.ends_with("Plan: 27 to add, 8 to change, 0 to remove.\n"), "{}", text.stdout);
+    assert_eq!(change_lines(&text.stdout).len(), v["changes"].as_array().unwrap().len());
+
+    // Converged, then a conflict (raspi1) and a kept root (raspi2 removed).
+    env.apply_ok();
+    let v = check_json_plan(&env, &env.pt(&["plan", "--json"]).stdout);
+    assert_eq!(v["changes"], serde_json::json!([]));
+    assert_eq!(v["handlers"], serde_json::json!([]));
+    assert_eq!(v["summary"], serde_json::json!({"add": 0, "change": 0, "remove": 0}));
+    std::fs::remove_file(env.path("/nfs/raspi1/etc/hostname")).unwrap();
+    std::os::unix::fs::symlink(env.outside.join("secret"), env.path("/nfs/raspi1/etc/hostname")).unwrap();
+    env.write_config(&cfg(&["raspi1"]));
+    let r = env.pt(&["plan", "--json", "--detailed-exitcode"]);
+    r.expect_code(2);
+    let v = check_json_plan(&env, &r.stdout);
+    assert_eq!(v["conflicts"].as_array().unwrap().len(), 1);
+    assert_eq!(v["conflicts"][0]["client"], "raspi1");
+    assert!(v["conflicts"][0]["message"].as_str().unwrap().contains("/nfs/raspi1/etc/hostname"));
+    assert_eq!(
+        v["kept"],
+        serde_json::json!([{
+            "client": "raspi2",
+            "path": "/nfs/raspi2",
+            "note": "client data is never deleted implicitly; to delete it: pinetboot purge raspi2 --yes"
+        }])
+    );
+    assert!(
+        v["changes"].as_array().unwrap().iter().all(|c| c["client"] != "raspi1"),
+        "a conflicted client's changes are listed"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drift
+
+#[test]
+fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
+    let env = env_with(&["raspi1"], false);
+    env.apply_ok();
+    let fstab_applied = env.read("/etc/fstab");
+    let conf = env.path("/etc/dnsmasq.d/pinetboot.conf");
+    let dnsmasq = env.read("/etc/dnsmasq.d/pinetboot.conf");
+    let cmdline = env.read("/nfs/raspi1/boot/firmware/cmdline.txt");
+    // Someone edits the drop-in, the block, adds a foreign line, unmounts, edits cmdline.txt,
+    // and chmods the TFTP root 0777.
+    std::fs::write(&conf, format!("{dnsmasq}dhcp-range=0.0.0.0,proxy\n")).unwrap();
+    let foreign = "10.0.0.5:/srv/media /media nfs defaults,_netdev 0 0\n";
+    let edited = fstab_applied.replace(" none bind,nofail 0 0", " none bind 0 0");
+    assert_ne!(edited, fstab_applied);
+    std::fs::write(env.path("/etc/fstab"), format!("{edited}{foreign}")).unwrap();
+    let tftp = env.path(&format!("/tftpboot/{S1}"));
+    env.ns.sh(&format!("umount '{}'", tftp.display()));
+    std::fs::write(
+        env.path("/nfs/raspi1/boot/firmware/cmdline.txt"),
+        "console=tty1 root=/dev/mmcblk0p2 rootwait\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(env.path("/tftpboot"), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+
+    let plan = env.pt(&["plan", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert_eq!(
+        change_lines(&plan.stdout),
+        vec![
+            "  ~ directory /tftpboot (mode 0777 → 0755)".to_owned(),
+            "  ~ file /nfs/raspi1/boot/firmware/cmdline.txt".to_owned(),
+            "  ~ file /etc/dnsmasq.d/pinetboot.conf".to_owned(),
+            "  ~ fstab block /etc/fstab".to_owned(),
+            format!("  + bind mount /tftpboot/{S1} (from /nfs/raspi1/boot/firmware (not mounted))"),
+        ],
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("      -dhcp-range=0.0.0.0,proxy\n"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("      -console=tty1 root=/dev/mmcblk0p2 rootwait\n"), "{}", plan.stdout);
+    assert!(plan.stdout.ends_with("Plan: 1 to add, 4 to change, 0 to remove.\n"), "{}", plan.stdout);
+
+    let apply = env.apply_ok();
+    assert_eq!(
+        change_lines(&apply.stdout),
+        vec![
+            "~ directory /tftpboot".to_owned(),
+            "~ file /nfs/raspi1/boot/firmware/cmdline.txt".to_owned(),
+            "~ file /etc/dnsmasq.d/pinetboot.conf".to_owned(),
+            "~ fstab block /etc/fstab".to_owned(),
+            format!("+ bind mount /tftpboot/{S1}"),
+        ],
+        "{}",
+        apply.stdout
+    );
+    assert!(apply.stdout.ends_with("Apply complete: 1 added, 4 changed, 0 removed.\n"));
+    env.assert_converged();
+    assert_eq!(env.read("/etc/fstab"), format!("{fstab_applied}{foreign}"));
+    assert_eq!(env.read("/etc/dnsmasq.d/pinetboot.conf"), dnsmasq);
+    assert_eq!(env.read("/nfs/raspi1/boot/firmware/cmdline.txt"), cmdline);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(env.path("/tftpboot")).unwrap().permissions());
+    assert_eq!(mode & 0o7777, 0o755);
+    assert_eq!(
+        env.ns.dev_ino(&tftp),
+        env.ns.dev_ino(&env.path("/nfs/raspi1/boot/firmware")),
+        "the bind mount is back"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariant 3: crash safety
+
+/// Paths pinetboot writes in the single-client scenario, with where their "old" content lives
+/// (relative to the root; `None`: did not exist).
+fn managed_paths() -> Vec<(String, Option<String>)> {
+    let img = "srv/rootfs/bookworm-lite";
+    let mut v: Vec<(String, Option<String>)> = vec![
+        ("etc/dnsmasq.d/pinetboot.conf".into(), None),
+        ("etc/exports.d/pinetboot.exports".into(), None),
+        ("etc/fstab".into(), Some("etc/fstab".into())),
+        ("var/lib/pinetboot/state.json".into(), None),
+    ];
+    for rel in [
+        "boot/firmware/cmdline.txt",
+        "etc/fstab",
+        "etc/hostname",
+        "etc/hosts",
+    ] {
+        v.push((format!("nfs/raspi1/{rel}"), Some(format!("{img}/{rel}"))));
+    }
+    for rel in [
+        "root/.ssh/authorized_keys",
+        "etc/systemd/system/dphys-swapfile.service",
+        "etc/systemd/system/resize2fs_once.service",
+        "etc/systemd/system/rpi-resize.service",
+        "etc/systemd/system/userconfig.service",
+        "etc/systemd/system/sshd.service",
+        "etc/systemd/system/multi-user.target.wants/ssh.service",
+    ] {
+        v.push((format!("nfs/raspi1/{rel}"), None));
+    }
+    v
+}
+
+fn is_leftover(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().contains(".pinetboot-"))
+}
+
+#[test]
+fn crash_at_every_point_then_apply_converges_to_the_clean_end_state() {
+    // The clean end state.
+    let clean_env = env_with(&["raspi1"], false);
+    let pre = snapshot(&clean_env.root);
+    clean_env.apply_ok();
+    let clean = snapshot(&clean_env.root);
+    let managed = managed_paths();
+    for (p, _) in &managed {
+        assert!(clean.contains_key(Path::new(p)), "{p} missing after a clean apply");
+    }
+    drop(clean_env);
+
+    let mut leftovers_seen: Vec<String> = Vec::new();
+    let mut passed = 0;
+    for n in 1..=200u32 {
+        let env = env_with(&["raspi1"], false);
+        let crash = env.pt_env(&[("PINETBOOT_CRASH_AT", &n.to_string())], &["apply"]);
+        if !crash.aborted() {
+            crash.expect_code(0);
+            passed = n - 1;
+            break;
+        }
+        // Nothing half-written: every managed path is its old self or its new self.
+        let now = snapshot(&env.root);
+        let root_there = now.contains_key(Path::new("nfs/raspi1"));
+        for (p, old) in &managed {
+            if p.starts_with("nfs/raspi1/") && !root_there {
+                continue;
+            }
+            let cur = now.get(Path::new(p)).map(|e| e.node.clone());
+            let new = clean.get(Path::new(p)).map(|e| e.node.clone());
+            let old = old
+                .as_ref()
+                .and_then(|o| pre.get(Path::new(o)))
+                .map(|e| e.node.clone());
+            assert!(
+                cur == new || cur == old,
+                "crash point {n}: {p} is neither old ({old:?}) nor new ({new:?}): {cur:?}"
+            );
+        }
+        // Apply again: converges to the clean end state.
+        let again = env.pt(&["apply"]);
+        again.expect_code(0);
+        env.assert_converged();
+        let after = snapshot(&env.root);
+        let leftovers: Vec<PathBuf> = after.keys().filter(|p| is_leftover(p)).cloned().collect();
+        for l in &leftovers {
+            leftovers_seen.push(format!("crash point {n}: {}", l.display()));
+        }
+        assert!(
+            !after.contains_key(Path::new("nfs/.raspi1.pinetboot-staging")),
+            "crash point {n}: the staging folder is left behind"
+        );
+        let filtered: Snapshot = after.into_iter().filter(|(p, _)| !is_leftover(p)).collect();
+        assert_same(&clean, &filtered, Cmp::CONTENT, &format!("crash point {n}, then apply"));
+        let mounts = env.ns.mounts_under(&env.path("/tftpboot"));
+        assert_eq!(mounts.len(), 1, "crash point {n}: mounts {mounts:?}");
+    }
+    assert!(passed >= 20, "only {passed} crash points were passed");
+    eprintln!("crash points passed by one apply: {passed}");
+    eprintln!(
+        "leftover temp files after recovery ({}):\n{}",
+        leftovers_seen.len(),
+        leftovers_seen.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariant 5: prune and purge
+
+#[test]
+fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
+    let env = env_with(&["raspi1", "raspi2"], false);
+    env.apply_ok();
+    let root2 = env.path("/nfs/raspi2");
+    let kept = snapshot(&root2);
+    let fstab_before = env.read("/etc/fstab");
+    env.write_config(&cfg(&["raspi1"]));
+    let plan = env.pt(&["plan", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert_eq!(
+        change_lines(&plan.stdout),
+        vec![
+            "  ~ file /etc/exports.d/pinetboot.exports".to_owned(),
+            "  ~ fstab block /etc/fstab".to_owned(),
+            format!("  - bind mount /tftpboot/{S2} (client raspi2 is no longer declared)"),
+            format!("  - directory /tftpboot/{S2} (client raspi2 is no longer declared)"),
+        ],
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains(
+        "\nKept:\n  client root /nfs/raspi2 of raspi2: client data is never deleted implicitly; to delete it: pinetboot purge raspi2 --yes\n"
+    ), "{}", plan.stdout);
+    assert!(plan.stdout.ends_with("Plan: 0 to add, 2 to change, 2 to remove.\n"), "{}", plan.stdout);
+
+    let apply = env.apply_ok();
+    assert!(apply.stdout.contains(
+        "kept: client root /nfs/raspi2 of raspi2 (client data is never deleted implicitly; to delete it: pinetboot purge raspi2 --yes)\n"
+    ), "{}", apply.stdout);
+    assert!(apply.stdout.ends_with("Apply complete: 0 added, 2 changed, 2 removed.\n"), "{}", apply.stdout);
+    env.assert_converged();
+    let tftp2 = env.path(&format!("/tftpboot/{S2}"));
+    assert!(env.ns.mounts_under(&tftp2).is_empty(), "raspi2's bind mount is still there");
+    assert!(!tftp2.exists(), "raspi2's TFTP folder is still there");
+    env.ns.sh(&format!("! test -e '{}'", tftp2.display()));
+    let exports = env.read("/etc/exports.d/pinetboot.exports");
+    assert!(!exports.contains("/nfs/raspi2"), "{exports}");
+    assert!(exports.contains("/nfs/raspi1 "), "{exports}");
+    let fstab = env.read("/etc/fstab");
+    assert!(!fstab.contains(S2), "{fstab}");
+    let line1 = format!("/nfs/raspi1/boot/firmware /tftpboot/{S1} none bind,nofail 0 0\n");
+    assert_eq!(fstab, fstab_before.replace(&format!("/nfs/raspi2/boot/firmware /tftpboot/{S2} none bind,nofail 0 0\n"), ""));
+    assert!(fstab.contains(&line1));
+    assert_same(&kept, &snapshot(&root2), Cmp::ALL, "the removed client's root");
+
+    // purge: refuses without --yes, refuses a declared client, deletes with --yes.
+    let r = env.pt(&["purge", "raspi2"]);
+    r.expect_code(1);
+    assert_eq!(
+        r.stderr,
+        "error: this deletes /nfs/raspi2 and everything in it (client raspi2's data)\n  hint: run again with --yes: pinetboot purge raspi2 --yes\n"
+    );
+    assert_same(&kept, &snapshot(&root2), Cmp::ALL, "purge without --yes");
+    let r = env.pt(&["purge", "raspi1", "--yes"]);
+    r.expect_code(1);
+    assert!(r.stderr.starts_with("error: client raspi1 is still declared in "), "{}", r.stderr);
+    assert!(env.path("/nfs/raspi1/etc/hostname").is_file());
+    let r = env.pt(&["purge", "raspi2", "--yes"]);
+    r.expect_code(0);
+    assert_eq!(r.stdout, "deleted client root /nfs/raspi2\n");
+    assert!(!root2.exists());
+    assert!(env.path("/srv/rootfs/bookworm-lite/etc/hostname").is_file(), "the image went too");
+    env.assert_converged();
+    let r = env.pt(&["purge", "raspi2", "--yes"]);
+    r.expect_code(1);
+    assert!(r.stderr.starts_with("error: /nfs/raspi2 does not exist"), "{}", r.stderr);
+}
+
+#[test]
+fn purge_refuses_while_the_removed_clients_boot_folder_is_still_mounted() {
+    let env = env_with(&["raspi1", "raspi2"], false);
+    env.apply_ok();
+    env.write_config(&cfg(&["raspi1"]));
+    let before = snapshot(&env.path("/nfs/raspi2"));
+    let r = env.pt(&["purge", "raspi2", "--yes"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains(&format!("/tftpboot/{S2} is still mounted from or inside /nfs/raspi2")), "{}", r.stderr);
+    assert_same(&before, &snapshot(&env.path("/nfs/raspi2")), Cmp::ALL, "purge while mounted");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariant 6: one apply at a time
+
+fn hold_lock(env: &Env) -> File {
+    std::fs::create_dir_all(env.path("/run")).unwrap();
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(env.path("/run/pinetboot.lock"))
+        .unwrap();
+    f.lock().expect("taking the lock from the test");
+    f
+}
+
+#[test]
+fn apply_waits_for_the_lock_or_fails_fast_with_no_wait() {
+    let env = env_with(&["raspi1"], false);
+    let lock = hold_lock(&env);
+    let before = snapshot(&base(&env));
+    let r = env.pt(&["apply", "--no-wait"]);
+    r.expect_code(1);
+    assert_eq!(
+        r.stderr,
+        "error: another pinetboot apply is running\n  hint: wait for it, or run without --no-wait to wait\n"
+    );
+    assert_eq!(r.stdout, "");
+    assert_same(&before, &snapshot(&base(&env)), Cmp::ALL, "apply --no-wait while locked");
+
+    // Without --no-wait it says it waits, and does nothing until the lock is free.
+    let err = env.outside.join("apply.stderr");
+    let out = env.outside.join("apply.stdout");
+    let mut full: Vec<String> = vec![
+        "--root".into(),
+        env.root.to_string_lossy().into(),
+        "--config".into(),
+        env.config.to_string_lossy().into(),
+        "apply".into(),
+    ];
+    full.shrink_to_fit();
+    let mut child = env
+        .ns
+        .command(120, bin(), &full)
+        .stdout(Stdio::from(File::create(&out).unwrap()))
+        .stderr(Stdio::from(File::create(&err).unwrap()))
+        .spawn()
+        .unwrap();
+    let waiting = format!(
+        "waiting for another pinetboot apply to finish (lock {}/run/pinetboot.lock)…\n",
+        env.root.display()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(&err).unwrap_or_default() == waiting),
+        "stderr: {:?}",
+        std::fs::read_to_string(&err)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "apply did not wait");
+    assert!(!env.path("/nfs").exists(), "apply changed the host while waiting");
+    drop(lock);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    assert!(stdout.ends_with("Apply complete: 16 added, 4 changed, 0 removed.\n"), "{stdout}");
+    env.assert_converged();
+}
+
+#[test]
+fn two_applies_started_together_never_interleave() {
+    let env = env_with(&["raspi1", "raspi2", "raspi3"], true);
+    let args: Vec<String> = vec![
+        "--root".into(),
+        env.root.to_string_lossy().into(),
+        "--config".into(),
+        env.config.to_string_lossy().into(),
+        "apply".into(),
+    ];
+    let spawn = || {
+        env.ns
+            .command(120, bin(), &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn();
+    let b = spawn();
+    let a = a.wait_with_output().unwrap();
+    let b = b.wait_with_output().unwrap();
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b));
+    let mut summaries: Vec<String> = [&a, &b]
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_owned())
+        .collect();
+    summaries.sort();
+    assert_eq!(
+        summaries,
+        vec![
+            "Apply complete: 38 added, 12 changed, 0 removed.".to_owned(),
+            "Apply complete: no changes.".to_owned()
+        ],
+        "\n--- a\n{}\n--- b\n{}",
+        text(&a),
+        text(&b)
+    );
+    let waited = [&a, &b]
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("waiting for another pinetboot apply to finish"))
+        .count();
+    eprintln!("applies that waited for the lock: {waited}");
+    env.assert_converged();
+    assert_eq!(env.ns.mounts_under(&env.path("/tftpboot")).len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariant 8: safe by default
+
+fn check_safe_defaults(env: &Env, before: &Snapshot) {
+    let exports = env.read("/etc/exports.d/pinetboot.exports");
+    assert_eq!(
+        exports,
+        "# Managed by pinetboot: edits here are overwritten by `pinetboot apply`.\n\
+# Client roots for Raspberry Pi network boot (exports(5)).\n\
+/nfs/raspi1 192.168.2.51(rw,sync,no_subtree_check,no_root_squash)\n\
+/nfs/raspi2 192.168.2.0/24(rw,sync,no_subtree_check,no_root_squash)\n"
+    );
+    assert!(!exports.contains('*'));
+    let dnsmasq = env.read("/etc/dnsmasq.d/pinetboot.conf");
+    assert!(!dnsmasq.contains("dhcp-range=0.0.0.0"), "{dnsmasq}");
+    assert!(dnsmasq.contains("dhcp-host=dc:a6:32:01:02:03,set:pinetboot  # raspi2\n"), "{dnsmasq}");
+    assert!(dnsmasq.contains("pxe-service=tag:pinetboot,0,\"Raspberry Pi Boot\"\n"), "{dnsmasq}");
+    // Every folder pinetboot created outside client roots is 0755.
+    let after = snapshot(&env.root);
+    let mut created = Vec::new();
+    for (p, e) in &after {
+        if e.node != Node::Dir || before.contains_key(p) || p.starts_with("nfs/raspi1") || p.starts_with("nfs/raspi2") {
+            continue;
+        }
+        created.push(format!("{} {:04o}", p.display(), e.mode));
+    }
+    let expected: Vec<String> = [
+        "etc/dnsmasq.d",
+        "etc/exports.d",
+        "nfs",
+        "run",
+        "tftpboot",
+        "tftpboot/0c4c21e5",
+        "tftpboot/0c4c21e6",
+        "var",
+        "var/lib",
+        "var/lib/pinetboot",
+    ]
+    .iter()
+    .map(|p| format!("{p} 0755"))
+    .collect();
+    assert_eq!(created, expected, "folders pinetboot created, with their modes");
+    // Nothing world-writable under the TFTP root, as the TFTP server sees it (mounts included).
+    let found = env.ns.sh(&format!(
+        "find '{}' -perm -0002 \\( -type d -o -type f \\) -print",
+        env.path("/tftpboot").display()
+    ));
+    assert_eq!(found, "", "world-writable entries under the TFTP root");
+}
+
+fn safe_cfg() -> Cfg {
+    let mut c1 = ClientCfg::new("raspi1", S1, "bookworm-lite");
+    c1.address = Some("192.168.2.51".into());
+    let mut c2 = ClientCfg::new("raspi2", S2, "bookworm-lite");
+    c2.mac = Some("dc:a6:32:01:02:03".into());
+    Cfg::default().image("bookworm-lite").client(c1).client(c2)
+}
+
+#[test]
+fn safe_defaults_no_star_exports_and_0755_folders() {
+    let env = Env::new();
+    env.add_image("bookworm-lite", Release::Bookworm, false);
+    env.write_config(&safe_cfg());
+    let before = snapshot(&env.root);
+    env.apply_ok();
+    check_safe_defaults(&env, &before);
+}
+
+#[test]
+fn safe_defaults_hold_under_umask_000() {
+    let env = Env::new();
+    env.add_image("bookworm-lite", Release::Bookworm, false);
+    env.write_config(&safe_cfg());
+    let before = snapshot(&env.root);
+    let r = env.ns.run(
+        "sh",
+        &[
+            "-c",
+            "umask 000 && exec \"$0\" \"$@\"",
+            bin(),
+            "--root",
+            env.root.to_str().unwrap(),
+            "--config",
+            env.config.to_str().unwrap(),
+            "apply",
+        ],
+    );
+    r.expect_code(0);
+    check_safe_defaults(&env, &before);
+    let lock = std::fs::metadata(env.path("/run/pinetboot.lock")).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&lock.permissions()) & 0o7777;
+    assert_eq!(mode & 0o002, 0, "the lock file is world-writable ({mode:04o})");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fstab fence, as a property
+
+/// (before the block, the block's inner lines, after the block); no block: (text, None, "").
+fn split_fence(text: &str) -> (String, Option<Vec<String>>, String) {
+    let mut before = String::new();
+    let mut block: Option<Vec<String>> = None;
+    let mut after = String::new();
+    let mut state = 0;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches('\n');
+        match state {
+            0 if bare == "# BEGIN pinetboot" => {
+                state = 1;
+                block = Some(Vec::new());
+            }
+            0 => before.push_str(line),
+            1 if bare == "# END pinetboot" => state = 2,
+            1 => block.as_mut().unwrap().push(bare.to_owned()),
+            _ => after.push_str(line),
+        }
+    }
+    assert_ne!(state, 1, "unterminated block in {text:?}");
+    (before, block, after)
+}
+
+fn expected_block(names: &[&str]) -> Option<Vec<String>> {
+    if names.is_empty() {
+        return None;
+    }
+    let mut v = vec!["# Boot folders of Raspberry Pi clients, bind-mounted onto the TFTP root.".to_owned()];
+    for n in names {
+        let s = match *n {
+            "raspi1" => S1,
+            "raspi2" => S2,
+            _ => S3,
+        };
+        v.push(format!("/nfs/{n}/boot/firmware /tftpboot/{s} none bind,nofail 0 0"));
+    }
+    Some(v)
+}
+
+fn foreign_text() -> impl Strategy<Value = String> {
+    let line = prop_oneof![
+        "#[ a-zA-Z0-9=/]{0,20}",
+        "UUID=[0-9a-f]{4}-[0-9a-f]{4} /[a-z]{1,6} ext4 defaults 0 [0-2]",
+        "tmpfs /[a-z]{1,6} tmpfs defaults,size=[0-9]{1,3}m 0 0",
+        "[ \t]{0,3}",
+        Just("# BEGIN pinetboo".to_owned()),
+        Just("#END pinetboot".to_owned()),
+        Just("/dev/sda1 /data\\040dir ext4 defaults 0 2".to_owned()),
+    ];
+    (prop::collection::vec(line, 0..6), any::<bool>()).prop_map(|(lines, nl)| {
+        let mut t = lines.join("\n");
+        if nl && !lines.is_empty() {
+            t.push('\n');
+        }
+        t
+    })
+}
+
+fn subset(mask: u8) -> Vec<&'static str> {
+    ["raspi1", "raspi2", "raspi3"]
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, n)| n)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bytes_outside_the_fstab_fence_never_change(
+        prefix in foreign_text(),
+        suffix in foreign_text(),
+        a in 0u8..8,
+        b in 0u8..8,
+    ) {
+        let env = Env::new();
+        env.add_image("bookworm-lite", Release::Bookworm, false);
+        let fstab = env.path("/etc/fstab");
+        std::fs::write(&fstab, &prefix).unwrap();
+        let set_a = subset(a);
+        env.write_config(&cfg(&set_a));
+        env.apply_ok();
+        let t1 = std::fs::read_to_string(&fstab).unwrap();
+        let (before1, block1, after1) = split_fence(&t1);
+        prop_assert_eq!(&block1, &expected_block(&set_a));
+        if set_a.is_empty() {
+            prop_assert_eq!(&t1, &prefix);
+        } else {
+            let sep = if prefix.is_empty() || prefix.ends_with('\n') { "" } else { "\n" };
+            prop_assert_eq!(before1, format!("{prefix}{sep}"));
+            prop_assert_eq!(after1, "");
+        }
+        // The admin appends foreign lines after pinetboot's block, then the client set changes.
+        let t1b = format!("{t1}{suffix}");
+        std::fs::write(&fstab, &t1b).unwrap();
+        let set_b = subset(b);
+        env.write_config(&cfg(&set_b));
+        env.apply_ok();
+        let t2 = std::fs::read_to_string(&fstab).unwrap();
+        let (before_in, block_in, after_in) = split_fence(&t1b);
+        let (before2, block2, after2) = split_fence(&t2);
+        prop_assert_eq!(&block2, &expected_block(&set_b));
+        match (block_in.is_some(), set_b.is_empty()) {
+            (true, false) => {
+                prop_assert_eq!(&before2, &before_in);
+                prop_assert_eq!(&after2, &after_in);
+            }
+            (true, true) => prop_assert_eq!(&t2, &format!("{before_in}{after_in}")),
+            (false, true) => prop_assert_eq!(&t2, &t1b),
+            (false, false) => {
+                let sep = if t1b.is_empty() || t1b.ends_with('\n') { "" } else { "\n" };
+                prop_assert_eq!(&before2, &format!("{t1b}{sep}"));
+                prop_assert_eq!(&after2, "");
+            }
+        }
+        env.assert_converged();
+    }
+}
