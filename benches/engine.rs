@@ -12,16 +12,27 @@ use pinetboot::engine;
 use pinetboot::host::Host;
 
 fn tree(dir: &Path) {
-    for d in ["etc/systemd/system", "boot/firmware", "lib/systemd/system", "root"] {
+    for d in [
+        "etc/systemd/system",
+        "boot/firmware",
+        "lib/systemd/system",
+        "root",
+    ] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     let files = [
         ("etc/os-release", "VERSION_CODENAME=bookworm\n"),
-        ("etc/fstab", "proc /proc proc defaults 0 0\nPARTUUID=1-01 /boot/firmware vfat defaults 0 2\nPARTUUID=1-02 / ext4 defaults 0 1\n"),
+        (
+            "etc/fstab",
+            "proc /proc proc defaults 0 0\nPARTUUID=1-01 /boot/firmware vfat defaults 0 2\nPARTUUID=1-02 / ext4 defaults 0 1\n",
+        ),
         ("etc/hostname", "raspberrypi\n"),
         ("etc/hosts", "127.0.0.1 localhost\n127.0.1.1 raspberrypi\n"),
         ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n"),
-        ("boot/firmware/cmdline.txt", "console=serial0,115200 console=tty1 root=PARTUUID=1-02 rootfstype=ext4 fsck.repair=yes rootwait quiet\n"),
+        (
+            "boot/firmware/cmdline.txt",
+            "console=serial0,115200 console=tty1 root=PARTUUID=1-02 rootfstype=ext4 fsck.repair=yes rootwait quiet\n",
+        ),
         ("boot/firmware/config.txt", "arm_64bit=1\n"),
     ];
     for (p, c) in files {
@@ -90,7 +101,9 @@ fn main() {
         return;
     }
     let exe = std::env::current_exe().unwrap();
-    println!("| clients | plan (ms, median) | no-op apply (ms, median) | first apply (ms) | peak RSS (MiB) |");
+    println!(
+        "| clients | plan (ms, median) | no-op apply (ms, median) | first apply (ms) | peak RSS (MiB) |"
+    );
     println!("|---|---|---|---|---|");
     for n in [1, 100, 1000] {
         let status = Command::new("unshare")

@@ -6,6 +6,7 @@
 //! runs [`handlers`], records [`state`] and observes again.
 
 pub mod bootloader;
+pub mod bootlog;
 pub mod cli;
 pub mod clientos;
 pub mod commands;

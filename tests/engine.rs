@@ -87,7 +87,10 @@ fn plan_changes_nothing_pending_applied_and_drifted() {
     std::fs::write(env.path("/nfs/raspi1/etc/hostname"), "drifted\n").unwrap();
     env.write_config(&cfg(&["raspi1"]));
     let drifted = check("drifted, client removed");
-    assert!(drifted.contains("  ~ file /nfs/raspi1/etc/hostname\n"), "{drifted}");
+    assert!(
+        drifted.contains("  ~ file /nfs/raspi1/etc/hostname\n"),
+        "{drifted}"
+    );
     assert!(drifted.contains("\nKept:\n"), "{drifted}");
 }
 
@@ -98,9 +101,15 @@ fn plan_changes_nothing_pending_applied_and_drifted() {
 fn second_apply_changes_nothing_no_mtime_no_remount_no_handler() {
     let env = env_with(&["raspi1", "raspi2"], false);
     let first = env.apply_ok();
-    assert!(first.stdout.contains("skipped: exportfs -ra (--root is "), "{}", first.stdout);
     assert!(
-        first.stdout.ends_with("Apply complete: 27 added, 8 changed, 0 removed.\n"),
+        first.stdout.contains("skipped: exportfs -ra (--root is "),
+        "{}",
+        first.stdout
+    );
+    assert!(
+        first
+            .stdout
+            .ends_with("Apply complete: 27 added, 8 changed, 0 removed.\n"),
         "{}",
         first.stdout
     );
@@ -113,7 +122,11 @@ fn second_apply_changes_nothing_no_mtime_no_remount_no_handler() {
     assert_eq!(second.stdout, "Apply complete: no changes.\n");
     assert!(!second.stdout.contains("skipped:") && !second.stdout.contains("ran:"));
     assert_eq!(second.stderr, "", "second apply wrote to stderr");
-    assert_eq!(env.ns.mounts_under(&env.root), mounts, "mount IDs changed (remount)");
+    assert_eq!(
+        env.ns.mounts_under(&env.root),
+        mounts,
+        "mount IDs changed (remount)"
+    );
     assert_same(&snap, &snapshot(&base(&env)), Cmp::ALL, "second apply");
 }
 
@@ -125,19 +138,30 @@ fn detailed_exitcode_is_2_pending_0_converged_1_bad_config() {
     let env = env_with(&["raspi1"], false);
     let r = env.pt(&["plan", "--detailed-exitcode"]);
     r.expect_code(2);
-    assert!(r.stdout.ends_with("Plan: 16 to add, 4 to change, 0 to remove.\n"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .ends_with("Plan: 16 to add, 4 to change, 0 to remove.\n"),
+        "{}",
+        r.stdout
+    );
     // Without the flag pending changes still exit 0.
     env.pt(&["plan"]).expect_code(0);
     env.apply_ok();
     env.pt(&["plan", "--detailed-exitcode"]).expect_code(0);
-    env.pt(&["plan", "--json", "--detailed-exitcode"]).expect_code(0);
+    env.pt(&["plan", "--json", "--detailed-exitcode"])
+        .expect_code(0);
     // Drift: 2 again, for text and JSON.
     std::fs::write(env.path("/nfs/raspi1/etc/hostname"), "x\n").unwrap();
     env.pt(&["plan", "--detailed-exitcode"]).expect_code(2);
-    env.pt(&["plan", "--json", "--detailed-exitcode"]).expect_code(2);
+    env.pt(&["plan", "--json", "--detailed-exitcode"])
+        .expect_code(2);
     // A bad config: 1, for plan and apply, and nothing changes.
     let good = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(&env.config, good.replacen("server:\n", "server:\n  srever: typo\n", 1)).unwrap();
+    std::fs::write(
+        &env.config,
+        good.replacen("server:\n", "server:\n  srever: typo\n", 1),
+    )
+    .unwrap();
     let before = snapshot(&base(&env));
     let r = env.pt(&["plan", "--detailed-exitcode"]);
     r.expect_code(1);
@@ -171,7 +195,15 @@ fn check_json_plan(env: &Env, text: &str) -> Value {
     let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(
         keys(&v),
-        set(&["format_version", "root", "summary", "changes", "conflicts", "kept", "handlers"])
+        set(&[
+            "format_version",
+            "root",
+            "summary",
+            "changes",
+            "conflicts",
+            "kept",
+            "handlers"
+        ])
     );
     assert_eq!(v["format_version"], Value::from(1));
     assert_eq!(v["root"].as_str(), Some(env.root.to_str().unwrap()));
@@ -181,7 +213,9 @@ fn check_json_plan(env: &Env, text: &str) -> Value {
     for c in changes {
         assert_eq!(
             keys(c),
-            set(&["action", "kind", "path", "client", "detail", "diff", "handler"]),
+            set(&[
+                "action", "kind", "path", "client", "detail", "diff", "handler"
+            ]),
             "{c}"
         );
         let action = c["action"].as_str().expect("action is a string");
@@ -193,12 +227,23 @@ fn check_json_plan(env: &Env, text: &str) -> Value {
         }
         let kind = c["kind"].as_str().expect("kind is a string");
         assert!(
-            ["directory", "file", "fstab block", "client root", "link", "bind mount"].contains(&kind),
+            [
+                "directory",
+                "file",
+                "fstab block",
+                "client root",
+                "link",
+                "bind mount"
+            ]
+            .contains(&kind),
             "kind {kind}"
         );
         let path = c["path"].as_str().expect("path is a string");
         assert!(path.starts_with('/'), "{path}");
-        assert!(!path.contains(env.root.to_str().unwrap()), "path carries the --root prefix: {path}");
+        assert!(
+            !path.contains(env.root.to_str().unwrap()),
+            "path carries the --root prefix: {path}"
+        );
         null_or_string(&c["client"], "client");
         null_or_string(&c["detail"], "detail");
         null_or_string(&c["diff"], "diff");
@@ -262,29 +307,54 @@ fn plan_json_has_a_stable_shape() {
         .collect();
     assert_eq!(fstab.len(), 1);
     assert_eq!(fstab[0]["handler"], "daemon-reload");
-    assert!(fstab[0]["diff"].as_str().unwrap().contains("+# BEGIN pinetboot\n"));
+    assert!(
+        fstab[0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+# BEGIN pinetboot\n")
+    );
     assert_eq!(v["conflicts"], serde_json::json!([]));
     assert_eq!(v["kept"], serde_json::json!([]));
     // Text and JSON agree on the counts.
     let text = env.pt(&["plan"]);
-    assert!(text.stdout.ends_with("Plan: 27 to add, 8 to change, 0 to remove.\n"), "{}", text.stdout);
-    assert_eq!(change_lines(&text.stdout).len(), v["changes"].as_array().unwrap().len());
+    assert!(
+        text.stdout
+            .ends_with("Plan: 27 to add, 8 to change, 0 to remove.\n"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(
+        change_lines(&text.stdout).len(),
+        v["changes"].as_array().unwrap().len()
+    );
 
     // Converged, then a conflict (raspi1) and a kept root (raspi2 removed).
     env.apply_ok();
     let v = check_json_plan(&env, &env.pt(&["plan", "--json"]).stdout);
     assert_eq!(v["changes"], serde_json::json!([]));
     assert_eq!(v["handlers"], serde_json::json!([]));
-    assert_eq!(v["summary"], serde_json::json!({"add": 0, "change": 0, "remove": 0}));
+    assert_eq!(
+        v["summary"],
+        serde_json::json!({"add": 0, "change": 0, "remove": 0})
+    );
     std::fs::remove_file(env.path("/nfs/raspi1/etc/hostname")).unwrap();
-    std::os::unix::fs::symlink(env.outside.join("secret"), env.path("/nfs/raspi1/etc/hostname")).unwrap();
+    std::os::unix::fs::symlink(
+        env.outside.join("secret"),
+        env.path("/nfs/raspi1/etc/hostname"),
+    )
+    .unwrap();
     env.write_config(&cfg(&["raspi1"]));
     let r = env.pt(&["plan", "--json", "--detailed-exitcode"]);
     r.expect_code(2);
     let v = check_json_plan(&env, &r.stdout);
     assert_eq!(v["conflicts"].as_array().unwrap().len(), 1);
     assert_eq!(v["conflicts"][0]["client"], "raspi1");
-    assert!(v["conflicts"][0]["message"].as_str().unwrap().contains("/nfs/raspi1/etc/hostname"));
+    assert!(
+        v["conflicts"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nfs/raspi1/etc/hostname")
+    );
     assert_eq!(
         v["kept"],
         serde_json::json!([{
@@ -294,7 +364,11 @@ fn plan_json_has_a_stable_shape() {
         }])
     );
     assert!(
-        v["changes"].as_array().unwrap().iter().all(|c| c["client"] != "raspi1"),
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["client"] != "raspi1"),
         "a conflicted client's changes are listed"
     );
 }
@@ -324,7 +398,11 @@ fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
         "console=tty1 root=/dev/mmcblk0p2 rootwait\n",
     )
     .unwrap();
-    std::fs::set_permissions(env.path("/tftpboot"), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        env.path("/tftpboot"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
 
     let plan = env.pt(&["plan", "--detailed-exitcode"]);
     plan.expect_code(2);
@@ -340,9 +418,23 @@ fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
         "{}",
         plan.stdout
     );
-    assert!(plan.stdout.contains("      -dhcp-range=0.0.0.0,proxy\n"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("      -console=tty1 root=/dev/mmcblk0p2 rootwait\n"), "{}", plan.stdout);
-    assert!(plan.stdout.ends_with("Plan: 1 to add, 4 to change, 0 to remove.\n"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("      -dhcp-range=0.0.0.0,proxy\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("      -console=tty1 root=/dev/mmcblk0p2 rootwait\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .ends_with("Plan: 1 to add, 4 to change, 0 to remove.\n"),
+        "{}",
+        plan.stdout
+    );
 
     let apply = env.apply_ok();
     assert_eq!(
@@ -357,12 +449,20 @@ fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
         "{}",
         apply.stdout
     );
-    assert!(apply.stdout.ends_with("Apply complete: 1 added, 4 changed, 0 removed.\n"));
+    assert!(
+        apply
+            .stdout
+            .ends_with("Apply complete: 1 added, 4 changed, 0 removed.\n")
+    );
     env.assert_converged();
     assert_eq!(env.read("/etc/fstab"), format!("{fstab_applied}{foreign}"));
     assert_eq!(env.read("/etc/dnsmasq.d/pinetboot.conf"), dnsmasq);
     assert_eq!(env.read("/nfs/raspi1/boot/firmware/cmdline.txt"), cmdline);
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(env.path("/tftpboot")).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(env.path("/tftpboot"))
+            .unwrap()
+            .permissions(),
+    );
     assert_eq!(mode & 0o7777, 0o755);
     assert_eq!(
         env.ns.dev_ino(&tftp),
@@ -420,7 +520,10 @@ fn crash_at_every_point_then_apply_converges_to_the_clean_end_state() {
     let clean = snapshot(&clean_env.root);
     let managed = managed_paths();
     for (p, _) in &managed {
-        assert!(clean.contains_key(Path::new(p)), "{p} missing after a clean apply");
+        assert!(
+            clean.contains_key(Path::new(p)),
+            "{p} missing after a clean apply"
+        );
     }
     drop(clean_env);
 
@@ -466,7 +569,12 @@ fn crash_at_every_point_then_apply_converges_to_the_clean_end_state() {
             "crash point {n}: the staging folder is left behind"
         );
         let filtered: Snapshot = after.into_iter().filter(|(p, _)| !is_leftover(p)).collect();
-        assert_same(&clean, &filtered, Cmp::CONTENT, &format!("crash point {n}, then apply"));
+        assert_same(
+            &clean,
+            &filtered,
+            Cmp::CONTENT,
+            &format!("crash point {n}, then apply"),
+        );
         let mounts = env.ns.mounts_under(&env.path("/tftpboot"));
         assert_eq!(mounts.len(), 1, "crash point {n}: mounts {mounts:?}");
     }
@@ -506,16 +614,30 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     assert!(plan.stdout.contains(
         "\nKept:\n  client root /nfs/raspi2 of raspi2: client data is never deleted implicitly; to delete it: pinetboot purge raspi2 --yes\n"
     ), "{}", plan.stdout);
-    assert!(plan.stdout.ends_with("Plan: 0 to add, 2 to change, 2 to remove.\n"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .ends_with("Plan: 0 to add, 2 to change, 2 to remove.\n"),
+        "{}",
+        plan.stdout
+    );
 
     let apply = env.apply_ok();
     assert!(apply.stdout.contains(
         "kept: client root /nfs/raspi2 of raspi2 (client data is never deleted implicitly; to delete it: pinetboot purge raspi2 --yes)\n"
     ), "{}", apply.stdout);
-    assert!(apply.stdout.ends_with("Apply complete: 0 added, 2 changed, 2 removed.\n"), "{}", apply.stdout);
+    assert!(
+        apply
+            .stdout
+            .ends_with("Apply complete: 0 added, 2 changed, 2 removed.\n"),
+        "{}",
+        apply.stdout
+    );
     env.assert_converged();
     let tftp2 = env.path(&format!("/tftpboot/{S2}"));
-    assert!(env.ns.mounts_under(&tftp2).is_empty(), "raspi2's bind mount is still there");
+    assert!(
+        env.ns.mounts_under(&tftp2).is_empty(),
+        "raspi2's bind mount is still there"
+    );
     assert!(!tftp2.exists(), "raspi2's TFTP folder is still there");
     env.ns.sh(&format!("! test -e '{}'", tftp2.display()));
     let exports = env.read("/etc/exports.d/pinetboot.exports");
@@ -524,9 +646,20 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     let fstab = env.read("/etc/fstab");
     assert!(!fstab.contains(S2), "{fstab}");
     let line1 = format!("/nfs/raspi1/boot/firmware /tftpboot/{S1} none bind,nofail 0 0\n");
-    assert_eq!(fstab, fstab_before.replace(&format!("/nfs/raspi2/boot/firmware /tftpboot/{S2} none bind,nofail 0 0\n"), ""));
+    assert_eq!(
+        fstab,
+        fstab_before.replace(
+            &format!("/nfs/raspi2/boot/firmware /tftpboot/{S2} none bind,nofail 0 0\n"),
+            ""
+        )
+    );
     assert!(fstab.contains(&line1));
-    assert_same(&kept, &snapshot(&root2), Cmp::ALL, "the removed client's root");
+    assert_same(
+        &kept,
+        &snapshot(&root2),
+        Cmp::ALL,
+        "the removed client's root",
+    );
 
     // purge: refuses without --yes, refuses a declared client, deletes with --yes.
     let r = env.pt(&["purge", "raspi2"]);
@@ -538,17 +671,29 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     assert_same(&kept, &snapshot(&root2), Cmp::ALL, "purge without --yes");
     let r = env.pt(&["purge", "raspi1", "--yes"]);
     r.expect_code(1);
-    assert!(r.stderr.starts_with("error: client raspi1 is still declared in "), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("error: client raspi1 is still declared in "),
+        "{}",
+        r.stderr
+    );
     assert!(env.path("/nfs/raspi1/etc/hostname").is_file());
     let r = env.pt(&["purge", "raspi2", "--yes"]);
     r.expect_code(0);
     assert_eq!(r.stdout, "deleted client root /nfs/raspi2\n");
     assert!(!root2.exists());
-    assert!(env.path("/srv/rootfs/bookworm-lite/etc/hostname").is_file(), "the image went too");
+    assert!(
+        env.path("/srv/rootfs/bookworm-lite/etc/hostname").is_file(),
+        "the image went too"
+    );
     env.assert_converged();
     let r = env.pt(&["purge", "raspi2", "--yes"]);
     r.expect_code(1);
-    assert!(r.stderr.starts_with("error: /nfs/raspi2 does not exist"), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("error: /nfs/raspi2 does not exist"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -559,8 +704,19 @@ fn purge_refuses_while_the_removed_clients_boot_folder_is_still_mounted() {
     let before = snapshot(&env.path("/nfs/raspi2"));
     let r = env.pt(&["purge", "raspi2", "--yes"]);
     r.expect_code(1);
-    assert!(r.stderr.contains(&format!("/tftpboot/{S2} is still mounted from or inside /nfs/raspi2")), "{}", r.stderr);
-    assert_same(&before, &snapshot(&env.path("/nfs/raspi2")), Cmp::ALL, "purge while mounted");
+    assert!(
+        r.stderr.contains(&format!(
+            "/tftpboot/{S2} is still mounted from or inside /nfs/raspi2"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_same(
+        &before,
+        &snapshot(&env.path("/nfs/raspi2")),
+        Cmp::ALL,
+        "purge while mounted",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,7 +746,12 @@ fn apply_waits_for_the_lock_or_fails_fast_with_no_wait() {
         "error: another pinetboot apply is running\n  hint: wait for it, or run without --no-wait to wait\n"
     );
     assert_eq!(r.stdout, "");
-    assert_same(&before, &snapshot(&base(&env)), Cmp::ALL, "apply --no-wait while locked");
+    assert_same(
+        &before,
+        &snapshot(&base(&env)),
+        Cmp::ALL,
+        "apply --no-wait while locked",
+    );
 
     // Without --no-wait it says it waits, and does nothing until the lock is free.
     let err = env.outside.join("apply.stderr");
@@ -615,18 +776,31 @@ fn apply_waits_for_the_lock_or_fails_fast_with_no_wait() {
         env.root.display()
     );
     assert!(
-        wait_until(Duration::from_secs(20), || std::fs::read_to_string(&err).unwrap_or_default() == waiting),
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            == waiting),
         "stderr: {:?}",
         std::fs::read_to_string(&err)
     );
     std::thread::sleep(Duration::from_millis(300));
     assert!(child.try_wait().unwrap().is_none(), "apply did not wait");
-    assert!(!env.path("/nfs").exists(), "apply changed the host while waiting");
+    assert!(
+        !env.path("/nfs").exists(),
+        "apply changed the host while waiting"
+    );
     drop(lock);
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
     let stdout = std::fs::read_to_string(&out).unwrap();
-    assert!(stdout.ends_with("Apply complete: 16 added, 4 changed, 0 removed.\n"), "{stdout}");
+    assert!(
+        stdout.ends_with("Apply complete: 16 added, 4 changed, 0 removed.\n"),
+        "{stdout}"
+    );
     env.assert_converged();
 }
 
@@ -663,7 +837,13 @@ fn two_applies_started_together_never_interleave() {
     assert_eq!(b.status.code(), Some(0), "{}", text(&b));
     let mut summaries: Vec<String> = [&a, &b]
         .iter()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_owned())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_owned()
+        })
         .collect();
     summaries.sort();
     assert_eq!(
@@ -678,7 +858,10 @@ fn two_applies_started_together_never_interleave() {
     );
     let waited = [&a, &b]
         .iter()
-        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("waiting for another pinetboot apply to finish"))
+        .filter(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .contains("waiting for another pinetboot apply to finish")
+        })
         .count();
     eprintln!("applies that waited for the lock: {waited}");
     env.assert_converged();
@@ -700,13 +883,23 @@ fn check_safe_defaults(env: &Env, before: &Snapshot) {
     assert!(!exports.contains('*'));
     let dnsmasq = env.read("/etc/dnsmasq.d/pinetboot.conf");
     assert!(!dnsmasq.contains("dhcp-range=0.0.0.0"), "{dnsmasq}");
-    assert!(dnsmasq.contains("dhcp-host=dc:a6:32:01:02:03,set:pinetboot  # raspi2\n"), "{dnsmasq}");
-    assert!(dnsmasq.contains("pxe-service=tag:pinetboot,0,\"Raspberry Pi Boot\"\n"), "{dnsmasq}");
+    assert!(
+        dnsmasq.contains("dhcp-host=dc:a6:32:01:02:03,set:pinetboot  # raspi2\n"),
+        "{dnsmasq}"
+    );
+    assert!(
+        dnsmasq.contains("pxe-service=tag:pinetboot,0,\"Raspberry Pi Boot\"\n"),
+        "{dnsmasq}"
+    );
     // Every folder pinetboot created outside client roots is 0755.
     let after = snapshot(&env.root);
     let mut created = Vec::new();
     for (p, e) in &after {
-        if e.node != Node::Dir || before.contains_key(p) || p.starts_with("nfs/raspi1") || p.starts_with("nfs/raspi2") {
+        if e.node != Node::Dir
+            || before.contains_key(p)
+            || p.starts_with("nfs/raspi1")
+            || p.starts_with("nfs/raspi2")
+        {
             continue;
         }
         created.push(format!("{} {:04o}", p.display(), e.mode));
@@ -726,7 +919,10 @@ fn check_safe_defaults(env: &Env, before: &Snapshot) {
     .iter()
     .map(|p| format!("{p} 0755"))
     .collect();
-    assert_eq!(created, expected, "folders pinetboot created, with their modes");
+    assert_eq!(
+        created, expected,
+        "folders pinetboot created, with their modes"
+    );
     // Nothing world-writable under the TFTP root, as the TFTP server sees it (mounts included).
     let found = env.ns.sh(&format!(
         "find '{}' -perm -0002 \\( -type d -o -type f \\) -print",
@@ -776,7 +972,11 @@ fn safe_defaults_hold_under_umask_000() {
     check_safe_defaults(&env, &before);
     let lock = std::fs::metadata(env.path("/run/pinetboot.lock")).unwrap();
     let mode = std::os::unix::fs::PermissionsExt::mode(&lock.permissions()) & 0o7777;
-    assert_eq!(mode & 0o002, 0, "the lock file is world-writable ({mode:04o})");
+    assert_eq!(
+        mode & 0o002,
+        0,
+        "the lock file is world-writable ({mode:04o})"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -809,14 +1009,17 @@ fn expected_block(names: &[&str]) -> Option<Vec<String>> {
     if names.is_empty() {
         return None;
     }
-    let mut v = vec!["# Boot folders of Raspberry Pi clients, bind-mounted onto the TFTP root.".to_owned()];
+    let mut v =
+        vec!["# Boot folders of Raspberry Pi clients, bind-mounted onto the TFTP root.".to_owned()];
     for n in names {
         let s = match *n {
             "raspi1" => S1,
             "raspi2" => S2,
             _ => S3,
         };
-        v.push(format!("/nfs/{n}/boot/firmware /tftpboot/{s} none bind,nofail 0 0"));
+        v.push(format!(
+            "/nfs/{n}/boot/firmware /tftpboot/{s} none bind,nofail 0 0"
+        ));
     }
     Some(v)
 }

@@ -15,8 +15,7 @@ pub const NETWORK: &str = "192.168.2.0/24";
 pub const KEY1: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGV4YW1wbGUta2V5LW5vdC1yZWFsLXJlcGxhY2UtbWU admin@example";
 /// Another SSH public key.
-pub const KEY2: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlYWNoZXIta2V5LW5vdC1yZWFsLXJlcGxhY2UtbWU teacher@school";
+pub const KEY2: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlYWNoZXIta2V5LW5vdC1yZWFsLXJlcGxhY2UtbWU teacher@school";
 /// The mtime every fixture entry gets (with nanoseconds, so copies must keep them).
 pub const FIXTURE_MTIME: &str = "@1700000000.123456789";
 /// The host's `/etc/fstab` before pinetboot touches it (foreign lines, no trailing block).
@@ -109,8 +108,7 @@ pub fn expected_hosts(hostname: &str) -> String {
 }
 
 /// The stub `boot/cmdline.txt` of Bookworm and later.
-pub const STUB_CMDLINE: &str =
-    "# This file is no longer used: see /boot/firmware/cmdline.txt\n";
+pub const STUB_CMDLINE: &str = "# This file is no longer used: see /boot/firmware/cmdline.txt\n";
 
 fn run_ok(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -194,10 +192,28 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
         0,
         0,
     );
-    write(&etc.join("group"), "root:x:0:\nshadow:x:42:\npi:x:1000:\n", 0o644, 0, 0);
-    write(&etc.join("shadow"), "root:*:19000:0:99999:7:::\npi:!:19000:0:99999:7:::\n", 0o640, 0, 42);
+    write(
+        &etc.join("group"),
+        "root:x:0:\nshadow:x:42:\npi:x:1000:\n",
+        0o644,
+        0,
+        0,
+    );
+    write(
+        &etc.join("shadow"),
+        "root:*:19000:0:99999:7:::\npi:!:19000:0:99999:7:::\n",
+        0o640,
+        0,
+        42,
+    );
     write(&etc.join("machine-id"), "uninitialized\n", 0o444, 0, 0);
-    write(&etc.join("ssh/sshd_config"), "Include /etc/ssh/sshd_config.d/*.conf\n", 0o644, 0, 0);
+    write(
+        &etc.join("ssh/sshd_config"),
+        "Include /etc/ssh/sshd_config.d/*.conf\n",
+        0o644,
+        0,
+        0,
+    );
     let units = dir.join("lib/systemd/system");
     write(
         &units.join("ssh.service"),
@@ -206,25 +222,76 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
         0,
         0,
     );
-    write(&units.join("dphys-swapfile.service"), "[Unit]\nDescription=dphys-swapfile\n", 0o644, 0, 0);
-    write(&units.join("userconfig.service"), "[Unit]\nDescription=User configuration dialog\n", 0o644, 0, 0);
+    write(
+        &units.join("dphys-swapfile.service"),
+        "[Unit]\nDescription=dphys-swapfile\n",
+        0o644,
+        0,
+        0,
+    );
+    write(
+        &units.join("userconfig.service"),
+        "[Unit]\nDescription=User configuration dialog\n",
+        0o644,
+        0,
+        0,
+    );
     let wants = etc.join("systemd/system/multi-user.target.wants");
     match release {
         Release::Bullseye => {
-            write(&units.join("resize2fs_once.service"), "[Unit]\nDescription=Resize the root filesystem once\n", 0o644, 0, 0);
-            link("/lib/systemd/system/resize2fs_once.service", &wants.join("resize2fs_once.service"));
-            write(&units.join("dhcpcd.service"), "[Unit]\nDescription=dhcpcd\n", 0o644, 0, 0);
-            link("/lib/systemd/system/dhcpcd.service", &wants.join("dhcpcd.service"));
+            write(
+                &units.join("resize2fs_once.service"),
+                "[Unit]\nDescription=Resize the root filesystem once\n",
+                0o644,
+                0,
+                0,
+            );
+            link(
+                "/lib/systemd/system/resize2fs_once.service",
+                &wants.join("resize2fs_once.service"),
+            );
+            write(
+                &units.join("dhcpcd.service"),
+                "[Unit]\nDescription=dhcpcd\n",
+                0o644,
+                0,
+                0,
+            );
+            link(
+                "/lib/systemd/system/dhcpcd.service",
+                &wants.join("dhcpcd.service"),
+            );
         }
         Release::Bookworm | Release::Trixie => {
-            write(&units.join("NetworkManager.service"), "[Unit]\nDescription=Network Manager\n", 0o644, 0, 0);
-            link("/lib/systemd/system/NetworkManager.service", &wants.join("NetworkManager.service"));
+            write(
+                &units.join("NetworkManager.service"),
+                "[Unit]\nDescription=Network Manager\n",
+                0o644,
+                0,
+                0,
+            );
+            link(
+                "/lib/systemd/system/NetworkManager.service",
+                &wants.join("NetworkManager.service"),
+            );
         }
     }
     if release == Release::Trixie {
-        write(&units.join("rpi-resize.service"), "[Unit]\nDescription=Resize root\n", 0o644, 0, 0);
+        write(
+            &units.join("rpi-resize.service"),
+            "[Unit]\nDescription=Resize root\n",
+            0o644,
+            0,
+            0,
+        );
         mkdir(&etc.join("cloud"), 0o755, 0, 0);
-        write(&etc.join("cloud/cloud.cfg"), "users:\n  - default\n", 0o644, 0, 0);
+        write(
+            &etc.join("cloud/cloud.cfg"),
+            "users:\n  - default\n",
+            0o644,
+            0,
+            0,
+        );
     }
     write(
         &dir.join("usr/lib/raspberrypi-sys-mods/firstboot"),
@@ -234,13 +301,46 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
         0,
     );
     // Fidelity probes: setuid, hardlink pair, owner 1000, fifo, devices.
-    write(&dir.join("usr/bin/sudo"), b"\x7fELF sudo stand-in", 0o4755, 0, 0);
-    write(&dir.join("usr/bin/perl"), b"\x7fELF perl stand-in", 0o755, 0, 0);
+    write(
+        &dir.join("usr/bin/sudo"),
+        b"\x7fELF sudo stand-in",
+        0o4755,
+        0,
+        0,
+    );
+    write(
+        &dir.join("usr/bin/perl"),
+        b"\x7fELF perl stand-in",
+        0o755,
+        0,
+        0,
+    );
     std::fs::hard_link(dir.join("usr/bin/perl"), dir.join("usr/bin/perl5.36.0")).expect("hardlink");
-    write(&dir.join("home/pi/.bashrc"), "# ~/.bashrc\n", 0o644, 1000, 1000);
-    run_ok(Command::new("mkfifo").arg("-m").arg("0600").arg(dir.join("dev/initctl")));
-    run_ok(Command::new("mknod").args(["-m", "0666"]).arg(dir.join("dev/null")).args(["c", "1", "3"]));
-    run_ok(Command::new("mknod").args(["-m", "0600"]).arg(dir.join("dev/console")).args(["c", "5", "1"]));
+    write(
+        &dir.join("home/pi/.bashrc"),
+        "# ~/.bashrc\n",
+        0o644,
+        1000,
+        1000,
+    );
+    run_ok(
+        Command::new("mkfifo")
+            .arg("-m")
+            .arg("0600")
+            .arg(dir.join("dev/initctl")),
+    );
+    run_ok(
+        Command::new("mknod")
+            .args(["-m", "0666"])
+            .arg(dir.join("dev/null"))
+            .args(["c", "1", "3"]),
+    );
+    run_ok(
+        Command::new("mknod")
+            .args(["-m", "0600"])
+            .arg(dir.join("dev/console"))
+            .args(["c", "5", "1"]),
+    );
     // The boot folder (FAT: every file 0755).
     let boot = dir.join(release.boot_dir());
     mkdir(&boot, 0o755, 0, 0);
@@ -265,7 +365,13 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
     let mut kernel = b"ARMd kernel8 stand-in".to_vec();
     kernel.resize(8192, 0);
     write(&boot.join("kernel8.img"), kernel, 0o755, 0, 0);
-    write(&boot.join("initramfs8"), b"\x1f\x8b initramfs stand-in", 0o755, 0, 0);
+    write(
+        &boot.join("initramfs8"),
+        b"\x1f\x8b initramfs stand-in",
+        0o755,
+        0,
+        0,
+    );
     write(&boot.join("overlays/README"), "overlays\n", 0o755, 0, 0);
     if release != Release::Bullseye {
         write(&dir.join("boot/cmdline.txt"), STUB_CMDLINE, 0o644, 0, 0);
@@ -278,11 +384,15 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
         );
         link("firmware/overlays", &dir.join("boot/overlays"));
     }
-    run_ok(
-        Command::new("find")
-            .arg(dir)
-            .args(["-exec", "touch", "-h", "-d", FIXTURE_MTIME, "{}", "+"]),
-    );
+    run_ok(Command::new("find").arg(dir).args([
+        "-exec",
+        "touch",
+        "-h",
+        "-d",
+        FIXTURE_MTIME,
+        "{}",
+        "+",
+    ]));
 }
 
 /// One client in a config.
@@ -350,10 +460,11 @@ impl Cfg {
 
     /// The YAML text.
     pub fn yaml(&self) -> String {
-        let mut y = String::from(
-            "# yaml-language-server: $schema=../schema/pinetboot.schema.json\n",
-        );
-        y.push_str(&format!("server:\n  address: {SERVER}\n  network: {NETWORK}\n"));
+        let mut y =
+            String::from("# yaml-language-server: $schema=../schema/pinetboot.schema.json\n");
+        y.push_str(&format!(
+            "server:\n  address: {SERVER}\n  network: {NETWORK}\n"
+        ));
         y.push_str("images:\n");
         for (name, source, files) in &self.images {
             y.push_str(&format!("  {name}:\n    source: {source}\n"));
@@ -444,7 +555,13 @@ impl Env {
         mkdir(&outside.join("etc"), 0o755, 0, 0);
         write(&outside.join("etc/hostname"), "outside-host\n", 0o644, 0, 0);
         write(&outside.join("etc/fstab"), "outside fstab\n", 0o644, 0, 0);
-        write(&outside.join("etc/os-release"), "VERSION_CODENAME=bookworm\n", 0o644, 0, 0);
+        write(
+            &outside.join("etc/os-release"),
+            "VERSION_CODENAME=bookworm\n",
+            0o644,
+            0,
+            0,
+        );
         mkdir(&outside.join("systemd"), 0o755, 0, 0);
         Env {
             ns,
@@ -491,7 +608,9 @@ impl Env {
             cmd.env(k, v);
         }
         let what = format!("pinetboot {}", args.join(" "));
-        let out = cmd.output().unwrap_or_else(|e| panic!("running {what}: {e}"));
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running {what}: {e}"));
         Run {
             what,
             status: out.status,

@@ -142,7 +142,14 @@ impl MountNs {
     pub fn command<S: AsRef<OsStr>>(&self, timeout_s: u32, program: &str, args: &[S]) -> Command {
         let mut c = Command::new("timeout");
         c.arg(format!("{timeout_s}"))
-            .args(["nsenter", "-t", &self.pid().to_string(), "-m", "--", program])
+            .args([
+                "nsenter",
+                "-t",
+                &self.pid().to_string(),
+                "-m",
+                "--",
+                program,
+            ])
             .args(args)
             .stdin(Stdio::null())
             .env("NO_COLOR", "1")
@@ -218,7 +225,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -320,7 +330,9 @@ pub fn snapshot(dir: &Path) -> Snapshot {
         };
         let e = entry_of(&full);
         if e.node == Node::Dir {
-            for child in std::fs::read_dir(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display())) {
+            for child in
+                std::fs::read_dir(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+            {
                 let child = child.expect("read_dir entry");
                 stack.push(rel.join(child.file_name()));
             }
@@ -395,7 +407,12 @@ pub fn diff_snapshots(a: &Snapshot, b: &Snapshot, cmp: Cmp) -> Vec<String> {
 #[track_caller]
 pub fn assert_same(before: &Snapshot, after: &Snapshot, cmp: Cmp, what: &str) {
     let d = diff_snapshots(before, after, cmp);
-    assert!(d.is_empty(), "{what}: {} differences:\n{}", d.len(), d.join("\n"));
+    assert!(
+        d.is_empty(),
+        "{what}: {} differences:\n{}",
+        d.len(),
+        d.join("\n")
+    );
 }
 
 /// Polls `f` until it returns true or `timeout` passes.

@@ -1,0 +1,329 @@
+//! Invariant 9: a client root is hostile. After a first apply, something planted in raspi1's
+//! root (symlinks out, a fifo, a hardlink, `..` and absolute links on the way, a swap between
+//! plan and apply) must make raspi1 a conflict — in the text and JSON plan — while apply exits
+//! 1, raspi2 still converges, and nothing outside raspi1's root changes (the whole throwaway
+//! root minus that client root, plus a canary folder outside the root). Needs root.
+
+mod support;
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::*;
+
+const S1: &str = "0c4c21e5";
+const S2: &str = "0c4c21e6";
+
+fn setup() -> Env {
+    let env = Env::new();
+    env.add_image("bookworm-lite", Release::Bookworm, false);
+    env.write_config(
+        &Cfg::default()
+            .image("bookworm-lite")
+            .client(ClientCfg::new("raspi1", S1, "bookworm-lite"))
+            .client(ClientCfg::new("raspi2", S2, "bookworm-lite")),
+    );
+    env.apply_ok();
+    env.assert_converged();
+    // raspi2 drifts, so the apply under attack has work to do for the other client.
+    std::fs::write(env.path("/nfs/raspi2/etc/hostname"), "drifted\n").unwrap();
+    env
+}
+
+fn victim(env: &Env, rel: &str) -> PathBuf {
+    env.path("/nfs/raspi1").join(rel)
+}
+
+/// Everything that must not change: the temp folder (root, config, canary) minus raspi1's root.
+fn outside_snapshot(env: &Env) -> Snapshot {
+    let base = env.root.parent().unwrap();
+    snapshot_without(base, &["root/nfs/raspi1"])
+}
+
+/// Runs plan (text, JSON), apply and plan again with a generous timeout, then asserts: nothing
+/// outside raspi1's root changed (but raspi2's repaired hostname), raspi1 is a conflict naming
+/// `rel`, apply exits 1, raspi2 converged.
+fn attack(env: &Env, rel: &str) {
+    let hostname2 = PathBuf::from("root/nfs/raspi2/etc/hostname");
+    let before = outside_snapshot(env);
+    let plan = env.pt_timeout(60, &["plan"]);
+    let json = env.pt_timeout(60, &["plan", "--json"]);
+    let apply = env.pt_timeout(60, &["apply"]);
+    let after = outside_snapshot(env);
+    let again = env.pt_timeout(60, &["plan", "--detailed-exitcode"]);
+    // Shown by the harness when the test fails.
+    eprintln!(
+        "--- plan\n{}\n--- apply\n{}{}\n--- plan again\n{}",
+        plan.stdout, apply.stdout, apply.stderr, again.stdout
+    );
+
+    // 1. Nothing outside the attacked root was read into or written through.
+    let strip = |s: &Snapshot| -> Snapshot {
+        s.iter()
+            .filter(|(p, _)| **p != hostname2 && p.as_path() != Path::new("root/nfs/raspi2/etc"))
+            .map(|(p, e)| (p.clone(), e.clone()))
+            .collect()
+    };
+    assert_same(
+        &strip(&before),
+        &strip(&after),
+        Cmp::CONTENT,
+        "outside raspi1's root",
+    );
+    assert_eq!(
+        env.read("/nfs/raspi2/etc/hostname"),
+        "raspi2\n",
+        "raspi2 did not converge"
+    );
+    for out in [&plan.stdout, &json.stdout, &apply.stdout, &apply.stderr] {
+        assert!(
+            !out.contains("outside secret") && !out.contains("outside-host"),
+            "outside content leaked into output:\n{out}"
+        );
+    }
+
+    // 2. The plan shows raspi1 as a conflict, and only raspi2's change.
+    plan.expect_code(0);
+    let want = format!("/nfs/raspi1/{rel}");
+    assert!(
+        plan.stdout
+            .contains("\nConflicts (these clients are left untouched):\n"),
+        "{}",
+        plan.stdout
+    );
+    let line = plan
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("  ! client raspi1: "))
+        .unwrap_or_else(|| panic!("no conflict line for raspi1:\n{}", plan.stdout));
+    assert!(
+        line.contains(&want),
+        "conflict does not name {want}: {line}"
+    );
+    assert!(
+        !plan
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("  ! client raspi2")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("  ~ file /nfs/raspi2/etc/hostname\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.lines().any(|l| (l.starts_with("  + ")
+            || l.starts_with("  ~ ")
+            || l.starts_with("  - "))
+            && l.contains("/nfs/raspi1/")),
+        "changes planned inside the attacked root:\n{}",
+        plan.stdout
+    );
+    json.expect_code(0);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    let conflicts = v["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{}", json.stdout);
+    assert_eq!(conflicts[0]["client"], "raspi1");
+    assert!(
+        conflicts[0]["message"].as_str().unwrap().contains(&want),
+        "{}",
+        json.stdout
+    );
+
+    // 3. apply: exit 1, raspi2 repaired.
+    apply.expect_code(1);
+    assert!(
+        apply
+            .stderr
+            .starts_with("error: 1 client left untouched because of conflicts:\n  client raspi1: "),
+        "{}",
+        apply.stderr
+    );
+    assert!(
+        apply.stdout.contains("~ file /nfs/raspi2/etc/hostname\n"),
+        "{}",
+        apply.stdout
+    );
+
+    // 4. Afterwards: nothing pending but the standing conflict.
+    again.expect_code(0);
+    assert!(
+        again.stdout.contains("  ! client raspi1: "),
+        "{}",
+        again.stdout
+    );
+    assert!(!again.stdout.contains("Plan:"), "{}", again.stdout);
+}
+
+trait Timeout {
+    fn pt_timeout(&self, secs: u32, args: &[&str]) -> Run;
+}
+
+impl Timeout for Env {
+    fn pt_timeout(&self, secs: u32, args: &[&str]) -> Run {
+        let mut full: Vec<String> = vec![
+            "--root".into(),
+            self.root.to_string_lossy().into(),
+            "--config".into(),
+            self.config.to_string_lossy().into(),
+        ];
+        full.extend(args.iter().map(|s| s.to_string()));
+        let out = self.ns.command(secs, bin(), &full).output().unwrap();
+        let r = Run {
+            what: format!("pinetboot {}", args.join(" ")),
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_ne!(
+            r.code(),
+            Some(124),
+            "{} timed out (blocked on a planted file?)",
+            r.what
+        );
+        r
+    }
+}
+
+fn replace_with_symlink(path: &Path, target: &Path) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    if meta.is_dir() {
+        std::fs::rename(path, path.with_extension("real")).unwrap();
+    } else {
+        std::fs::remove_file(path).unwrap();
+    }
+    symlink(target, path).unwrap();
+}
+
+#[test]
+fn cmdline_txt_symlink_to_a_file_outside() {
+    let env = setup();
+    replace_with_symlink(
+        &victim(&env, "boot/firmware/cmdline.txt"),
+        &env.outside.join("secret"),
+    );
+    attack(&env, "boot/firmware/cmdline.txt");
+    assert_eq!(
+        std::fs::read_to_string(env.outside.join("secret")).unwrap(),
+        "outside secret\n"
+    );
+}
+
+#[test]
+fn etc_symlink_to_a_folder_outside() {
+    let env = setup();
+    replace_with_symlink(&victim(&env, "etc"), &env.outside.join("etc"));
+    attack(&env, "etc");
+}
+
+#[test]
+fn etc_fstab_symlink_to_the_hosts_fstab() {
+    let env = setup();
+    let host_fstab = env.path("/etc/fstab");
+    replace_with_symlink(&victim(&env, "etc/fstab"), &host_fstab);
+    attack(&env, "etc/fstab");
+}
+
+#[test]
+fn boot_firmware_symlink_to_slash_never_becomes_the_tftp_folder() {
+    let env = setup();
+    let tftp = env.path(&format!("/tftpboot/{S1}"));
+    // The mount goes away too, so pinetboot wants to mount again.
+    env.ns.sh(&format!("umount '{}'", tftp.display()));
+    replace_with_symlink(&victim(&env, "boot/firmware"), Path::new("/"));
+    attack(&env, "boot/firmware");
+    assert!(
+        env.ns.mounts_under(&tftp).is_empty(),
+        "the TFTP folder was mounted again"
+    );
+    assert_ne!(
+        env.ns.dev_ino(&tftp),
+        env.ns.dev_ino(Path::new("/")),
+        "the TFTP folder is /"
+    );
+    assert_ne!(
+        env.ns.dev_ino(&tftp),
+        env.ns.dev_ino(&env.root),
+        "the TFTP folder is the host root"
+    );
+    // raspi2's mount is untouched.
+    assert_eq!(
+        env.ns.dev_ino(&env.path(&format!("/tftpboot/{S2}"))),
+        env.ns.dev_ino(&env.path("/nfs/raspi2/boot/firmware"))
+    );
+}
+
+#[test]
+fn fifo_at_etc_hostname_does_not_block() {
+    let env = setup();
+    let p = victim(&env, "etc/hostname");
+    std::fs::remove_file(&p).unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&p)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    attack(&env, "etc/hostname");
+}
+
+#[test]
+fn hardlink_from_etc_hostname_to_an_outside_file() {
+    let env = setup();
+    let p = victim(&env, "etc/hostname");
+    std::fs::remove_file(&p).unwrap();
+    std::fs::hard_link(env.outside.join("etc/hostname"), &p).unwrap();
+    attack(&env, "etc/hostname");
+    assert_eq!(
+        std::fs::read_to_string(env.outside.join("etc/hostname")).unwrap(),
+        "outside-host\n"
+    );
+}
+
+#[test]
+fn dotdot_symlink_in_an_intermediate_folder() {
+    let env = setup();
+    replace_with_symlink(&victim(&env, "root/.ssh"), Path::new("../../.."));
+    attack(&env, "root/.ssh");
+    assert!(!env.root.join("authorized_keys").exists());
+    assert!(!env.path("/nfs/authorized_keys").exists());
+}
+
+#[test]
+fn absolute_symlink_in_an_intermediate_folder() {
+    let env = setup();
+    replace_with_symlink(
+        &victim(&env, "etc/systemd/system"),
+        &env.outside.join("systemd"),
+    );
+    attack(&env, "etc/systemd/system");
+    assert_eq!(
+        std::fs::read_dir(env.outside.join("systemd"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn swap_between_plan_and_apply() {
+    let env = setup();
+    std::fs::write(victim(&env, "etc/hostname"), "drifted\n").unwrap();
+    let plan = env.pt(&["plan"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout.contains("  ~ file /nfs/raspi1/etc/hostname\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("! client"), "{}", plan.stdout);
+    // Planted after the plan the admin reviewed.
+    replace_with_symlink(&victim(&env, "etc/hostname"), &env.outside.join("secret"));
+    attack(&env, "etc/hostname");
+    assert_eq!(
+        std::fs::read_to_string(env.outside.join("secret")).unwrap(),
+        "outside secret\n"
+    );
+}

@@ -1,0 +1,312 @@
+//! The data path, proven on pinetboot's own files: `pinetboot apply` on a throwaway root
+//! (bind mounts inside a private mount namespace), the real dnsmasq started on the generated
+//! drop-in inside a network namespace, and emulated Pi 4 bootloaders fetching every boot file
+//! through the bind mounts. Needs root, `ip`, `unshare`, `nsenter` and `dnsmasq`.
+
+#[path = "netsupport/mod.rs"]
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
+use support::pi4::{EmulatedPi, Outcome, Step};
+
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
+const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
+const BU_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x04];
+
+/// A private mount namespace kept alive by a `sleep`, so bind mounts persist between commands.
+struct MountNs {
+    holder: Child,
+}
+
+impl MountNs {
+    fn new() -> Self {
+        let holder = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "--", "sleep", "3600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux) is needed; the test needs root");
+        // Wait until the holder really is in its own namespace.
+        let mine = fs::read_link("/proc/self/ns/mnt").unwrap();
+        for _ in 0..200 {
+            if fs::read_link(format!("/proc/{}/ns/mnt", holder.id())).is_ok_and(|ns| ns != mine) {
+                return MountNs { holder };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("unshare did not make a mount namespace (needs root)");
+    }
+
+    fn pinetboot(&self, root: &Path, config: &Path, args: &[&str]) -> Output {
+        let out = Command::new("nsenter")
+            .args(["-t", &self.holder.id().to_string(), "-m", "--"])
+            .arg(env!("CARGO_BIN_EXE_pinetboot"))
+            .arg("--root")
+            .arg(root)
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .output()
+            .expect("nsenter (util-linux)");
+        out
+    }
+}
+
+impl Drop for MountNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+fn filler(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A Raspberry Pi OS-like root: Bookworm keeps the boot partition at boot/firmware, Bullseye at boot.
+fn os_tree(dir: &Path, codename: &str, seed: u64) {
+    let boot = if codename == "bullseye" {
+        "boot"
+    } else {
+        "boot/firmware"
+    };
+    write(
+        &dir.join("etc/os-release"),
+        format!("VERSION_CODENAME={codename}\n").as_bytes(),
+    );
+    write(
+        &dir.join("etc/fstab"),
+        format!("proc /proc proc defaults 0 0\nPARTUUID=4e639091-01 /{boot} vfat defaults 0 2\nPARTUUID=4e639091-02 / ext4 defaults,noatime 0 1\n").as_bytes(),
+    );
+    write(&dir.join("etc/hostname"), b"raspberrypi\n");
+    write(
+        &dir.join("etc/hosts"),
+        b"127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n",
+    );
+    write(
+        &dir.join("etc/passwd"),
+        b"root:x:0:0:root:/root:/bin/bash\n",
+    );
+    let b = dir.join(boot);
+    for f in ["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"] {
+        write(
+            &b.join(f),
+            &fs::read(Path::new(SHARED).join("raspi-firmware").join(f)).unwrap(),
+        );
+    }
+    write(
+        &b.join("config.txt"),
+        b"[all]\narm_64bit=1\nkernel=kernel8.img\n",
+    );
+    write(&b.join("cmdline.txt"), b"console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n");
+    write(&b.join("kernel8.img"), &filler(3 << 20, seed));
+    write(&b.join("initramfs8"), &filler(700_000, seed + 1));
+    write(&b.join("overlays/overlay_map.dtb"), &filler(2000, seed + 2));
+    for d in walk_dirs(dir) {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_dirs(&e.path()));
+        }
+    }
+    out
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+}
+
+fn setup(clients: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    // dnsmasq serves as nobody: every folder on the way must be traversable.
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let root = tmp.path().join("root");
+    os_tree(&root.join("srv/rootfs/bookworm"), "bookworm", 7);
+    os_tree(&root.join("srv/rootfs/bullseye"), "bullseye", 11);
+    write(&root.join("etc/fstab"), b"proc /proc proc defaults 0 0\n");
+    write(
+        &root.join("srv/eeprom/pieeprom.bin"),
+        &fs::read(Path::new(SHARED).join("rpi-eeprom/pieeprom-2026-05-17.bin")).unwrap(),
+    );
+    for d in walk_dirs(&root) {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let config = tmp.path().join("pinetboot.yaml");
+    fs::write(
+        &config,
+        format!(
+            "server: {{address: {SERVER_IP}, network: 10.99.0.0/24, interface: {SERVER_IFACE}}}\n\
+             bootloader: {{image: /srv/eeprom/pieeprom.bin}}\n\
+             images:\n  bookworm: {{source: /srv/rootfs/bookworm}}\n  bullseye: {{source: /srv/rootfs/bullseye}}\n\
+             clients:\n{clients}"
+        ),
+    )
+    .unwrap();
+    Setup {
+        _tmp: tmp,
+        root,
+        config,
+    }
+}
+
+const BOTH: &str = "  bw: {serial: 0c4c21e5, mac: 'dc:a6:32:01:02:03', image: bookworm, eeprom: {boot_order: [sd, network, restart]}}\n  bu: {serial: abcd1234, mac: 'dc:a6:32:01:02:04', image: bullseye}\n";
+
+fn apply(ns: &MountNs, s: &Setup) {
+    let out = ns.pinetboot(&s.root, &s.config, &["apply"]);
+    assert!(
+        out.status.success(),
+        "apply failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The generated drop-in, with the --root prefix added to tftp-root as the host would see it.
+fn server_conf(lab: &Lab, s: &Setup) -> PathBuf {
+    let text = fs::read_to_string(s.root.join("etc/dnsmasq.d/pinetboot.conf")).unwrap();
+    assert!(text.contains("tftp-root=/tftpboot\n"), "{text}");
+    let text = text.replace(
+        "tftp-root=/tftpboot",
+        &format!("tftp-root={}/tftpboot", s.root.display()),
+    );
+    let dir = lab.dir().join("conf.d");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("pinetboot.conf"), text).unwrap();
+    dir
+}
+
+fn assert_boots(pi: &EmulatedPi, folder: &Path, blksize: u16) -> support::pi4::BootReport {
+    let mut pi = pi.clone();
+    pi.blksize = blksize;
+    let report = pi
+        .boot(folder)
+        .unwrap_or_else(|e| panic!("DHCP phase failed: {e}"));
+    assert!(report.booted() && report.all_ok(), "{report}");
+    assert_eq!(report.tftp_server, SERVER_IP);
+    for f in [
+        "config.txt",
+        "start4.elf",
+        "fixup4.dat",
+        "bcm2711-rpi-4-b.dtb",
+        "cmdline.txt",
+        "kernel8.img",
+        "initramfs8",
+    ] {
+        let path = format!("{}/{f}", pi.prefix());
+        assert!(
+            report.entries.iter().any(|e| e.path == path
+                && e.step == Step::Get
+                && e.ok
+                && matches!(e.outcome, Outcome::Fetched { .. })),
+            "{path} not fetched intact:\n{report}"
+        );
+    }
+    report
+}
+
+#[test]
+fn bookworm_and_bullseye_clients_boot_through_pinetboots_files() {
+    let s = setup(BOTH);
+    // The lab's namespaces first: the mount namespace copies /run/netns as it is then.
+    let lab = Lab::new();
+    let ns = MountNs::new();
+    apply(&ns, &s);
+    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.holder.id()));
+    // Bookworm layout: boot/firmware, with a bootloader self-update.
+    let bw = EmulatedPi::new(&lab.add_pi(BW_MAC), 0x0c4c_21e5);
+    let report = assert_boots(&bw, &s.root.join("nfs/bw/boot/firmware"), 1024);
+    assert!(
+        report.present("pieeprom.upd") && report.present("pieeprom.sig"),
+        "{report}"
+    );
+    let cmdline = fs::read_to_string(s.root.join("nfs/bw/boot/firmware/cmdline.txt")).unwrap();
+    assert_eq!(
+        cmdline,
+        format!(
+            "console=serial0,115200 console=tty1 quiet root=/dev/nfs nfsroot={SERVER_IP}:/nfs/bw,vers=3 rw ip=dhcp rootwait\n"
+        )
+    );
+    // Bullseye layout: boot, no eeprom settings, so no update offered.
+    let bu = EmulatedPi::new(&lab.add_pi(BU_MAC), 0xabcd_1234);
+    let report = assert_boots(&bu, &s.root.join("nfs/bu/boot"), 1468);
+    assert!(
+        !report.present("pieeprom.upd") && !report.present("pieeprom.sig"),
+        "{report}"
+    );
+}
+
+#[test]
+fn undeclared_macs_and_serials_get_nothing_and_pruned_clients_stop_booting() {
+    let s = setup(BOTH);
+    // The lab's namespaces first: the mount namespace copies /run/netns as it is then.
+    let lab = Lab::new();
+    let ns = MountNs::new();
+    apply(&ns, &s);
+    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.holder.id()));
+    // Every declared client has a MAC: another Pi's MAC gets no boot menu.
+    let other = EmulatedPi::new(
+        &lab.add_pi([0xdc, 0xa6, 0x32, 0x09, 0x09, 0x09]),
+        0x1234_5678,
+    );
+    let d = other.discover().unwrap();
+    assert!(d.router_offer().is_some(), "the router still answers");
+    assert!(
+        d.pi_proxy_offer().is_none(),
+        "undeclared MAC got a boot menu: {d:?}"
+    );
+    // A declared MAC whose board reports another serial: nothing in the TFTP root for it.
+    let wrong = EmulatedPi::new(&lab.add_pi(BW_MAC), 0xdead_beef);
+    let report = wrong.boot(&lab.dir().join("nothing")).unwrap();
+    assert!(!report.anything_found(), "{report}");
+    // Prune bu: its serial gets "not found" for everything afterwards.
+    fs::write(
+        &s.config,
+        fs::read_to_string(&s.config)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains("bu:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n",
+    )
+    .unwrap();
+    apply(&ns, &s);
+    assert!(
+        s.root.join("nfs/bu/boot/kernel8.img").is_file(),
+        "client data kept"
+    );
+    let bu = EmulatedPi::new(&lab.add_pi(BU_MAC), 0xabcd_1234);
+    let d = bu.discover().unwrap();
+    if d.pi_proxy_offer().is_some() {
+        // dnsmasq still runs the old drop-in (it is restarted by systemd on a real host): the
+        // TFTP folder is gone, so nothing is served.
+        let report = bu.boot(&s.root.join("nfs/bu/boot")).unwrap();
+        assert!(!report.anything_found(), "{report}");
+    }
+}
