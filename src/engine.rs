@@ -145,7 +145,9 @@ pub fn apply(
             }
         }
     }
-    state.save(host, &valid.paths.state)?;
+    if state != union {
+        state.save(host, &valid.paths.state)?;
+    }
     report.conflicts = conflicts;
     // Observe again: everything but the conflicted clients must now match.
     let (_, _, after) = observe_and_plan(valid, host)?;

@@ -112,7 +112,16 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
             },
         );
         let root_exists = std::fs::symlink_metadata(host.path(&root)).is_ok();
-        match expand_client(valid, host, name, client, &root, image_dir.as_deref()) {
+        let recorded_boot = old.clients.get(name).and_then(|r| r.boot_dir.clone());
+        match expand_client(
+            valid,
+            host,
+            name,
+            client,
+            &root,
+            image_dir.as_deref(),
+            recorded_boot,
+        ) {
             Ok(client_out) => {
                 out.resources.extend(client_out.resources);
                 let tftp = tftp_of(valid, &client.serial);
@@ -128,7 +137,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                 binds.push(Resource::Bind(Bind {
                     client: name.clone(),
                     root: root.clone(),
-                    boot_dir: client_out.boot_dir,
+                    boot_dir: client_out.boot_dir.clone(),
                     target: tftp.clone(),
                 }));
                 out.state.clients.insert(
@@ -137,6 +146,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                         serial: client.serial.clone(),
                         root: root.clone(),
                         tftp,
+                        boot_dir: Some(crate::resource::rel_str(&client_out.boot_dir)),
                     },
                 );
                 served.push(name.clone());
@@ -242,6 +252,7 @@ fn expand_client(
     client: &ValidClient,
     root: &str,
     image_dir: Option<&str>,
+    recorded_boot: Option<String>,
 ) -> anyhow::Result<ClientOut> {
     let root_full = host.path(root);
     let root_exists = match std::fs::symlink_metadata(&root_full) {
@@ -286,21 +297,36 @@ fn expand_client(
             source: image_dir.unwrap_or_default().to_owned(),
         }));
     }
-    // Release and boot folder, from the tree itself.
-    let os_release = view
+    // Release and boot folder: recorded when the root was provisioned, else detected from the
+    // image (whose fstab still has its vfat line), else from the tree. A client root is
+    // untrusted: a boot folder that is not a real folder is a conflict, never a fallback.
+    let detect_from = image_tree.as_ref().unwrap_or(&view);
+    let os_release = detect_from
         .read(Path::new("etc/os-release"))?
-        .or(view.read(Path::new("usr/lib/os-release"))?);
+        .or(detect_from.read(Path::new("usr/lib/os-release"))?);
     let codename = os_release
         .as_deref()
         .and_then(|t| pios::os_release_field(&String::from_utf8_lossy(t), "VERSION_CODENAME"));
     let fstab = view.read(Path::new("etc/fstab"))?;
-    let fstab_text = fstab.as_deref().map(String::from_utf8_lossy);
-    let firmware_dir = view
-        .entry(Path::new("boot/firmware"))?
-        .is_some_and(|e| e.kind == crate::host::confined::EntryKind::Dir);
-    let boot_dir = pios::boot_dir_from(fstab_text.as_deref(), firmware_dir, codename.as_deref());
+    let boot_dir = match recorded_boot {
+        Some(b) => PathBuf::from(b),
+        None => {
+            let image_fstab = detect_from.read(Path::new("etc/fstab"))?;
+            let text = image_fstab.as_deref().map(String::from_utf8_lossy);
+            let firmware_dir = detect_from
+                .entry(Path::new("boot/firmware"))?
+                .is_some_and(|e| e.kind != crate::host::confined::EntryKind::File);
+            pios::boot_dir_from(text.as_deref(), firmware_dir, codename.as_deref())
+        }
+    };
     match view.entry(&boot_dir)? {
         Some(e) if e.kind == crate::host::confined::EntryKind::Dir => {}
+        Some(crate::host::confined::Entry {
+            kind: crate::host::confined::EntryKind::Symlink,
+            ..
+        }) => Err(crate::host::confined::Violation::Symlink(
+            view.path().join(&boot_dir),
+        ))?,
         Some(_) => Err(crate::host::confined::Violation::WrongKind(
             view.path().join(&boot_dir),
             "not a folder",
@@ -311,6 +337,8 @@ fn expand_client(
             boot_dir.display()
         ),
     }
+    // Every folder on the way must be real too (e.g. `boot` itself).
+    view.open_dir(&boot_dir)?;
     let file = |rel: PathBuf, want: Want| {
         Resource::ClientFile(ClientFile {
             client: name.to_owned(),

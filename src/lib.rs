@@ -18,6 +18,7 @@ pub mod error;
 pub mod expand;
 pub mod handlers;
 pub mod host;
+pub mod image;
 pub mod output;
 pub mod pios;
 pub mod plan;

@@ -8,6 +8,9 @@ use pinetboot::error::{EXIT_OK, EXIT_USAGE};
 use pinetboot::output::{Printer, init_logging};
 
 fn main() -> ExitCode {
+    // Folders and files pinetboot creates get exactly the modes it asks for (never
+    // world-writable because of an inherited umask).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

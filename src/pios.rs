@@ -79,16 +79,13 @@ pub fn render_cmdline(
         .filter(|t| !is_replaced_token(t))
         .map(str::to_owned)
         .collect();
-    tokens.extend(
-        [
-            "root=/dev/nfs".to_owned(),
-            format!("nfsroot={server}:{nfs_root},vers=3"),
-            "rw".to_owned(),
-            "ip=dhcp".to_owned(),
-            "rootwait".to_owned(),
-        ]
-        .into_iter(),
-    );
+    tokens.extend([
+        "root=/dev/nfs".to_owned(),
+        format!("nfsroot={server}:{nfs_root},vers=3"),
+        "rw".to_owned(),
+        "ip=dhcp".to_owned(),
+        "rootwait".to_owned(),
+    ]);
     for t in extra {
         if !tokens.contains(t) {
             tokens.push(t.clone());

@@ -32,6 +32,10 @@ pub struct ClientRecord {
     pub root: String,
     /// Host path of the TFTP folder (bind mount target).
     pub tftp: String,
+    /// The boot folder inside the root, as detected when the root was provisioned. It is
+    /// never re-detected from the (untrusted) root afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_dir: Option<String>,
 }
 
 /// Host path of the state file.

@@ -22,13 +22,35 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: ", self.file.display(), self.position)?;
+        write!(
+            f,
+            "{}:{}: ",
+            Printable(&self.file.display().to_string()),
+            self.position
+        )?;
         if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
+            write!(f, "{}: ", Printable(&self.path))?;
         }
-        write!(f, "{}", self.message)?;
+        write!(f, "{}", Printable(&self.message))?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
+            write!(f, "\n  hint: {}", Printable(hint))?;
+        }
+        Ok(())
+    }
+}
+
+/// Text from the config shown with control characters escaped (`\u{1b}`), so a name or value
+/// cannot move the cursor, recolour the terminal or fake a line of output.
+struct Printable<'a>(&'a str);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for ch in self.0.chars() {
+            if ch.is_control() {
+                write!(f, "{}", ch.escape_unicode())?;
+            } else {
+                write!(f, "{ch}")?;
+            }
         }
         Ok(())
     }

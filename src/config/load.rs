@@ -39,6 +39,16 @@ fn options() -> serde_saphyr::Options {
 
 fn problem(file: &Path, position: Position, path: String, message: String) -> ConfigError {
     let hint = hint_for(&message);
+    problem_with_hint(file, position, path, message, hint)
+}
+
+fn problem_with_hint(
+    file: &Path,
+    position: Position,
+    path: String,
+    message: String,
+    hint: Option<String>,
+) -> ConfigError {
     ConfigError {
         diagnostics: vec![Diagnostic {
             file: file.to_owned(),
@@ -50,20 +60,28 @@ fn problem(file: &Path, position: Position, path: String, message: String) -> Co
     }
 }
 
+const BUDGET_HINT: &str =
+    "pinetboot configs are small and need no deep nesting or many aliases; is this the right file?";
+const SYNTAX_HINT: &str = "fix the YAML here: indent with spaces, close every quote and bracket, and quote values that contain `: ` or ` #`";
+
 fn hint_for(message: &str) -> Option<String> {
     let m = message.to_ascii_lowercase();
     let hint = if m.contains("unknown field") {
         "check the spelling against `pinetboot schema` (or let your editor complete it from the schema)"
     } else if m.contains("budget") || m.contains("limit") {
-        "pinetboot configs are small and need no deep nesting or many aliases; is this the right file?"
+        BUDGET_HINT
     } else if m.contains("bool") {
         "write true or false (yes/no/on/off are not booleans here)"
     } else if m.contains("missing field") {
         "add the field; `pinetboot schema` lists what each section needs"
     } else if m.contains("duplicate") {
         "each key may appear once in a mapping; remove or rename one of them"
-    } else if m.contains("sequence") {
+    } else if m.contains("expected a list") {
         "a list is written `[a, b]` or as `- a` lines"
+    } else if m.contains("expected a mapping") {
+        "write this section as indented `key: value` lines (or `{key: value}`); `pinetboot schema` lists its fields"
+    } else if m.contains("expected a single value") {
+        "write one value here (quote it if needed), not a list or a nested mapping"
     } else {
         return None;
     };
@@ -80,20 +98,71 @@ fn bare_message(err: &serde_saphyr::Error) -> String {
     }
 }
 
+/// serde-saphyr's message for `err`, reworded where its own words are parser jargon, with a hint.
+fn describe(err: &serde_saphyr::Error) -> (String, Option<String>) {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let err = err.without_snippet();
+    let message = match err {
+        E::ExternalMessage { source, .. } => match &**source {
+            serde_saphyr::ExternalMessageSource::Parser(scan) => {
+                if matches!(
+                    scan.kind(),
+                    serde_saphyr::granit_parser::ErrorKind::RecursionLimitExceeded
+                ) {
+                    return (
+                        "the document nests too deeply (recursion limit exceeded)".into(),
+                        Some(BUDGET_HINT.into()),
+                    );
+                }
+                return (bare_message(err), Some(SYNTAX_HINT.into()));
+            }
+            _ => bare_message(err),
+        },
+        E::Budget { breach, .. } => {
+            let what = match breach {
+                B::Events { .. } => "too many YAML events".to_owned(),
+                B::Aliases { aliases } => format!("too many aliases ({aliases})"),
+                B::Anchors { anchors } => format!("too many anchors ({anchors})"),
+                B::Depth { depth } => format!("nesting too deep ({depth} levels)"),
+                B::Documents { .. } => {
+                    return (
+                        "the file holds more than one YAML document (`---`)".into(),
+                        Some("keep one document: the whole config goes in one file".into()),
+                    );
+                }
+                B::Nodes { nodes } => format!("too many values ({nodes})"),
+                B::ScalarBytes { .. } => "too much text in values".to_owned(),
+                B::MergeKeys { merge_keys } => format!("too many merge keys ({merge_keys})"),
+                other => format!("{other:?}"),
+            };
+            format!("budget exceeded: {what}")
+        }
+        E::DuplicateMappingKey { key: Some(key), .. } => format!("duplicate key `{key}`"),
+        E::DuplicateMappingKey { key: None, .. } => "duplicate key".to_owned(),
+        E::Unexpected { expected, .. } => match *expected {
+            "string scalar" => "expected a single value, found a list or mapping".to_owned(),
+            "mapping start" => "expected a mapping (`key: value` lines)".to_owned(),
+            "sequence start" => "expected a list".to_owned(),
+            _ => bare_message(err),
+        },
+        E::Eof { .. } => {
+            return (
+                "the config is empty".into(),
+                Some("a config needs at least a `server:` section with `address` and `network`; see the examples".into()),
+            );
+        }
+        _ => bare_message(err),
+    };
+    let hint = hint_for(&message);
+    (message, hint)
+}
+
 /// Parses `text` (the contents of `file`) into a [`Config`], or says exactly where and why not.
 pub fn parse(file: &Path, text: &str) -> Result<Parsed, ConfigError> {
     if text.len() > MAX_CONFIG_BYTES {
-        return Err(problem(
-            file,
-            Position::default(),
-            String::new(),
-            format!(
-                "the file is {} bytes; pinetboot reads at most {MAX_CONFIG_BYTES}",
-                text.len()
-            ),
-        ));
+        return Err(too_big(file, text.len() as u64));
     }
-    let locator = Locator::new(text);
     // serde_path_to_error knows the field path; the error itself must still flow out of the
     // closure so serde-saphyr stops there (and attaches the location).
     let mut failed_path = String::new();
@@ -104,44 +173,74 @@ pub fn parse(file: &Path, text: &str) -> Result<Parsed, ConfigError> {
         })
     });
     match result {
-        Ok(config) => Ok(Parsed { config, locator }),
-        Err(err) => {
-            let path = if failed_path == "." {
-                String::new()
-            } else {
-                failed_path
-            };
-            Err(located(file, &locator, path, &err))
-        }
+        // Indexed only now, when the budget has bounded the document's size.
+        Ok(config) => Ok(Parsed {
+            config,
+            locator: Locator::new(text),
+        }),
+        Err(err) => Err(located(file, text, clean_path(failed_path, &err), &err)),
     }
 }
 
-fn located(file: &Path, locator: &Locator, path: String, err: &serde_saphyr::Error) -> ConfigError {
-    let position = err
-        .location()
-        .map(|l| Position {
-            line: l.line() as usize,
-            column: l.column() as usize,
+/// serde_path_to_error writes `?` for a key it could not read and `.` for the document.
+fn clean_path(path: String, err: &serde_saphyr::Error) -> String {
+    let path = if path == "." { String::new() } else { path };
+    match path.strip_suffix('?') {
+        Some(parent) => {
+            let parent = parent.trim_end_matches('.');
+            match err.without_snippet() {
+                serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } => {
+                    if parent.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{parent}.{key}")
+                    }
+                }
+                _ => parent.to_owned(),
+            }
+        }
+        None => path,
+    }
+}
+
+fn located(file: &Path, text: &str, path: String, err: &serde_saphyr::Error) -> ConfigError {
+    // serde-saphyr places a missing field at the mapping's last key; the section's own name
+    // (`clients.raspi1`) is where the field belongs.
+    let missing_field = matches!(
+        err.without_snippet(),
+        serde_saphyr::Error::SerdeMissingField { .. }
+    );
+    let section = (missing_field && !path.is_empty())
+        .then(|| Locator::new(text).key(&path))
+        .filter(|p| p.line > 0);
+    let position = section
+        .or_else(|| {
+            err.location()
+                .map(|l| Position {
+                    line: l.line() as usize,
+                    column: l.column() as usize,
+                })
+                .filter(|p| p.line > 0)
         })
-        .filter(|p| p.line > 0)
-        .unwrap_or_else(|| locator.value(&path));
-    problem(file, position, path, bare_message(err))
+        .unwrap_or_else(|| Locator::new(text).value(&path));
+    let (message, hint) = describe(err);
+    problem_with_hint(file, position, path, message, hint)
+}
+
+fn too_big(file: &Path, len: u64) -> ConfigError {
+    problem_with_hint(
+        file,
+        Position::default(),
+        String::new(),
+        format!("the file is {len} bytes; pinetboot reads at most {MAX_CONFIG_BYTES}"),
+        Some("a pinetboot config is a few kilobytes; is this the right file?".into()),
+    )
 }
 
 /// Reads and parses the config file at `file`.
 pub fn read(file: &Path) -> Result<(String, Parsed), ConfigError> {
     let bytes = match std::fs::metadata(file) {
-        Ok(m) if m.len() > MAX_CONFIG_BYTES as u64 => {
-            return Err(problem(
-                file,
-                Position::default(),
-                String::new(),
-                format!(
-                    "the file is {} bytes; pinetboot reads at most {MAX_CONFIG_BYTES}",
-                    m.len()
-                ),
-            ));
-        }
+        Ok(m) if m.len() > MAX_CONFIG_BYTES as u64 => return Err(too_big(file, m.len())),
         Ok(_) => std::fs::read(file),
         Err(e) => Err(e),
     };
@@ -157,14 +256,19 @@ pub fn read(file: &Path) -> Result<(String, Parsed), ConfigError> {
         err
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        problem(
+        let at = e.utf8_error().valid_up_to();
+        // The valid prefix locates the bad byte; columns count characters, as elsewhere.
+        let valid = std::str::from_utf8(&e.as_bytes()[..at]).unwrap_or_default();
+        let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+        problem_with_hint(
             file,
-            Position::default(),
+            Position {
+                line: valid.matches('\n').count() + 1,
+                column: valid[line_start..].chars().count() + 1,
+            },
             String::new(),
-            format!(
-                "the file is not UTF-8 (byte {})",
-                e.utf8_error().valid_up_to()
-            ),
+            format!("the file is not UTF-8 (byte {at})"),
+            Some("save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)".into()),
         )
     })?;
     let parsed = parse(file, &text)?;

@@ -9,6 +9,10 @@ use std::collections::HashMap;
 
 use granit_parser::{Event, Parser, Span};
 
+/// The most parser events indexed (the loader's event budget): a hostile 1 MiB document
+/// cannot make the index large; nodes past this are located at their nearest indexed ancestor.
+const MAX_EVENTS: usize = 200_000;
+
 /// A 1-based line and column in the config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Position {
@@ -68,12 +72,12 @@ fn join(parent: &str, key: &str) -> String {
 }
 
 impl Locator {
-    /// Indexes `source`. A syntax error stops the walk; what was seen until then stays
-    /// addressable (the deserializer reports the syntax error itself).
+    /// Indexes `source`. A syntax error (or `MAX_EVENTS`) stops the walk; what was seen until
+    /// then stays addressable (the deserializer reports the syntax error itself).
     pub fn new(source: &str) -> Self {
         let mut entries = HashMap::new();
         let mut stack: Vec<Frame> = Vec::new();
-        for item in Parser::new_from_str(source) {
+        for item in Parser::new_from_str(source).take(MAX_EVENTS) {
             let Ok((event, span)) = item else { break };
             let pos = position(&span);
             let is_start = matches!(event, Event::MappingStart(..) | Event::SequenceStart(..));

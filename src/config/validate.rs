@@ -181,7 +181,13 @@ pub fn validate(file: &Path, parsed: &Parsed) -> Result<Valid, ConfigError> {
 }
 
 fn check(c: &mut Checker<'_>, cfg: &Config) -> Valid {
-    let network = match cfg.server.network.parse::<Ipv4Net>() {
+    // A network with host bits set is judged by its prefix first, so the host-bits hint never
+    // suggests a network that is refused anyway.
+    let parsed = match cfg.server.network.parse::<Ipv4Net>() {
+        Err(CidrError::HostBits(n)) if n.prefix() > 30 || n.prefix() == 0 => Ok(n),
+        other => other,
+    };
+    let network = match parsed {
         Ok(n) if n.prefix() > 30 => {
             c.at_value(
                 "server.network",
@@ -193,7 +199,10 @@ fn check(c: &mut Checker<'_>, cfg: &Config) -> Valid {
         Ok(n) if n.prefix() == 0 => {
             c.at_value(
                 "server.network",
-                "0.0.0.0/0 is the whole internet, not a boot network".into(),
+                format!(
+                    "`{}` is the whole internet, not a boot network",
+                    cfg.server.network
+                ),
                 "use the boot LAN's network, e.g. 192.168.2.0/24",
             );
             None
@@ -364,9 +373,9 @@ fn check_nfs(c: &mut Checker<'_>, cfg: &Config, network: Option<Ipv4Net>) -> (Ve
         seen.insert(name, i);
     }
     for (a, b) in EXPORT_OPPOSITES {
-        if let (Some(_), Some(&j)) = (seen.get(a), seen.get(b)) {
+        if let (Some(&i), Some(&j)) = (seen.get(a), seen.get(b)) {
             c.at_value(
-                &format!("nfs.options[{j}]"),
+                &format!("nfs.options[{}]", i.max(j)),
                 format!("`{a}` and `{b}` contradict each other"),
                 "keep one of them",
             );
@@ -375,7 +384,12 @@ fn check_nfs(c: &mut Checker<'_>, cfg: &Config, network: Option<Ipv4Net>) -> (Ve
     let scope = match &cfg.nfs.scope {
         None => network.map(|n| n.to_string()).unwrap_or_default(),
         Some(s) => {
-            let world = s == "*" || s.starts_with("0.0.0.0/0") || s.ends_with("/0");
+            // `*`, `/0` in any spelling (`/00`, with host bits): everyone.
+            let world = s == "*"
+                || matches!(
+                    s.parse::<Ipv4Net>(),
+                    Ok(n) | Err(CidrError::HostBits(n)) if n.prefix() == 0
+                );
             if world {
                 c.at_value(
                     "nfs.scope",
@@ -589,7 +603,13 @@ fn check_hostname(name: &str) -> Result<(), &'static str> {
     if name.len() > 253 {
         return Err("is longer than 253 characters");
     }
+    if name.is_empty() {
+        return Err("is empty");
+    }
     for label in name.split('.') {
+        if label.is_empty() {
+            return Err("has an empty label (a leading, trailing or doubled dot)");
+        }
         safe_name(label)?;
     }
     Ok(())
@@ -616,7 +636,10 @@ fn check_clients(
     }
     let mut seen: [HashMap<String, String>; 4] = Default::default();
     let mut out = BTreeMap::new();
-    for (name, client) in &cfg.clients {
+    // File order, so a duplicate is reported on the client that comes later in the file.
+    let mut in_file_order: Vec<(&String, &super::model::Client)> = cfg.clients.iter().collect();
+    in_file_order.sort_by_key(|(name, _)| c.locator.key(&format!("clients.{name}")));
+    for (name, client) in in_file_order {
         let base = format!("clients.{name}");
         if let Err(why) = safe_name(name) {
             c.at_key(
@@ -710,16 +733,14 @@ fn check_clients(
         for (slot, (field, value)) in keys.into_iter().enumerate() {
             let Some(value) = value else { continue };
             if let Some(first) = seen[slot].get(&value) {
-                let path = if field == "hostname" && client.hostname.is_none() {
-                    base.clone()
+                let message = format!("{field} `{value}` is also used by client `{first}`");
+                let hint = format!("each Pi needs its own {field}");
+                if field == "hostname" && client.hostname.is_none() {
+                    // The hostname is implied by the client's name: point at the name.
+                    c.at_key(&base, message, &hint);
                 } else {
-                    format!("{base}.{field}")
-                };
-                c.at_value(
-                    &path,
-                    format!("{field} `{value}` is also used by client `{first}`"),
-                    &format!("each Pi needs its own {field}"),
-                );
+                    c.at_value(&format!("{base}.{field}"), message, &hint);
+                }
             } else {
                 seen[slot].insert(value, name.clone());
             }
@@ -843,7 +864,11 @@ fn check_cmdline(c: &mut Checker<'_>, base: &str, tokens: &[String]) {
                 format!("`{t}` is managed by pinetboot ({m}… is always written for the NFS root)"),
                 "remove it; pinetboot writes root=/dev/nfs nfsroot=SERVER:/nfs/CLIENT,vers=3 rw ip=dhcp rootwait",
             );
-        } else if t.contains("vers=") || t.contains("proto=") || t.contains("nfsvers=") {
+        } else if t.split(',').any(|o| {
+            ["vers=", "nfsvers=", "proto="]
+                .iter()
+                .any(|p| o.starts_with(p))
+        }) {
             c.at_value(
                 &field,
                 format!("`{t}` breaks NFS boot"),

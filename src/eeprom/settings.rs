@@ -121,7 +121,13 @@ pub enum TftpPrefix {
     /// The board's MAC address, e.g. `dc-a6-32-01-36-c2/` (`TFTP_PREFIX=2`).
     Mac,
     /// A fixed string of at most 32 characters (`TFTP_PREFIX=1` and `TFTP_PREFIX_STR`).
-    String(#[schemars(length(min = 1, max = 32))] String),
+    String(
+        #[schemars(
+            length(min = 1, max = 32),
+            description = "The TFTP folder prefix, at most 32 characters."
+        )]
+        String,
+    ),
 }
 
 /// Bootloader (EEPROM) settings of a client: embedded into its `bootconf.txt`. Keys left

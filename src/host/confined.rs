@@ -238,6 +238,14 @@ impl Tree {
                 ));
             }
         }
+        // A hardlinked file may be another file's content (outside the root, on the same
+        // filesystem): never read through it. No file pinetboot manages is hardlinked in images.
+        if st.st_nlink > 1 {
+            return Err(Violation::WrongKind(
+                self.full(rel),
+                "a hardlink (a file with several names)",
+            ));
+        }
         if st.st_size as u64 > MAX_READ {
             return Err(Violation::TooLarge(self.full(rel), st.st_size as u64));
         }
@@ -451,7 +459,7 @@ mod tests {
         let (_t, root) = tree();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join("etc/fifo"),
+            root.join("etc/fifo"),
             FileType::Fifo,
             Mode::from_raw_mode(0o644),
             0,

@@ -26,7 +26,9 @@ pub fn acquire(path: &Path, mode: Mode, wait: bool, on_wait: impl FnOnce()) -> i
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    use std::os::unix::fs::OpenOptionsExt;
     let file = OpenOptions::new()
+        .mode(0o600)
         .create(true)
         .truncate(false)
         .read(true)

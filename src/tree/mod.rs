@@ -29,7 +29,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub use copy::{CopyStats, copy_tree};
-#[allow(unused_imports)]
 pub(crate) use writer::write_sparse_chunk;
 pub use writer::{FileCopy, TreeWriter};
 

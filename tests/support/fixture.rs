@@ -435,11 +435,14 @@ impl ClientCfg {
     }
 }
 
+/// An image in a config: name, source (host path), `files:` (name in the boot folder, host path).
+pub type ImageCfg = (String, String, Vec<(String, String)>);
+
 /// A whole config.
 #[derive(Debug, Clone, Default)]
 pub struct Cfg {
     /// Images: name, source (host path), `files:` (name in boot folder, host path).
-    pub images: Vec<(String, String, Vec<(String, String)>)>,
+    pub images: Vec<ImageCfg>,
     /// Clients.
     pub clients: Vec<ClientCfg>,
 }

@@ -1,0 +1,214 @@
+//! `pinetboot generate man|completions DIR` (hidden): the man pages and shell completions,
+//! generated from the clap types in [`super`], for packaging (`packaging/build-deb.sh`).
+//!
+//! Man pages: one per visible command, named as `clap_mangen` names them (`pinetboot.1`,
+//! `pinetboot-plan.1`, `pinetboot-eeprom-show.1`, …); the top page and `pinetboot-plan.1` get an
+//! EXIT STATUS section built from the exit codes in [`crate::error`]. Completions:
+//! `pinetboot.bash`, `_pinetboot` (zsh) and `pinetboot.fish`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{CommandFactory, Subcommand};
+use clap_complete::aot::{Bash, Fish, Generator, Zsh};
+use clap_mangen::Man;
+use clap_mangen::roff::{Roff, bold, roman};
+
+use super::Cli;
+use crate::error::{CommandResult, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_USAGE};
+use crate::output::Printer;
+
+/// The binary's name, as the completions and man pages call it.
+const BIN: &str = "pinetboot";
+
+/// `pinetboot generate …`: files for packaging.
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Write a man page for the command and each visible subcommand into DIR.
+    Man {
+        /// The folder to write into (created if missing).
+        dir: PathBuf,
+    },
+    /// Write bash, zsh and fish completions into DIR.
+    Completions {
+        /// The folder to write into (created if missing).
+        dir: PathBuf,
+    },
+}
+
+/// Runs `pinetboot generate …`, printing the path of each file written.
+pub fn run(cmd: &GenerateCommand, printer: &Printer) -> CommandResult {
+    let written = match cmd {
+        GenerateCommand::Man { dir } => write_man_pages(dir)?,
+        GenerateCommand::Completions { dir } => write_completions(dir)?,
+    };
+    for path in written {
+        printer.line(&path.display().to_string());
+    }
+    Ok(EXIT_OK)
+}
+
+/// Writes `pinetboot.1` and one page per visible subcommand (recursively) into `dir`;
+/// returns the paths written, the top page first.
+pub fn write_man_pages(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // As `clap_mangen::generate_to` does: no `help` pages, and a built command so every
+    // subcommand has its display name (`pinetboot-eeprom-show`) and the global options.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut written = Vec::new();
+    write_man_tree(&cmd, dir, &mut written)?;
+    Ok(written)
+}
+
+/// Writes the page of `cmd`, then those of its visible subcommands.
+fn write_man_tree(
+    cmd: &clap::Command,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    let man = Man::new(cmd.clone())
+        .source(format!("{BIN} {}", env!("CARGO_PKG_VERSION")))
+        .manual("pinetboot manual")
+        .date(page_date());
+    let path = dir.join(man.get_filename());
+    let page = render_page(&man, cmd)?;
+    fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    written.push(path);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_man_tree(sub, dir, written)?;
+    }
+    Ok(())
+}
+
+/// The date in the pages' title line, `YYYY-MM-DD`: from `SOURCE_DATE_EPOCH` when set (for
+/// reproducible packages), else today. (An empty date would shift the `.TH` arguments.)
+fn page_date() -> String {
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
+    let (y, m, d) = civil_from_days(secs / 86_400);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Renders one page: clap_mangen's page, with an EXIT STATUS section (for the commands that
+/// have one) placed before VERSION, where man-pages(7) puts it.
+fn render_page(man: &Man, cmd: &clap::Command) -> anyhow::Result<String> {
+    let mut buf = Vec::new();
+    man.render(&mut buf).context("rendering a man page")?;
+    let mut page = String::from_utf8(buf).context("a man page is not UTF-8")?;
+    if let Some(section) = exit_status_section(cmd) {
+        let at = page.find("\n.SH VERSION\n").map_or(page.len(), |i| i + 1);
+        page.insert_str(at, &section);
+    }
+    Ok(page)
+}
+
+/// The EXIT STATUS section (roff, without the preamble) for `pinetboot` and `pinetboot plan`.
+fn exit_status_section(cmd: &clap::Command) -> Option<String> {
+    let changes = match cmd.get_display_name().unwrap_or_else(|| cmd.get_name()) {
+        "pinetboot" => "Changes are pending (only from plan --detailed-exitcode).",
+        "pinetboot-plan" => {
+            "Changes are pending (only with --detailed-exitcode; without it, pending changes exit 0)."
+        }
+        _ => return None,
+    };
+    let codes: [(u8, &str); 4] = [
+        (EXIT_OK, "Success."),
+        (
+            EXIT_ERROR,
+            "An error: an invalid config, a conflict on the host, or a failed step.",
+        ),
+        (EXIT_CHANGES, changes),
+        (EXIT_USAGE, "A command-line usage error."),
+    ];
+    let mut roff = Roff::new();
+    roff.control("SH", ["EXIT STATUS"]);
+    for (code, meaning) in codes {
+        roff.control("TP", [])
+            .text([bold(code.to_string())])
+            .text([roman(meaning)]);
+    }
+    // Each rendering starts with the same apostrophe preamble; the page already has it.
+    let preamble = Roff::new().render();
+    let rendered = roff.render();
+    Some(
+        rendered
+            .strip_prefix(&preamble)
+            .unwrap_or(&rendered)
+            .to_owned(),
+    )
+}
+
+/// A copy of the top command without its hidden subcommands (`generate`): `clap_complete`
+/// completes hidden subcommands, `clap_mangen` skips them. Options, groups and visible
+/// subcommands are kept as they are; help and version flags are added again by `build`.
+fn without_hidden_subcommands(full: &clap::Command) -> clap::Command {
+    let mut cmd = clap::Command::new(BIN)
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(full.is_propagate_version_set())
+        .subcommand_required(full.is_subcommand_required_set())
+        .args(full.get_arguments().cloned())
+        .groups(full.get_groups().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(about) = full.get_about() {
+        cmd = cmd.about(about.clone());
+    }
+    cmd
+}
+
+/// Writes `pinetboot.bash`, `_pinetboot` and `pinetboot.fish` into `dir`; returns their paths.
+pub fn write_completions(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let generators: [&dyn Generator; 3] = [&Bash, &Zsh, &Fish];
+    let mut written = Vec::new();
+    for generator in generators {
+        let mut cmd = without_hidden_subcommands(&Cli::command());
+        cmd.set_bin_name(BIN);
+        cmd.build();
+        let mut buf = Vec::new();
+        generator
+            .try_generate(&cmd, &mut buf)
+            .context("generating completions")?;
+        let path = dir.join(generator.file_name(BIN));
+        let mut file =
+            fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(&buf)
+            .with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+    }
+}

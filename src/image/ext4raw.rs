@@ -1,0 +1,660 @@
+//! In-house supplement to `ext4-view`: what it does not expose.
+//!
+//! * inode numbers of directory entries (raw linear scan of the directory's
+//!   blocks, which also covers htree directories: index blocks look like
+//!   empty entries to a linear reader, as the format intends),
+//! * link counts, device numbers (`i_block[0..1]`, old and new encodings),
+//! * extended attributes stored in the inode body (after `128 +
+//!   i_extra_isize`, magic `0xEA020000`) and in the `i_file_acl` block,
+//!   with POSIX ACLs converted from the ext4 on-disk format to the `xattr(7)`
+//!   format the kernel expects from `setxattr`.
+//!
+//! Everything read is bounds-checked; a malformed structure is an error,
+//! never a panic. Only extent-mapped directories are supported (what
+//! `mke2fs -t ext4` and Raspberry Pi OS produce); checksums are not verified
+//! here (ext4-view verifies what it reads).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Errors of the raw reader: a description; the caller adds the paths.
+pub(crate) type RawResult<T> = Result<T, String>;
+
+/// A bounds-checked window of the image file (one partition).
+pub(crate) struct Window {
+    pub(crate) file: File,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+impl Window {
+    pub(crate) fn read_at(&self, start: u64, dst: &mut [u8]) -> RawResult<()> {
+        let end = start
+            .checked_add(dst.len() as u64)
+            .filter(|&e| e <= self.len)
+            .ok_or_else(|| {
+                format!(
+                    "read of {} bytes at {start} past the end of the partition ({} bytes)",
+                    dst.len(),
+                    self.len
+                )
+            })?;
+        let _ = end;
+        self.file
+            .read_exact_at(dst, self.offset + start)
+            .map_err(|e| format!("read at {start}: {e}"))
+    }
+}
+
+impl ext4_view::Ext4Read for Window {
+    fn read(
+        &mut self,
+        start_byte: u64,
+        dst: &mut [u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        self.read_at(start_byte, dst).map_err(|e| e.into())
+    }
+}
+
+fn le16(b: &[u8], at: usize) -> RawResult<u16> {
+    b.get(at..at + 2)
+        .map(|s| u16::from_le_bytes([s[0], s[1]]))
+        .ok_or_else(|| format!("truncated structure (u16 at {at})"))
+}
+
+fn le32(b: &[u8], at: usize) -> RawResult<u32> {
+    b.get(at..at + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or_else(|| format!("truncated structure (u32 at {at})"))
+}
+
+const EXT4_EXTENTS_FL: u32 = 0x0008_0000;
+const EXT4_INLINE_DATA_FL: u32 = 0x1000_0000;
+const XATTR_MAGIC: u32 = 0xEA02_0000;
+const INCOMPAT_64BIT: u32 = 0x80;
+
+/// The superblock fields the supplement needs.
+pub(crate) struct RawFs {
+    win: Window,
+    block_size: u64,
+    blocks_count: u64,
+    inodes_count: u32,
+    inodes_per_group: u32,
+    inode_size: usize,
+    desc_size: usize,
+    gdt_offset: u64,
+    groups: u64,
+}
+
+/// What the supplement knows about one inode.
+#[derive(Debug, Clone)]
+pub(crate) struct RawInode {
+    /// Full `i_mode` (type and permission bits).
+    pub(crate) mode: u16,
+    /// `i_links_count`.
+    pub(crate) links: u16,
+    /// Device number (`makedev` encoding) for char/block devices, else 0.
+    pub(crate) rdev: u64,
+    /// Extended attributes, sorted by name.
+    pub(crate) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    flags: u32,
+    size: u64,
+    i_block: [u8; 60],
+}
+
+impl RawFs {
+    /// Reads the superblock of the ext4 filesystem in `win`.
+    pub(crate) fn open(win: Window) -> RawResult<Self> {
+        let mut sb = [0u8; 1024];
+        win.read_at(1024, &mut sb)?;
+        if le16(&sb, 0x38)? != 0xEF53 {
+            return Err("not an ext2/3/4 filesystem (bad superblock magic)".into());
+        }
+        let log = le32(&sb, 0x18)?;
+        if log > 6 {
+            return Err(format!("absurd block size (log {log})"));
+        }
+        let block_size = 1024u64 << log;
+        let incompat = le32(&sb, 0x60)?;
+        let mut blocks_count = u64::from(le32(&sb, 0x04)?);
+        let desc_size = if incompat & INCOMPAT_64BIT != 0 {
+            blocks_count |= u64::from(le32(&sb, 0x150)?) << 32;
+            usize::from(le16(&sb, 0xFE)?)
+        } else {
+            32
+        };
+        if !(32..=1024).contains(&desc_size) || !desc_size.is_power_of_two() {
+            return Err(format!("bad group descriptor size {desc_size}"));
+        }
+        let inode_size = if le32(&sb, 0x4C)? == 0 {
+            128
+        } else {
+            usize::from(le16(&sb, 0x58)?)
+        };
+        if !(128..=4096).contains(&inode_size) || !inode_size.is_power_of_two() {
+            return Err(format!("bad inode size {inode_size}"));
+        }
+        let inodes_count = le32(&sb, 0x00)?;
+        let inodes_per_group = le32(&sb, 0x28)?;
+        if inodes_per_group == 0 {
+            return Err("zero inodes per group".into());
+        }
+        let first_data_block = u64::from(le32(&sb, 0x14)?);
+        let groups = u64::from(inodes_count).div_ceil(u64::from(inodes_per_group));
+        if blocks_count.saturating_mul(block_size) > win.len {
+            return Err(format!(
+                "filesystem ({blocks_count} blocks of {block_size}) larger than its partition ({} bytes)",
+                win.len
+            ));
+        }
+        Ok(RawFs {
+            win,
+            block_size,
+            blocks_count,
+            inodes_count,
+            inodes_per_group,
+            inode_size,
+            desc_size,
+            gdt_offset: (first_data_block + 1) * block_size,
+            groups,
+        })
+    }
+
+    /// Size of the filesystem in bytes.
+    pub(crate) fn fs_bytes(&self) -> u64 {
+        self.blocks_count * self.block_size
+    }
+
+    fn read_block(&self, block: u64) -> RawResult<Vec<u8>> {
+        if block == 0 || block >= self.blocks_count {
+            return Err(format!("block {block} out of range"));
+        }
+        let mut b = vec![0u8; self.block_size as usize];
+        self.win.read_at(block * self.block_size, &mut b)?;
+        Ok(b)
+    }
+
+    /// Reads and decodes inode `ino`.
+    pub(crate) fn inode(&self, ino: u32) -> RawResult<RawInode> {
+        if ino == 0 || ino > self.inodes_count {
+            return Err(format!("inode {ino} out of range"));
+        }
+        let group = u64::from((ino - 1) / self.inodes_per_group);
+        let index = u64::from((ino - 1) % self.inodes_per_group);
+        if group >= self.groups {
+            return Err(format!("inode {ino}: group {group} out of range"));
+        }
+        let mut desc = vec![0u8; self.desc_size];
+        self.win
+            .read_at(self.gdt_offset + group * self.desc_size as u64, &mut desc)?;
+        let mut table = u64::from(le32(&desc, 0x08)?);
+        if self.desc_size >= 64 {
+            table |= u64::from(le32(&desc, 0x28)?) << 32;
+        }
+        if table == 0 || table >= self.blocks_count {
+            return Err(format!(
+                "inode {ino}: inode table block {table} out of range"
+            ));
+        }
+        let mut raw = vec![0u8; self.inode_size];
+        self.win.read_at(
+            table * self.block_size + index * self.inode_size as u64,
+            &mut raw,
+        )?;
+        let mode = le16(&raw, 0x00)?;
+        let links = le16(&raw, 0x1A)?;
+        let flags = le32(&raw, 0x20)?;
+        let size = u64::from(le32(&raw, 0x04)?) | (u64::from(le32(&raw, 0x6C)?) << 32);
+        let mut i_block = [0u8; 60];
+        i_block.copy_from_slice(&raw[0x28..0x28 + 60]);
+        let kind = mode & 0o170000;
+        let rdev = if kind == 0o020000 || kind == 0o060000 {
+            let b0 = le32(&i_block, 0)?;
+            if b0 != 0 {
+                // old_decode_dev
+                rustix::fs::makedev((b0 >> 8) & 0xff, b0 & 0xff)
+            } else {
+                // new_decode_dev
+                let d = le32(&i_block, 4)?;
+                rustix::fs::makedev((d & 0xfff00) >> 8, (d & 0xff) | ((d >> 12) & 0xfff00))
+            }
+        } else {
+            0
+        };
+        let mut xattrs = Vec::new();
+        // In-inode xattrs.
+        if self.inode_size > 128 {
+            let extra = usize::from(le16(&raw, 0x80)?);
+            let hdr = 128 + extra;
+            if hdr + 4 <= self.inode_size && le32(&raw, hdr)? == XATTR_MAGIC {
+                let region = &raw[hdr + 4..];
+                parse_xattr_entries(region, 0, region, &mut xattrs)
+                    .map_err(|e| format!("inode {ino}: in-inode xattrs: {e}"))?;
+            }
+        }
+        // xattr block.
+        let mut acl_block = u64::from(le32(&raw, 0x68)?);
+        acl_block |= u64::from(le16(&raw, 0x76)?) << 32;
+        if acl_block != 0 {
+            let b = self
+                .read_block(acl_block)
+                .map_err(|e| format!("inode {ino}: xattr block: {e}"))?;
+            if le32(&b, 0)? != XATTR_MAGIC {
+                return Err(format!(
+                    "inode {ino}: xattr block {acl_block} has a bad magic"
+                ));
+            }
+            if le32(&b, 8)? != 1 {
+                return Err(format!("inode {ino}: xattr block spans several blocks"));
+            }
+            parse_xattr_entries(&b, 32, &b, &mut xattrs)
+                .map_err(|e| format!("inode {ino}: xattr block {acl_block}: {e}"))?;
+        }
+        xattrs.sort();
+        xattrs.dedup_by(|a, b| a.0 == b.0);
+        Ok(RawInode {
+            mode,
+            links,
+            rdev,
+            xattrs,
+            flags,
+            size,
+            i_block,
+        })
+    }
+
+    /// Physical blocks of an extent-mapped inode, by logical block, for the
+    /// first `nblocks` logical blocks (holes and unwritten extents are None).
+    fn extent_blocks(&self, ino: &RawInode, nblocks: u64) -> RawResult<Vec<Option<u64>>> {
+        if ino.flags & EXT4_INLINE_DATA_FL != 0 {
+            return Err("inline-data directories are not supported".into());
+        }
+        if ino.flags & EXT4_EXTENTS_FL == 0 {
+            return Err("block-mapped (non-extent) directories are not supported".into());
+        }
+        if nblocks > 1 << 20 {
+            return Err(format!("absurd directory size ({nblocks} blocks)"));
+        }
+        let mut out = vec![None; nblocks as usize];
+        let mut budget = 4096u32; // extent tree nodes visited
+        self.walk_extents(&ino.i_block, 6, nblocks, &mut out, &mut budget)?;
+        Ok(out)
+    }
+
+    fn walk_extents(
+        &self,
+        node: &[u8],
+        max_depth: u16,
+        nblocks: u64,
+        out: &mut [Option<u64>],
+        budget: &mut u32,
+    ) -> RawResult<()> {
+        *budget = budget
+            .checked_sub(1)
+            .ok_or("extent tree too large or cyclic")?;
+        if le16(node, 0)? != 0xF30A {
+            return Err("bad extent header magic".into());
+        }
+        let entries = usize::from(le16(node, 2)?);
+        let depth = le16(node, 6)?;
+        if depth > max_depth {
+            return Err("extent tree too deep".into());
+        }
+        for i in 0..entries {
+            let e = 12 + i * 12;
+            if depth == 0 {
+                let lblock = u64::from(le32(node, e)?);
+                let mut len = u64::from(le16(node, e + 4)?);
+                let unwritten = len > 32768;
+                if unwritten {
+                    len -= 32768;
+                }
+                let start = (u64::from(le16(node, e + 6)?) << 32) | u64::from(le32(node, e + 8)?);
+                if unwritten {
+                    continue;
+                }
+                for k in 0..len {
+                    let l = lblock + k;
+                    if l >= nblocks {
+                        break;
+                    }
+                    let p = start + k;
+                    if p >= self.blocks_count {
+                        return Err(format!("extent points to block {p}, past the end"));
+                    }
+                    out[l as usize] = Some(p);
+                }
+            } else {
+                let leaf = u64::from(le32(node, e + 4)?) | (u64::from(le16(node, e + 8)?) << 32);
+                let child = self.read_block(leaf)?;
+                self.walk_extents(&child, depth - 1, nblocks, out, budget)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Name → inode number of every entry of directory inode `dir` (without
+    /// `.` and `..`).
+    pub(crate) fn dir_entries(&self, dir: &RawInode) -> RawResult<HashMap<Vec<u8>, u32>> {
+        if dir.mode & 0o170000 != 0o040000 {
+            return Err("not a directory".into());
+        }
+        let nblocks = dir.size.div_ceil(self.block_size);
+        let blocks = self.extent_blocks(dir, nblocks)?;
+        let mut out = HashMap::new();
+        for block in blocks.into_iter().flatten() {
+            let b = self.read_block(block)?;
+            let mut pos = 0usize;
+            while pos + 8 <= b.len() {
+                let inode = le32(&b, pos)?;
+                let rec_len = usize::from(le16(&b, pos + 4)?);
+                let name_len = usize::from(b[pos + 6]);
+                if rec_len < 8 || pos + rec_len > b.len() || rec_len % 4 != 0 {
+                    return Err(format!("bad directory record length {rec_len}"));
+                }
+                if inode != 0 {
+                    let name = b
+                        .get(pos + 8..pos + 8 + name_len)
+                        .filter(|_| 8 + name_len <= rec_len)
+                        .ok_or("directory entry name overruns its record")?;
+                    if name != b"." && name != b".." && out.insert(name.to_vec(), inode).is_some() {
+                        return Err(format!(
+                            "duplicate directory entry {:?}",
+                            String::from_utf8_lossy(name)
+                        ));
+                    }
+                }
+                pos += rec_len;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn prefix(index: u8) -> Option<&'static [u8]> {
+    Some(match index {
+        1 => b"user.",
+        2 => b"system.posix_acl_access",
+        3 => b"system.posix_acl_default",
+        4 => b"trusted.",
+        6 => b"security.",
+        7 => b"system.",
+        8 => b"system.richacl",
+        _ => return None,
+    })
+}
+
+/// Parses xattr entries starting at `start` of `entries`; values are at
+/// `e_value_offs` from the start of `values`.
+fn parse_xattr_entries(
+    entries: &[u8],
+    start: usize,
+    values: &[u8],
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> RawResult<()> {
+    let mut pos = start;
+    loop {
+        if pos + 4 > entries.len() || le32(entries, pos)? == 0 {
+            return Ok(());
+        }
+        let name_len = usize::from(entries[pos]);
+        let index = *entries.get(pos + 1).ok_or("truncated xattr entry")?;
+        let value_offs = usize::from(le16(entries, pos + 2)?);
+        let value_inum = le32(entries, pos + 4)?;
+        let value_size = le32(entries, pos + 8)? as usize;
+        let name = entries
+            .get(pos + 16..pos + 16 + name_len)
+            .ok_or("xattr name overruns its region")?;
+        if value_inum != 0 {
+            return Err("xattr value in a separate inode (ea_inode) is not supported".into());
+        }
+        let value = values
+            .get(value_offs..value_offs.saturating_add(value_size))
+            .ok_or("xattr value overruns its region")?;
+        let pfx = prefix(index).ok_or_else(|| format!("unknown xattr name index {index}"))?;
+        let mut full = pfx.to_vec();
+        full.extend_from_slice(name);
+        if full.contains(&0) {
+            return Err("xattr name contains NUL".into());
+        }
+        let value = if index == 2 || index == 3 {
+            acl_from_disk(value)?
+        } else {
+            value.to_vec()
+        };
+        out.push((full, value));
+        pos += (16 + name_len + 3) & !3;
+    }
+}
+
+/// Converts an ext4 on-disk POSIX ACL (version 1, short entries for the
+/// `*_OBJ`, `MASK` and `OTHER` tags) into the `xattr(7)` format (version 2,
+/// 8-byte entries).
+fn acl_from_disk(v: &[u8]) -> RawResult<Vec<u8>> {
+    if le32(v, 0)? != 1 {
+        return Err("unknown on-disk ACL version".into());
+    }
+    let mut out = 2u32.to_le_bytes().to_vec();
+    let mut pos = 4;
+    while pos < v.len() {
+        let tag = le16(v, pos)?;
+        let perm = le16(v, pos + 2)?;
+        let (id, len) = match tag {
+            0x02 | 0x08 => (le32(v, pos + 4)?, 8), // ACL_USER, ACL_GROUP
+            0x01 | 0x04 | 0x10 | 0x20 => (u32::MAX, 4), // *_OBJ, MASK, OTHER
+            t => return Err(format!("unknown ACL tag {t:#x}")),
+        };
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+        pos += len;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Cross-checks of the supplement against `debugfs` (needs root and
+    //! e2fsprogs; fails, never skips, without them).
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn run(cmd: &mut Command) -> String {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?} (apt-get install -y e2fsprogs): {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn setx(p: &Path, name: &str, v: &[u8]) {
+        rustix::fs::lsetxattr(p, name, v, rustix::fs::XattrFlags::empty()).unwrap();
+    }
+
+    fn acl_xattr() -> Vec<u8> {
+        // user::rw-, user:1000:r--, group::r--, mask::r--, other::---
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 4, 1000),
+            (4, 4, u32::MAX),
+            (0x10, 4, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
+            v.extend_from_slice(&tag.to_le_bytes());
+            v.extend_from_slice(&perm.to_le_bytes());
+            v.extend_from_slice(&id.to_le_bytes());
+        }
+        v
+    }
+
+    fn resolve(fs: &RawFs, path: &str) -> u32 {
+        let mut ino = 2;
+        for comp in path.split('/').filter(|c| !c.is_empty()) {
+            let dir = fs.inode(ino).unwrap();
+            ino = fs.dir_entries(&dir).unwrap()[comp.as_bytes()];
+        }
+        ino
+    }
+
+    #[test]
+    fn supplement_agrees_with_debugfs() {
+        assert!(rustix::process::geteuid().is_root(), "must run as root");
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        std::fs::create_dir_all(t.join("d")).unwrap();
+        std::fs::create_dir_all(t.join("big")).unwrap();
+        let f = t.join("d/f");
+        std::fs::write(&f, b"data").unwrap();
+        setx(&f, "user.x", b"hello");
+        let mut cap = vec![1, 0, 0, 2, 0, 0x20, 0, 0];
+        cap.extend_from_slice(&[0; 12]);
+        setx(&f, "security.capability", &cap);
+        setx(&f, "user.big", &[0x5a; 3000]);
+        std::fs::hard_link(&f, t.join("d/h")).unwrap();
+        std::fs::write(t.join("acl"), b"acl").unwrap();
+        setx(&t.join("acl"), "system.posix_acl_access", &acl_xattr());
+        let mk = |n: &str, ft, dev| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                t.join(n),
+                ft,
+                rustix::fs::Mode::from_raw_mode(0o644),
+                dev,
+            )
+            .unwrap()
+        };
+        use rustix::fs::{FileType, makedev};
+        mk("c", FileType::CharacterDevice, makedev(1, 3));
+        mk("b", FileType::BlockDevice, makedev(7, 0));
+        mk("n", FileType::CharacterDevice, makedev(300, 70000));
+        for i in 0..3000 {
+            std::fs::write(t.join(format!("big/file-number-{i:05}")), b"").unwrap();
+        }
+        let img = tmp.path().join("fs.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        run(Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-d"])
+            .arg(&t)
+            .arg(&img));
+        let file = std::fs::File::open(&img).unwrap();
+        let fs = RawFs::open(Window {
+            file,
+            offset: 0,
+            len: 64 << 20,
+        })
+        .unwrap();
+        let dbg = |req: String| run(Command::new("debugfs").args(["-R", &req]).arg(&img));
+        for path in ["/", "/d", "/d/f", "/d/h", "/acl", "/c", "/b", "/n", "/big"] {
+            let ino = resolve(&fs, path);
+            let raw = fs.inode(ino).unwrap();
+            let stat = dbg(format!("stat {path}"));
+            assert!(
+                stat.starts_with(&format!("Inode: {ino} ")),
+                "{path}: ino {ino} vs\n{stat}"
+            );
+            assert!(
+                stat.contains(&format!("Links: {} ", raw.links)),
+                "{path}: links {} vs\n{stat}",
+                raw.links
+            );
+            if let Some(l) = stat
+                .lines()
+                .find(|l| l.starts_with("Device major/minor number:"))
+            {
+                let mm = l.split_whitespace().nth(3).unwrap();
+                let (ma, mi) = mm.split_once(':').unwrap();
+                let want = makedev(ma.parse().unwrap(), mi.parse().unwrap());
+                assert_eq!(raw.rdev, want, "{path}: {l}");
+            }
+            // ea_list: names and sizes (ACLs are shown in their own format).
+            let ea = dbg(format!("ea_list {path}"));
+            let listed: BTreeMap<String, usize> = ea
+                .lines()
+                .filter_map(|l| {
+                    let l = l.trim();
+                    let (name, rest) = l.split_once(" (")?;
+                    let size = rest.split_once(')')?.0.parse().ok()?;
+                    Some((name.to_string(), size))
+                })
+                .collect();
+            let ours: BTreeMap<String, usize> = raw
+                .xattrs
+                .iter()
+                .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.len()))
+                .collect();
+            assert_eq!(
+                listed.keys().collect::<Vec<_>>(),
+                ours.keys().collect::<Vec<_>>(),
+                "{path}: {ea}"
+            );
+            for (n, size) in &listed {
+                if !n.starts_with("system.posix_acl") {
+                    assert_eq!(ours[n], *size, "{path} {n}");
+                }
+            }
+        }
+        let f = fs.inode(resolve(&fs, "/d/f")).unwrap();
+        assert_eq!(f.links, 2);
+        assert_eq!(
+            f.xattrs,
+            vec![
+                (b"security.capability".to_vec(), cap.clone()),
+                (b"user.big".to_vec(), vec![0x5a; 3000]),
+                (b"user.x".to_vec(), b"hello".to_vec()),
+            ]
+        );
+        let acl = fs.inode(resolve(&fs, "/acl")).unwrap();
+        assert_eq!(
+            acl.xattrs,
+            vec![(b"system.posix_acl_access".to_vec(), acl_xattr())]
+        );
+        // The htree directory: every name with debugfs' inode number.
+        let big = fs.inode(resolve(&fs, "/big")).unwrap();
+        let ours = fs.dir_entries(&big).unwrap();
+        assert_eq!(ours.len(), 3000);
+        let ls = dbg("ls -l /big".into());
+        let mut checked = 0;
+        for l in ls.lines() {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if let (Some(ino), Some(name)) = (w.first(), w.last())
+                && name.starts_with("file-number-")
+            {
+                assert_eq!(ours[name.as_bytes()].to_string(), *ino, "{name}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3000);
+    }
+
+    #[test]
+    fn malformed_structures_are_errors() {
+        let mut out = Vec::new();
+        // Entry whose value overruns the region.
+        let mut e = vec![
+            1u8, 1, 0xff, 0xff, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, b'a', 0, 0, 0,
+        ];
+        e.extend_from_slice(&[0; 4]);
+        assert!(parse_xattr_entries(&e, 0, &e, &mut out).is_err());
+        // Unknown name index.
+        let mut e = vec![
+            1u8, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'a', 0, 0, 0,
+        ];
+        e.extend_from_slice(&[0; 4]);
+        assert!(parse_xattr_entries(&e, 0, &e, &mut out).is_err());
+        // Truncated everything.
+        assert!(acl_from_disk(&[1, 0]).is_err());
+        assert!(acl_from_disk(&[1, 0, 0, 0, 2, 0, 4, 0]).is_err());
+        assert!(le32(&[1, 2], 0).is_err());
+    }
+}

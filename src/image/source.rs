@@ -1,0 +1,307 @@
+//! Sniffing, checksumming and decompressing an image file into a sparse
+//! temporary raw image.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::{Format, ImageError, MAX_IMAGE_BYTES};
+
+/// Sniffs the format of an image by its magic bytes (never by name).
+pub fn sniff(path: &Path) -> Result<Format, ImageError> {
+    let f = File::open(path).map_err(|e| ImageError::io("open image", path, e))?;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read_at(&mut head[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ImageError::io("read image", path, e)),
+        }
+    }
+    let head = &head[..n];
+    Ok(if head.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0]) {
+        Format::Xz
+    } else if head.starts_with(&[0x1F, 0x8B]) {
+        Format::Gzip
+    } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        Format::Zip
+    } else if n == 512 && head[510] == 0x55 && head[511] == 0xAA {
+        Format::Raw
+    } else {
+        return Err(ImageError::UnknownFormat {
+            path: path.to_path_buf(),
+        });
+    })
+}
+
+/// A reader that hashes what passes through and reports progress.
+struct Hashing<'a, R> {
+    inner: R,
+    hasher: Sha256,
+    done: u64,
+    total: u64,
+    progress: &'a dyn Fn(u64, u64),
+    last: u64,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.done += n as u64;
+        if self.done - self.last >= 16 << 20 || (n == 0 && self.done != self.last) {
+            self.last = self.done;
+            (self.progress)(self.done, self.total);
+        }
+        Ok(n)
+    }
+}
+
+/// Checks an expected digest's syntax and normalizes it to lower case.
+pub(crate) fn normalize_digest(expected: &str) -> Result<String, ImageError> {
+    let e = expected.trim().to_ascii_lowercase();
+    if e.len() != 64 || !e.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ImageError::BadDigest(expected.to_string()));
+    }
+    Ok(e)
+}
+
+fn check_digest(path: &Path, hasher: Sha256, expected: &str) -> Result<String, ImageError> {
+    let actual = hex::encode(hasher.finalize());
+    if actual != expected {
+        return Err(ImageError::Sha256Mismatch {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(actual)
+}
+
+/// Opens the image and hashes it whole (for formats read in place or with
+/// seeks); the same descriptor is then used, so what was hashed is what is
+/// read.
+fn open_hashed(
+    path: &Path,
+    expected: &str,
+    progress: &dyn Fn(u64, u64),
+) -> Result<File, ImageError> {
+    let f = File::open(path).map_err(|e| ImageError::io("open image", path, e))?;
+    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut r = Hashing {
+        inner: &f,
+        hasher: Sha256::new(),
+        done: 0,
+        total,
+        progress,
+        last: 0,
+    };
+    io::copy(&mut r, &mut io::sink()).map_err(|e| ImageError::io("read image", path, e))?;
+    check_digest(path, r.hasher, expected)?;
+    let mut f = f;
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| ImageError::io("seek image", path, e))?;
+    Ok(f)
+}
+
+/// A writer into a file that leaves zero blocks as holes and refuses to grow
+/// past [`MAX_IMAGE_BYTES`].
+struct SparseOut<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Write for SparseOut<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.pos + buf.len() as u64 > MAX_IMAGE_BYTES {
+            return Err(io::Error::other(format!(
+                "decompressed image larger than {MAX_IMAGE_BYTES} bytes"
+            )));
+        }
+        crate::tree::write_sparse_chunk(self.file.as_fd(), buf, self.pos)?;
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn physical_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(1 << 30)
+}
+
+/// Copies the decoded stream into `out` (sparse), then drains the source so
+/// the digest covers every byte of the file.
+fn decode_into<R: Read>(
+    decoder: &mut R,
+    out: &File,
+    path: &Path,
+    what: &'static str,
+) -> Result<u64, ImageError> {
+    let mut w = SparseOut { file: out, pos: 0 };
+    io::copy(decoder, &mut w).map_err(|e| ImageError::Decompress {
+        path: path.to_path_buf(),
+        format: what,
+        source: e,
+    })?;
+    out.set_len(w.pos)
+        .map_err(|e| ImageError::io("set size of temporary image for", path, e))?;
+    Ok(w.pos)
+}
+
+/// The raw disk image behind an image file, verified against its digest.
+pub(crate) struct RawImage {
+    /// The raw image (the source itself, or a sparse temporary file).
+    pub(crate) file: File,
+    /// Keeps the temporary file alive (deleted on drop).
+    pub(crate) _temp: Option<tempfile::NamedTempFile>,
+    /// Size of the raw image.
+    pub(crate) len: u64,
+    /// Lower-case hex sha256 of the source file.
+    pub(crate) sha256: String,
+}
+
+/// Verifies `path` against `expected` and returns its raw disk image,
+/// decompressing into a sparse temporary file in `temp_dir` when needed.
+pub(crate) fn open_raw(
+    path: &Path,
+    format: Format,
+    expected: &str,
+    temp_dir: &Path,
+    progress: &dyn Fn(u64, u64),
+) -> Result<RawImage, ImageError> {
+    let expected = normalize_digest(expected)?;
+    let new_temp = || {
+        tempfile::Builder::new()
+            .prefix(".pinetboot-image-")
+            .suffix(".img")
+            .tempfile_in(temp_dir)
+            .map_err(|e| ImageError::io("create temporary image in", temp_dir, e))
+    };
+    match format {
+        Format::Raw => {
+            let file = open_hashed(path, &expected, progress)?;
+            let len = file
+                .metadata()
+                .map_err(|e| ImageError::io("stat image", path, e))?
+                .len();
+            Ok(RawImage {
+                file,
+                _temp: None,
+                len,
+                sha256: expected,
+            })
+        }
+        Format::Xz | Format::Gzip => {
+            let src = File::open(path).map_err(|e| ImageError::io("open image", path, e))?;
+            let total = src.metadata().map(|m| m.len()).unwrap_or(0);
+            let hashing = Hashing {
+                inner: src,
+                hasher: Sha256::new(),
+                done: 0,
+                total,
+                progress,
+                last: 0,
+            };
+            let temp = new_temp()?;
+            let (len, mut hashing) = if format == Format::Xz {
+                let threads = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .min(64) as u32;
+                let stream = liblzma::stream::MtStreamBuilder::new()
+                    .threads(threads)
+                    .memlimit_threading(physical_memory() / 4)
+                    .memlimit_stop(u64::MAX)
+                    .decoder()
+                    .map_err(|e| ImageError::Decompress {
+                        path: path.to_path_buf(),
+                        format: "xz",
+                        source: io::Error::other(e),
+                    })?;
+                let mut dec =
+                    liblzma::bufread::XzDecoder::new_stream(BufReader::new(hashing), stream);
+                let len = decode_into(&mut dec, temp.as_file(), path, "xz")?;
+                (len, dec.into_inner())
+            } else {
+                let mut dec = flate2::bufread::MultiGzDecoder::new(BufReader::new(hashing));
+                let len = decode_into(&mut dec, temp.as_file(), path, "gzip")?;
+                (len, dec.into_inner())
+            };
+            io::copy(&mut hashing, &mut io::sink())
+                .map_err(|e| ImageError::io("read image", path, e))?;
+            let hasher = hashing.into_inner().hasher;
+            let sha256 = check_digest(path, hasher, &expected)?;
+            let file = temp
+                .reopen()
+                .map_err(|e| ImageError::io("reopen temporary image for", path, e))?;
+            Ok(RawImage {
+                file,
+                _temp: Some(temp),
+                len,
+                sha256,
+            })
+        }
+        Format::Zip => {
+            let src = open_hashed(path, &expected, progress)?;
+            let zip_err = |reason: String| ImageError::Zip {
+                path: path.to_path_buf(),
+                reason,
+            };
+            let mut archive = zip::ZipArchive::new(src).map_err(|e| zip_err(e.to_string()))?;
+            let mut members = Vec::new();
+            for i in 0..archive.len() {
+                let m = archive
+                    .by_index_raw(i)
+                    .map_err(|e| zip_err(e.to_string()))?;
+                if !m.is_dir() && m.name_raw().to_ascii_lowercase().ends_with(b".img") {
+                    members.push(i);
+                }
+            }
+            let [index] = members[..] else {
+                return Err(zip_err(format!(
+                    "expected exactly one .img member, found {}",
+                    members.len()
+                )));
+            };
+            let mut member = archive
+                .by_index(index)
+                .map_err(|e| zip_err(e.to_string()))?;
+            if member.size() > MAX_IMAGE_BYTES {
+                return Err(zip_err(format!(
+                    "member claims {} bytes, more than the {MAX_IMAGE_BYTES} allowed",
+                    member.size()
+                )));
+            }
+            let temp = new_temp()?;
+            let len = decode_into(&mut member, temp.as_file(), path, "zip")?;
+            drop(member);
+            let mut file = temp
+                .reopen()
+                .map_err(|e| ImageError::io("reopen temporary image for", path, e))?;
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| ImageError::io("seek temporary image for", path, e))?;
+            Ok(RawImage {
+                file,
+                _temp: Some(temp),
+                len,
+                sha256: expected,
+            })
+        }
+    }
+}
