@@ -24,8 +24,9 @@ struct MountNs {
 }
 
 impl MountNs {
+    #[allow(clippy::zombie_processes)] // killed and waited for in Drop
     fn new() -> Self {
-        let holder = Command::new("unshare")
+        let mut holder = Command::new("unshare")
             .args(["-m", "--propagation", "private", "--", "sleep", "3600"])
             .stdin(Stdio::null())
             .spawn()
@@ -38,11 +39,13 @@ impl MountNs {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        let _ = holder.kill();
+        let _ = holder.wait();
         panic!("unshare did not make a mount namespace (needs root)");
     }
 
     fn pinetboot(&self, root: &Path, config: &Path, args: &[&str]) -> Output {
-        let out = Command::new("nsenter")
+        Command::new("nsenter")
             .args(["-t", &self.holder.id().to_string(), "-m", "--"])
             .arg(env!("CARGO_BIN_EXE_pinetboot"))
             .arg("--root")
@@ -51,8 +54,7 @@ impl MountNs {
             .arg(config)
             .args(args)
             .output()
-            .expect("nsenter (util-linux)");
-        out
+            .expect("nsenter (util-linux)")
     }
 }
 

@@ -167,7 +167,9 @@ impl Tree {
         match rustix::fs::openat2(
             &self.fd,
             target,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            // No O_NOFOLLOW: with O_DIRECTORY it reports a final symlink as ENOTDIR;
+            // RESOLVE_NO_SYMLINKS already refuses it (ELOOP), on the way and at the end.
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
             resolve(),
         ) {
