@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod generate;
+
 /// Declarative network-boot server for Raspberry Pi 4 boards.
 ///
 /// pinetboot reads one YAML file describing images, clients and the boot network, compares it
@@ -67,6 +69,9 @@ pub enum Command {
     /// Delete the root folder of a client that is no longer declared (client data: only on
     /// request, by name).
     Purge(PurgeArgs),
+    /// Write the man pages or shell completions (for packaging).
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
 }
 
 /// `pinetboot plan` options.

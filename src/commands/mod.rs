@@ -20,6 +20,7 @@ pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
         Command::Apply(args) => apply::run(&cli.global, args, printer),
         Command::Purge(args) => purge::run(&cli.global, args, printer),
         Command::Eeprom(cmd) => eeprom::run(&cli.global, cmd, printer),
+        Command::Generate(cmd) => crate::cli::generate::run(cmd, printer),
     }
 }
 
