@@ -13,15 +13,33 @@ use crate::host::confined::{EntryKind, Tree};
 use crate::resource::Resource;
 use crate::resource::client_file::{ClientFile, Want};
 
-/// Adds the client-root resources for `client` to `out`, reading users from `view`.
+/// The client being expanded.
+pub struct Target<'a> {
+    /// The client's name.
+    pub name: &'a str,
+    /// Host path of its root.
+    pub root: &'a str,
+    /// Its checked settings.
+    pub client: &'a ValidClient,
+    /// Its boot folder, relative to the root.
+    pub boot_dir: &'a Path,
+}
+
+/// Adds the client-root resources for `target` to `out` (and any warnings), reading users
+/// and identity files from `view`.
 pub fn expand(
     view: &Tree,
-    name: &str,
-    root: &str,
-    client: &ValidClient,
+    target: &Target<'_>,
     out: &mut Vec<Resource>,
+    warnings: &mut Vec<String>,
     file: &dyn Fn(PathBuf, Want) -> Resource,
 ) -> anyhow::Result<()> {
+    let Target {
+        name,
+        root,
+        client,
+        boot_dir,
+    } = *target;
     let item = |rel: &str, want: Want, owner: Owner, enforce: bool| {
         Resource::ClientFile(ClientFile {
             client: name.to_owned(),
@@ -46,9 +64,27 @@ pub fn expand(
         PathBuf::from("etc/hosts"),
         Want::HostsEntry(client.hostname.clone()),
     ));
+    identity_warning(view, name, warnings)?;
+    // A declared user not in the tree yet: userconf.txt, read by userconfig.service on first
+    // boot (which creates the user and deletes the file, so it is only wanted until then).
+    let pending_user = match &client.user {
+        Some(u) if lookup_user(view, &u.name)?.is_none() => Some(u),
+        _ => None,
+    };
+    if let Some(u) = pending_user {
+        out.push(file(
+            boot_dir.join("userconf.txt"),
+            Want::Content(format!("{}:{}\n", u.name, u.password_hash).into_bytes()),
+        ));
+    }
     // SD-card first-boot services: masked (a link to /dev/null in etc/systemd/system).
+    // userconfig.service stays while it has a userconf.txt to apply (masked, it could not
+    // create the user; with no userconf.txt it would prompt on tty8 and block a headless boot).
     out.push(item("etc/systemd/system", Want::Dir, root_dir, false));
     for unit in crate::pios::MASKED_UNITS {
+        if *unit == "userconfig.service" && pending_user.is_some() {
+            continue;
+        }
         out.push(item(
             &format!("etc/systemd/system/{unit}"),
             Want::Link("/dev/null".into()),
@@ -95,6 +131,12 @@ pub fn expand(
     }
     if !ssh.authorized_keys.is_empty() {
         let user = ssh.user.as_deref().unwrap_or("root");
+        if pending_user.is_some_and(|u| u.name == user) {
+            warnings.push(format!(
+                "client {name}: user {user} is created on the Pi's first boot; its SSH keys are written by the first apply after that"
+            ));
+            return Ok(());
+        }
         let (uid, gid, home) = lookup_user(view, user)?.with_context(|| {
             format!(
                 "user {user} does not exist in the client root's etc/passwd (Raspberry Pi OS has no default user since 2022); use root or create the user in the image"
@@ -138,6 +180,33 @@ pub fn expand(
             Want::Content(keys.into_bytes()),
             owner_file,
             true,
+        ));
+    }
+    Ok(())
+}
+
+/// Warns when a tree looks booted already: every client copied from it would share its
+/// machine-id and SSH host keys (two Pis with one identity).
+fn identity_warning(view: &Tree, name: &str, warnings: &mut Vec<String>) -> anyhow::Result<()> {
+    let machine_id = view.read(Path::new("etc/machine-id"))?.unwrap_or_default();
+    let id = String::from_utf8_lossy(&machine_id);
+    let id_set = !id.trim().is_empty() && id.trim() != "uninitialized";
+    let host_keys = match view.open_dir(Path::new("etc/ssh"))? {
+        Some(_) => [
+            "ssh_host_ed25519_key",
+            "ssh_host_rsa_key",
+            "ssh_host_ecdsa_key",
+        ]
+        .iter()
+        .map(|k| view.entry(&Path::new("etc/ssh").join(k)))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .any(Option::is_some),
+        None => false,
+    };
+    if id_set && host_keys {
+        warnings.push(format!(
+            "client {name}: its root looks already booted (etc/machine-id is set and SSH host keys exist); Pis cloned from the same tree share one identity — reset them: empty etc/machine-id and delete etc/ssh/ssh_host_* in the image"
         ));
     }
     Ok(())

@@ -67,6 +67,56 @@ pub struct Report {
     pub kept: Vec<crate::expand::Kept>,
 }
 
+/// What applying the disk images did.
+struct ImagesDone {
+    applied: Vec<Change>,
+    /// One per client of an image that could not be fetched or unpacked.
+    conflicts: Vec<crate::expand::Conflict>,
+    /// Names of those images.
+    failed: HashSet<String>,
+}
+
+/// Fetches and unpacks every image not in the store yet. A failure makes the image's clients
+/// conflicts (nothing of the image is kept but a partial download); other clients go on.
+fn apply_images(desired: &Desired, ctx: &Ctx, on_change: &mut impl FnMut(&Change)) -> ImagesDone {
+    let mut done = ImagesDone {
+        applied: Vec::new(),
+        conflicts: Vec::new(),
+        failed: HashSet::new(),
+    };
+    for r in &desired.resources {
+        let crate::resource::Resource::Image(image) = r else {
+            continue;
+        };
+        let result = r.check(ctx).and_then(|change| match change {
+            Some(change) => r.apply(ctx).map(|()| Some(change)),
+            None => Ok(None),
+        });
+        match result {
+            Ok(Some(change)) => {
+                on_change(&change);
+                done.applied.push(change);
+                if crate::host::atomic::crash_point("after-change") {
+                    std::process::abort();
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(image = %image.name, "{e:#}");
+                done.failed.insert(image.name.clone());
+                for client in &image.clients {
+                    done.conflicts.push(crate::expand::Conflict {
+                        client: client.clone(),
+                        message: format!("{e:#}"),
+                        hint: "check the image's source and sha256 in the config; nothing of the image was kept (a partial download is resumed by the next apply)".into(),
+                    });
+                }
+            }
+        }
+    }
+    done
+}
+
 /// Applies the config to the host (the caller holds the exclusive lock).
 pub fn apply(
     valid: &Valid,
@@ -74,10 +124,24 @@ pub fn apply(
     mut on_change: impl FnMut(&Change),
 ) -> Result<Report, CommandError> {
     let (desired, ctx, first) = observe_and_plan(valid, host)?;
-    let mut conflicted: HashSet<String> =
-        first.conflicts.iter().map(|c| c.client.clone()).collect();
+    // Disk images first: client roots are cloned from the image store, and what goes inside
+    // a root can only be planned once its image is unpacked. So: fetch and unpack every
+    // pending image, then observe and plan again, and apply the rest of that plan.
+    let images = apply_images(&desired, &ctx, &mut on_change);
+    let (desired, ctx, first) = if images.applied.is_empty() {
+        (desired, ctx, first)
+    } else {
+        observe_and_plan(valid, host)?
+    };
+    let mut conflicted: HashSet<String> = first
+        .conflicts
+        .iter()
+        .chain(&images.conflicts)
+        .map(|c| c.client.clone())
+        .collect();
     let mut report = Report {
         kept: first.kept.clone(),
+        applied: images.applied,
         ..Report::default()
     };
     // Record ownership of everything we may create before creating it (crash safety).
@@ -91,14 +155,21 @@ pub fn apply(
     }
     let mut fired: BTreeSet<Handler> = BTreeSet::new();
     let mut conflicts = first.conflicts.clone();
+    conflicts.extend(images.conflicts);
     for r in &desired.resources {
-        if r.client().is_some_and(|c| conflicted.contains(c)) {
+        if r.client().is_some_and(|c| conflicted.contains(c))
+            || matches!(r, crate::resource::Resource::Image(_))
+        {
             continue;
         }
         // Re-check now: an earlier step (a new root) may have changed what is there.
         let result = r.check(&ctx).and_then(|change| {
             if let Some(change) = change {
-                r.apply(&ctx)?;
+                crate::validate_tools::before_apply(r, host)?;
+                let mut change = change;
+                if let Some(note) = r.apply_noted(&ctx)? {
+                    change.detail = Some(note);
+                }
                 Ok(Some(change))
             } else {
                 Ok(None)
@@ -155,6 +226,7 @@ pub fn apply(
         .changes
         .iter()
         .filter(|c| !c.client.as_ref().is_some_and(|n| conflicted.contains(n)))
+        .filter(|c| !(c.kind == "image" && images.failed.contains(&c.path)))
         .collect();
     if !left.is_empty() {
         let list: Vec<String> = left

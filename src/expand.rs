@@ -12,6 +12,7 @@ use crate::config::{Source, Valid, ValidClient};
 use crate::host::Host;
 use crate::host::atomic::Owner;
 use crate::host::confined::Tree;
+use crate::image::store::{self, Origin};
 use crate::pios;
 use crate::render;
 use crate::resource::bind::{Bind, Unbind};
@@ -54,6 +55,8 @@ pub struct Desired {
     pub conflicts: Vec<Conflict>,
     /// Client data kept on purpose.
     pub kept: Vec<Kept>,
+    /// Things that work but deserve a look.
+    pub warnings: Vec<String>,
     /// Where each client's files are.
     pub clients: HashMap<String, ClientPaths>,
     /// The state to record after a successful apply.
@@ -85,9 +88,19 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                 enforce_mode: true,
                 client: None,
             }),
+            // The folder of dnsmasq's log (`log-facility`): dnsmasq creates the file, not folders.
+            Resource::Dir(Dir {
+                path: Path::new(&valid.paths.dnsmasq_log)
+                    .parent()
+                    .map_or_else(|| "/".to_owned(), |p| p.to_string_lossy().into_owned()),
+                mode: 0o755,
+                enforce_mode: false,
+                client: None,
+            }),
         ],
         conflicts: Vec::new(),
         kept: Vec::new(),
+        warnings: Vec::new(),
         clients: HashMap::new(),
         state: State {
             version: crate::state::VERSION,
@@ -97,12 +110,17 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
     let mut binds = Vec::new();
     let mut fstab_lines = Vec::new();
     let mut served = Vec::new();
+    out.resources.extend(disk_images(valid));
     for (name, client) in &valid.clients {
         let root = root_of(valid, name);
         let image = valid.images.get(&client.image).context("validated image")?;
         let image_dir = match &image.source {
             Source::Directory(p) => Some(p.to_string_lossy().into_owned()),
-            _ => None,
+            _ => match disk_image_dir(valid, host, old, name, client, image, &root, &mut out)? {
+                Some(dir) => dir,
+                // Pending: provisioned once the image is in the store (see `disk_image_dir`).
+                None => continue,
+            },
         };
         out.clients.insert(
             name.clone(),
@@ -124,6 +142,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
         ) {
             Ok(client_out) => {
                 out.resources.extend(client_out.resources);
+                out.warnings.extend(client_out.warnings);
                 let tftp = tftp_of(valid, &client.serial);
                 out.resources.push(Resource::Dir(Dir {
                     path: tftp.clone(),
@@ -147,6 +166,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                         root: root.clone(),
                         tftp,
                         boot_dir: Some(crate::resource::rel_str(&client_out.boot_dir)),
+                        image_sha256: provisioned_sha(old, name, image, root_exists),
                     },
                 );
                 served.push(name.clone());
@@ -231,6 +251,141 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
     Ok(out)
 }
 
+/// The disk images (file or URL) clients use, to fetch and unpack into the store before any
+/// client root is cloned from it. Images no client uses are not fetched.
+fn disk_images(valid: &Valid) -> Vec<Resource> {
+    let mut users: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, client) in &valid.clients {
+        users
+            .entry(client.image.as_str())
+            .or_default()
+            .push(name.clone());
+    }
+    let mut out = Vec::new();
+    for (image_name, clients) in users {
+        let Some(image) = valid.images.get(image_name) else {
+            continue;
+        };
+        let (origin, Some(sha)) = (
+            match &image.source {
+                Source::File(p) => Origin::File(p.to_string_lossy().into_owned()),
+                Source::Url(u) => Origin::Url(u.clone()),
+                Source::Directory(_) => continue,
+            },
+            &image.sha256,
+        ) else {
+            continue;
+        };
+        out.push(Resource::Image(crate::resource::image::Image {
+            name: image_name.to_owned(),
+            sha256: sha.clone(),
+            origin,
+            state_dir: valid.paths.state.clone(),
+            clients,
+        }));
+    }
+    out
+}
+
+/// The sha256 a client root was provisioned from: the recorded one while the root exists,
+/// the image's own when the root is about to be made from it.
+fn provisioned_sha(
+    old: &State,
+    name: &str,
+    image: &crate::config::ValidImage,
+    root_exists: bool,
+) -> Option<String> {
+    if root_exists {
+        old.clients.get(name).and_then(|r| r.image_sha256.clone())
+    } else if matches!(image.source, Source::Directory(_)) {
+        None
+    } else {
+        image.sha256.clone()
+    }
+}
+
+/// Where a client of a disk image reads the image's files from: `Some(Some(store root))` when
+/// the image the client is (or is about to be) provisioned from is in the store,
+/// `Some(None)` when its root exists but that image is not in the store (the root is read
+/// instead). `None` when the client is pending: its root does not exist and the image is not
+/// unpacked yet; then only the client root is planned (its files are planned after the image
+/// is unpacked: `engine::apply` plans again), or a conflict when a local image file is missing.
+#[allow(clippy::too_many_arguments)]
+fn disk_image_dir(
+    valid: &Valid,
+    host: &Host,
+    old: &State,
+    name: &str,
+    client: &ValidClient,
+    image: &crate::config::ValidImage,
+    root: &str,
+    out: &mut Desired,
+) -> anyhow::Result<Option<Option<String>>> {
+    let Some(sha) = image.sha256.as_deref() else {
+        return Ok(Some(None));
+    };
+    let state_dir = &valid.paths.state;
+    let root_exists = std::fs::symlink_metadata(host.path(root)).is_ok();
+    if root_exists {
+        let provisioned = old.clients.get(name).and_then(|r| r.image_sha256.clone());
+        if let Some(p) = &provisioned
+            && p != sha
+        {
+            out.kept.push(Kept {
+                client: name.to_owned(),
+                path: root.to_owned(),
+                note: format!(
+                    "client {name} was provisioned from image sha256 {}… ({} is now {}…); it keeps its root; to reprovision: pinetboot reprovision {name} --yes",
+                    &p[..12.min(p.len())],
+                    client.image,
+                    &sha[..12]
+                ),
+            });
+        }
+        let dir = provisioned
+            .filter(|p| store::is_present(host, state_dir, p))
+            .map(|p| store::root_dir(state_dir, &p));
+        return Ok(Some(dir));
+    }
+    let store_root = store::root_dir(state_dir, sha);
+    if store::is_present(host, state_dir, sha) {
+        return Ok(Some(Some(store_root)));
+    }
+    out.clients.insert(
+        name.to_owned(),
+        ClientPaths {
+            root: root.to_owned(),
+            image_dir: Some(store_root.clone()),
+        },
+    );
+    // Keep what already works (e.g. a root moved aside by `reprovision`): record and mount.
+    if let Some(rec) = old.clients.get(name) {
+        out.state.clients.insert(name.to_owned(), rec.clone());
+    }
+    if let Source::File(p) = &image.source
+        && !host.path(p).is_file()
+    {
+        out.conflicts.push(Conflict {
+            client: name.to_owned(),
+            message: format!(
+                "image {} source {} does not exist (and is not in the image store)",
+                client.image,
+                p.display()
+            ),
+            hint: "put the image file there, or fix the image's source in the config".into(),
+        });
+        return Ok(None);
+    }
+    out.resources.push(Resource::ClientRoot(ClientRoot {
+        client: name.to_owned(),
+        path: root.to_owned(),
+        image: client.image.clone(),
+        source: store_root,
+        pending: true,
+    }));
+    Ok(None)
+}
+
 /// The fstab line a conflicted client had, so its working mount is not dropped at boot.
 fn old_fstab_line(host: &Host, valid: &Valid, rec: &ClientRecord) -> Option<String> {
     let text = host.read(&valid.paths.fstab).ok()??;
@@ -243,6 +398,7 @@ fn old_fstab_line(host: &Host, valid: &Valid, rec: &ClientRecord) -> Option<Stri
 struct ClientOut {
     resources: Vec<Resource>,
     boot_dir: PathBuf,
+    warnings: Vec<String>,
 }
 
 fn expand_client(
@@ -295,6 +451,7 @@ fn expand_client(
             path: root.to_owned(),
             image: client.image.clone(),
             source: image_dir.unwrap_or_default().to_owned(),
+            pending: false,
         }));
     }
     // Release and boot folder: recorded when the root was provisioned, else detected from the
@@ -393,9 +550,17 @@ fn expand_client(
             Want::Content(update.sig.into_bytes()),
         ));
     }
-    crate::clientos::expand(&view, name, root, client, &mut resources, &file)?;
+    let mut warnings = Vec::new();
+    let target = crate::clientos::Target {
+        name,
+        root,
+        client,
+        boot_dir: &boot_dir,
+    };
+    crate::clientos::expand(&view, &target, &mut resources, &mut warnings, &file)?;
     Ok(ClientOut {
         resources,
         boot_dir,
+        warnings,
     })
 }

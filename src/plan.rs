@@ -24,6 +24,8 @@ pub struct Plan {
     pub conflicts: Vec<Conflict>,
     /// Client data kept on purpose.
     pub kept: Vec<Kept>,
+    /// Things that work but deserve a look (e.g. a cloned identity).
+    pub warnings: Vec<String>,
     /// Handlers the changes fire.
     pub handlers: BTreeSet<Handler>,
 }
@@ -94,6 +96,7 @@ pub fn plan(desired: &Desired, ctx: &Ctx, root: &Path) -> anyhow::Result<Plan> {
         changes,
         conflicts,
         kept: desired.kept.clone(),
+        warnings: desired.warnings.clone(),
         handlers,
     })
 }
@@ -151,6 +154,12 @@ pub fn render_text(plan: &Plan, p: &Printer) -> String {
             ));
         }
     }
+    if !plan.warnings.is_empty() {
+        out.push_str(&format!("\n{}\n", p.paint(Style::Warn, "Warnings:")));
+        for w in &plan.warnings {
+            out.push_str(&format!("  ! {w}\n"));
+        }
+    }
     if !plan.kept.is_empty() {
         out.push_str("\nKept:\n");
         for k in &plan.kept {
@@ -184,6 +193,7 @@ struct JsonPlan<'a> {
     changes: &'a [Change],
     conflicts: &'a [Conflict],
     kept: &'a [Kept],
+    warnings: &'a [String],
     handlers: Vec<&'a Handler>,
 }
 
@@ -196,6 +206,7 @@ pub fn render_json(plan: &Plan) -> String {
         changes: &plan.changes,
         conflicts: &plan.conflicts,
         kept: &plan.kept,
+        warnings: &plan.warnings,
         handlers: plan.handlers.iter().collect(),
     };
     serde_json::to_string_pretty(&j).expect("plans serialise") + "\n"

@@ -36,6 +36,10 @@ pub struct ClientRecord {
     /// never re-detected from the (untrusted) root afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_dir: Option<String>,
+    /// sha256 of the disk image the root was provisioned from (none for a directory image,
+    /// or a root provisioned before this was recorded). A changed image never touches the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_sha256: Option<String>,
 }
 
 /// Host path of the state file.

@@ -188,6 +188,7 @@ defaults:
     enable: false
     user: pi
     authorized_keys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGV4YW1wbGU me@x]
+  user: &user {name: pi, password_hash: "$6$abcdefgh$0123456789abcdef"}
   eeprom: &eeprom
     boot_order: [sd, network, restart]
     tftp_prefix: {string: pis/}
@@ -209,6 +210,7 @@ clients:
     ssh: *ssh
     cmdline: [quiet]
     eeprom: *eeprom
+    user: *user
 "#;
 
 fn maximal_config() -> Config {

@@ -69,6 +69,26 @@ pub enum Command {
     /// Delete the root folder of a client that is no longer declared (client data: only on
     /// request, by name).
     Purge(PurgeArgs),
+    /// Provision a declared client's root anew from its image (e.g. after the image changed):
+    /// the old root is moved aside to NFS/.NAME.pinetboot-old-TIME (never deleted), then
+    /// `apply` runs and clones a new root from the image store.
+    Reprovision(ReprovisionArgs),
+    /// Check the live host for what keeps a Pi from booting, with a fix for each finding.
+    ///
+    /// Checks, in order: the config is valid, the state file readable and `plan` empty (no
+    /// drift); dnsmasq installed and running in this network namespace, holding UDP 67 (DHCP)
+    /// and 69 (TFTP) on the boot interface, with no DNS clash on 53; no other dnsmasq config
+    /// (/etc/dnsmasq.conf, /etc/dnsmasq.d/*) serving the boot network, an unscoped BIOS
+    /// `pxe-service` or a `port=`; the server address on an interface that is up and in the
+    /// boot network; per client, the bind mount of its boot folder on /tftpboot/SERIAL, every
+    /// folder down to it enterable by the user dnsmasq serves as, and start4.elf readable;
+    /// the kernel NFS server running (/proc/fs/nfsd) and `exportfs -v` listing each client root
+    /// to its scope.
+    ///
+    /// Each finding is ok, a warning or a problem. Exit status: 0 when nothing is a problem
+    /// (warnings alone: 0), 1 when anything is. Files are read under --root; processes,
+    /// sockets and interfaces are those of the namespaces doctor runs in.
+    Doctor(DoctorArgs),
     /// Write the man pages or shell completions (for packaging).
     #[command(subcommand, hide = true)]
     Generate(generate::GenerateCommand),
@@ -91,6 +111,25 @@ pub struct ApplyArgs {
     /// Fail at once if another apply holds the lock, instead of waiting.
     #[arg(long)]
     pub no_wait: bool,
+}
+
+/// `pinetboot doctor` options.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the findings as JSON: `{"format_version": 1, "summary": {...}, "findings":
+    /// [{"id", "severity", "check", "detail", "fix"}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pinetboot reprovision` options.
+#[derive(Debug, Args)]
+pub struct ReprovisionArgs {
+    /// The declared client whose root to provision anew.
+    pub client: String,
+    /// Confirm that the client's root is to be moved aside and replaced.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `pinetboot purge` options.

@@ -20,8 +20,13 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> CommandR
             Action::Update => ("~", Style::Change),
             Action::Remove => ("-", Style::Remove),
         };
+        // A client root's line says how it was copied (files, bytes, reflinked).
+        let note = match (&c.detail, c.kind) {
+            (Some(d), "client root") => format!(" ({d})"),
+            _ => String::new(),
+        };
         printer.line(&format!(
-            "{} {} {}",
+            "{} {} {}{note}",
             printer.paint(style, sym),
             c.kind,
             c.path

@@ -5,20 +5,25 @@ use crate::error::CommandResult;
 use crate::output::Printer;
 
 mod apply;
+mod doctor;
 mod eeprom;
 mod plan;
 mod purge;
+mod reprovision;
 mod schema;
 mod validate;
 
 /// Runs the parsed command line.
 pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
+    crate::progress::set_quiet(cli.global.quiet);
     match &cli.command {
         Command::Validate => validate::run(&cli.global, printer),
         Command::Schema => schema::run(printer),
         Command::Plan(args) => plan::run(&cli.global, args, printer),
         Command::Apply(args) => apply::run(&cli.global, args, printer),
         Command::Purge(args) => purge::run(&cli.global, args, printer),
+        Command::Reprovision(args) => reprovision::run(&cli.global, args, printer),
+        Command::Doctor(args) => doctor::run(&cli.global, args, printer),
         Command::Eeprom(cmd) => eeprom::run(&cli.global, cmd, printer),
         Command::Generate(cmd) => crate::cli::generate::run(cmd, printer),
     }

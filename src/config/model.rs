@@ -67,6 +67,9 @@ pub struct Paths {
     pub tftp: String,
     /// The dnsmasq drop-in pinetboot owns.
     pub dnsmasq_conf: String,
+    /// dnsmasq's log file (the drop-in's `log-facility`), read by `pinetboot status` and
+    /// `discover`; its folder is made by pinetboot.
+    pub dnsmasq_log: String,
     /// The NFS exports drop-in pinetboot owns.
     pub exports: String,
     /// The fstab that records the bind mounts (pinetboot edits only its own fenced block).
@@ -81,6 +84,7 @@ impl Default for Paths {
             nfs: "/nfs".into(),
             tftp: "/tftpboot".into(),
             dnsmasq_conf: "/etc/dnsmasq.d/pinetboot.conf".into(),
+            dnsmasq_log: "/var/log/pinetboot/dnsmasq.log".into(),
             exports: "/etc/exports.d/pinetboot.exports".into(),
             fstab: "/etc/fstab".into(),
             state: "/var/lib/pinetboot".into(),
@@ -141,6 +145,9 @@ pub struct Defaults {
     /// SSH access for every client (a client's own `ssh` replaces this one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh: Option<Ssh>,
+    /// A login user created on first boot (a client's own `user` replaces this one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
     /// Extra kernel arguments for every client, before the client's own.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cmdline: Vec<String>,
@@ -190,6 +197,9 @@ pub struct Client {
     /// SSH access (default: `defaults.ssh`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<Ssh>,
+    /// A login user created on first boot (default: `defaults.user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
     /// Extra kernel arguments, appended after `defaults.cmdline`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cmdline: Vec<String>,
@@ -211,6 +221,19 @@ pub struct Ssh {
     /// Public keys allowed to log in, one authorized_keys line each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authorized_keys: Vec<String>,
+}
+
+/// A login user, created the way Raspberry Pi OS expects: pinetboot writes `userconf.txt`
+/// (`NAME:HASH`) into the boot folder while the user does not exist yet, and the Pi's first boot
+/// creates the user (renaming the image's uid-1000 user if there is one) and deletes the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// The user name: lower-case letters, digits and dashes, starting with a letter; not root.
+    pub name: String,
+    /// The password as a crypt(3) hash, e.g. from `openssl passwd -6` or
+    /// `mkpasswd -m yescrypt` (never the password itself).
+    pub password_hash: String,
 }
 
 fn yes() -> bool {

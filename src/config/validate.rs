@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::diagnostic::{ConfigError, Diagnostic};
 use super::load::Parsed;
 use super::locate::Locator;
-use super::model::{Config, EepromSettings, Paths, Ssh};
+use super::model::{Config, EepromSettings, Paths, Ssh, User};
 use super::net::{CidrError, Ipv4Net};
 
 /// A checked config, with forms normalised (lower-case 8-digit serials, `aa:bb:…` MACs).
@@ -71,6 +71,8 @@ pub struct ValidClient {
     pub hostname: String,
     /// SSH access.
     pub ssh: Option<Ssh>,
+    /// A login user to create on first boot.
+    pub user: Option<User>,
     /// Extra kernel arguments (defaults first).
     pub cmdline: Vec<String>,
     /// Bootloader settings (defaults merged with the client's), if any.
@@ -325,6 +327,7 @@ fn check_paths(c: &mut Checker<'_>, paths: &Paths) -> Paths {
         ("paths.nfs", &paths.nfs),
         ("paths.tftp", &paths.tftp),
         ("paths.dnsmasq_conf", &paths.dnsmasq_conf),
+        ("paths.dnsmasq_log", &paths.dnsmasq_log),
         ("paths.exports", &paths.exports),
         ("paths.fstab", &paths.fstab),
         ("paths.state", &paths.state),
@@ -634,6 +637,9 @@ fn check_clients(
     if let Some(ssh) = &cfg.defaults.ssh {
         check_ssh(c, "defaults.ssh", ssh);
     }
+    if let Some(user) = &cfg.defaults.user {
+        check_user(c, "defaults.user", user);
+    }
     let mut seen: [HashMap<String, String>; 4] = Default::default();
     let mut out = BTreeMap::new();
     // File order, so a duplicate is reported on the client that comes later in the file.
@@ -723,6 +729,9 @@ fn check_clients(
         if let Some(ssh) = &client.ssh {
             check_ssh(c, &format!("{base}.ssh"), ssh);
         }
+        if let Some(user) = &client.user {
+            check_user(c, &format!("{base}.user"), user);
+        }
         // Duplicates, reported on the later client with the earlier one named.
         let keys = [
             ("serial", serial.clone()),
@@ -756,6 +765,7 @@ fn check_clients(
                 image: image.unwrap_or_default(),
                 hostname,
                 ssh: client.ssh.clone().or_else(|| cfg.defaults.ssh.clone()),
+                user: client.user.clone().or_else(|| cfg.defaults.user.clone()),
                 cmdline,
                 eeprom: merge_eeprom(cfg.defaults.eeprom.as_ref(), client.eeprom.as_ref()),
             },
@@ -901,6 +911,35 @@ fn check_ssh(c: &mut Checker<'_>, base: &str, ssh: &Ssh) {
                 "paste one line of your ~/.ssh/id_ed25519.pub: `ssh-ed25519 AAAA… comment`",
             );
         }
+    }
+}
+
+fn check_user(c: &mut Checker<'_>, base: &str, user: &User) {
+    let n = &user.name;
+    let name_ok = !n.is_empty()
+        && n.len() <= 32
+        && n.starts_with(|ch: char| ch.is_ascii_lowercase())
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && n != "root";
+    if !name_ok {
+        c.at_value(
+            &format!("{base}.name"),
+            format!("`{n}` is not a user name Raspberry Pi OS accepts"),
+            "lower-case letters, digits and dashes, starting with a letter, at most 32, not root (userconf-pi's rule)",
+        );
+    }
+    let h = &user.password_hash;
+    let hash_ok = h.starts_with('$')
+        && h.len() >= 13
+        && !h.contains(':')
+        && !h.chars().any(|ch| ch.is_whitespace() || ch.is_control());
+    if !hash_ok {
+        c.at_value(
+            &format!("{base}.password_hash"),
+            "this is not a crypt(3) password hash".into(),
+            "generate one with `openssl passwd -6` or `mkpasswd -m yescrypt`; never put the password itself here",
+        );
     }
 }
 

@@ -41,8 +41,30 @@ impl Owner {
     }
 }
 
+/// Removes temp files an interrupted write of `name` left in `dir` (apply holds the lock, so
+/// no other writer's temp file can be there). Names only: nothing is followed.
+pub fn remove_stale_temps(dir: &OwnedFd, name: &str) -> io::Result<()> {
+    let prefix = format!(".{name}.pinetboot-");
+    let mut entries = rustix::fs::Dir::read_from(dir)?;
+    let mut stale = Vec::new();
+    while let Some(entry) = entries.read() {
+        let entry = entry?;
+        if entry.file_name().to_bytes().starts_with(prefix.as_bytes()) {
+            stale.push(entry.file_name().to_owned());
+        }
+    }
+    for n in stale {
+        match rustix::fs::unlinkat(dir, n.as_c_str(), AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Replaces `name` inside the open folder `dir` with `content`, atomically.
 pub fn replace_in(dir: &OwnedFd, name: &str, content: &[u8], owner: Owner) -> io::Result<()> {
+    remove_stale_temps(dir, name)?;
     let tmp = temp_name(name);
     let fd = rustix::fs::openat(
         dir,

@@ -365,6 +365,8 @@ impl Tree {
         let dir = self
             .open_dir(&parent)?
             .ok_or_else(|| Violation::Io(self.full(&parent), io::ErrorKind::NotFound.into()))?;
+        atomic::remove_stale_temps(&dir, &name.to_string_lossy())
+            .map_err(|e| Violation::Io(self.full(rel), e))?;
         let tmp = atomic::temp_name(&name.to_string_lossy());
         let io = |e: rustix::io::Errno| Violation::Io(self.full(rel), e.into());
         rustix::fs::symlinkat(OsStr::from_bytes(target), &dir, tmp.as_str()).map_err(io)?;

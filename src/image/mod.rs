@@ -25,7 +25,9 @@
 mod ext4;
 mod ext4raw;
 mod fat;
+pub mod fetch;
 mod source;
+pub mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::io;

@@ -30,6 +30,10 @@ pub fn render(valid: &Valid) -> String {
         valid.network.addr(),
         valid.network.netmask()
     ));
+    out.push_str(&format!(
+        "# The boot log `pinetboot status` reads (dnsmasq must run under LC_ALL=C).\nlog-facility={}\n",
+        valid.paths.dnsmasq_log
+    ));
     out.push_str("log-dhcp\nenable-tftp\n");
     out.push_str(&format!("tftp-root={}\n", valid.paths.tftp));
     out.push_str("# Who is offered a boot:\n");

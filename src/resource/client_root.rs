@@ -19,6 +19,9 @@ pub struct ClientRoot {
     pub image: String,
     /// Host path of the directory tree it is copied from.
     pub source: String,
+    /// The source is a disk image not unpacked into the store yet: what goes inside the root
+    /// is planned once it is (`engine::apply` plans again after unpacking images).
+    pub pending: bool,
 }
 
 impl ClientRoot {
@@ -38,16 +41,24 @@ impl ClientRoot {
         if std::fs::symlink_metadata(ctx.host.path(&self.path)).is_ok() {
             return Ok(None);
         }
+        let mut detail = format!("copy of image {} ({})", self.image, self.source);
+        if self.pending {
+            detail.push_str("; files inside are planned after the image is unpacked");
+        }
         Ok(Some(
-            Change::new(Action::Create, "client root", &self.path)
-                .detail(format!("copy of image {} ({})", self.image, self.source)),
+            Change::new(Action::Create, "client root", &self.path).detail(detail),
         ))
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        self.apply_noted(ctx).map(|_| ())
+    }
+
+    /// Applies, and says what the copy did (for apply's output line).
+    pub(super) fn apply_noted(&self, ctx: &Ctx) -> anyhow::Result<Option<String>> {
         let root = ctx.host.path(&self.path);
         if std::fs::symlink_metadata(&root).is_ok() {
-            return Ok(());
+            return Ok(None);
         }
         let staging = ctx.host.path(self.staging());
         // A staging folder left by an interrupted apply is ours and incomplete: start over.
@@ -79,6 +90,12 @@ impl ClientRoot {
         if let Some(parent) = root.parent() {
             rustix::fs::fsync(crate::host::atomic::open_dir(parent)?)?;
         }
-        Ok(())
+        Ok(Some(format!(
+            "copied from image {}: {} files, {}, {} reflinked",
+            self.image,
+            stats.files,
+            crate::progress::human_bytes(stats.bytes),
+            stats.reflinked
+        )))
     }
 }

@@ -7,6 +7,7 @@ pub mod client_root;
 pub mod dir;
 pub mod fstab;
 pub mod host_file;
+pub mod image;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +60,7 @@ pub struct Change {
     /// What it does.
     pub action: Action,
     /// The resource kind (`directory`, `file`, `fstab block`, `client root`, `link`,
-    /// `bind mount`).
+    /// `bind mount`, `image`; for `image` the path is the image's name).
     pub kind: &'static str,
     /// The path as the host sees it (no `--root` prefix).
     pub path: String,
@@ -111,6 +112,8 @@ pub enum Resource {
     Bind(bind::Bind),
     /// A bind mount of a client no longer declared.
     Unbind(bind::Unbind),
+    /// A disk image unpacked into the image store (applied before every client root).
+    Image(image::Image),
 }
 
 impl Resource {
@@ -123,7 +126,7 @@ impl Resource {
             Resource::Unbind(r) => Some(&r.client),
             Resource::Dir(r) => r.client.as_deref(),
             Resource::RemoveDir(r) => Some(&r.client),
-            Resource::HostFile(_) | Resource::Fstab(_) => None,
+            Resource::HostFile(_) | Resource::Fstab(_) | Resource::Image(_) => None,
         }
     }
 
@@ -138,11 +141,21 @@ impl Resource {
             Resource::ClientFile(r) => r.check(ctx)?,
             Resource::Bind(r) => r.check(ctx)?,
             Resource::Unbind(r) => r.check(ctx)?,
+            Resource::Image(r) => r.check(ctx)?,
         };
         Ok(change.map(|mut c| {
             c.client = self.client().map(str::to_owned);
             c
         }))
+    }
+
+    /// As [`Resource::apply`], with a note on what was done for apply's output line (a client
+    /// root's copy: files, bytes, how many were reflinked), if there is one.
+    pub fn apply_noted(&self, ctx: &Ctx) -> anyhow::Result<Option<String>> {
+        match self {
+            Resource::ClientRoot(r) => r.apply_noted(ctx),
+            _ => self.apply(ctx).map(|()| None),
+        }
     }
 
     /// Makes the host match (called only when [`Resource::check`] reported a change).
@@ -156,6 +169,7 @@ impl Resource {
             Resource::ClientFile(r) => r.apply(ctx),
             Resource::Bind(r) => r.apply(ctx),
             Resource::Unbind(r) => r.apply(ctx),
+            Resource::Image(r) => r.apply(ctx),
         }
     }
 }

@@ -1,0 +1,23 @@
+//! `pinetboot doctor`.
+
+use crate::cli::{DoctorArgs, GlobalArgs};
+use crate::doctor::{self, SystemRunner};
+use crate::error::{CommandResult, EXIT_ERROR, EXIT_OK};
+use crate::output::Printer;
+
+/// Checks the live host; exits 1 when any finding is a problem (warnings alone: 0).
+pub fn run(global: &GlobalArgs, args: &DoctorArgs, printer: &Printer) -> CommandResult {
+    let host = super::host(global)?;
+    let facts = doctor::facts::collect(&global.config, &host, &SystemRunner);
+    let findings = doctor::checks::all(&facts);
+    if args.json {
+        printer.raw(&doctor::report::render_json(&findings));
+    } else {
+        printer.raw(&doctor::report::render_text(&findings, printer));
+    }
+    Ok(if doctor::has_problem(&findings) {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    })
+}

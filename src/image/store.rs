@@ -1,0 +1,287 @@
+//! The image store: every disk image is unpacked once, into
+//! `<paths.state>/images/<sha256>/` holding `root/` (the unpacked tree) and `manifest.json`
+//! (boot layout, os-release, sizes, source, digest, time of unpacking). Client roots are
+//! cloned from `root/`.
+//!
+//! An entry appears atomically: it is unpacked into `images/.<sha256>.staging/` and renamed
+//! into place only when complete (manifest written last), so an interrupted unpack leaves no
+//! half entry; the next run removes the leftover staging folder first and starts clean.
+//! `images/` itself is `0700`: the trees hold setuid binaries, `/etc/shadow` and
+//! world-writable folders that other users of the server must not reach.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::{UnpackReport, fetch};
+use crate::host::Host;
+use crate::progress::Progress;
+
+/// The manifest's format version.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Where an image comes from (host path or URL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A local file (host path, as the host sees it).
+    File(String),
+    /// An http(s) URL.
+    Url(String),
+}
+
+impl Origin {
+    /// `unpack /srv/x.img.xz` or `download from URL`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::File(p) => p.clone(),
+            Origin::Url(u) => u.clone(),
+        }
+    }
+}
+
+/// `manifest.json` of a store entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u32,
+    /// sha256 of the image file (lower-case hex).
+    pub sha256: String,
+    /// Where the image came from.
+    pub source: Origin,
+    /// Container format (`raw`, `xz`, `gzip`, `zip`).
+    pub format: String,
+    /// The boot folder inside `root/` (`boot/firmware` or `boot`).
+    pub boot_dir: String,
+    /// os-release `PRETTY_NAME`.
+    pub pretty_name: Option<String>,
+    /// os-release `VERSION_CODENAME`.
+    pub version_codename: Option<String>,
+    /// MBR disk signature, as in `PARTUUID=<8 hex digits>-02`.
+    pub disk_signature: String,
+    /// Size of the image file.
+    pub file_bytes: u64,
+    /// Size of the raw disk image.
+    pub image_bytes: u64,
+    /// Size of the FAT partition.
+    pub boot_partition_bytes: u64,
+    /// Size of the ext4 partition.
+    pub root_partition_bytes: u64,
+    /// Bytes of file data in the tree (both partitions).
+    pub tree_bytes: u64,
+    /// Regular files in the tree (hardlinks once).
+    pub files: u64,
+    /// When it was unpacked (UTC, RFC 3339).
+    pub unpacked_at: String,
+}
+
+/// Host path of the store (`<state>/images`).
+pub fn images_dir(state: &str) -> String {
+    format!("{}/images", state.trim_end_matches('/'))
+}
+
+/// Host path of the entry of `sha256`.
+pub fn entry_dir(state: &str, sha256: &str) -> String {
+    format!("{}/{sha256}", images_dir(state))
+}
+
+/// Host path of the unpacked tree of `sha256`.
+pub fn root_dir(state: &str, sha256: &str) -> String {
+    format!("{}/root", entry_dir(state, sha256))
+}
+
+/// Host path of the staging folder of `sha256`.
+pub fn staging_dir(state: &str, sha256: &str) -> String {
+    format!("{}/.{sha256}.staging", images_dir(state))
+}
+
+/// Whether the entry of `sha256` is complete (it only ever appears complete).
+pub fn is_present(host: &Host, state: &str, sha256: &str) -> bool {
+    host.path(format!("{}/manifest.json", entry_dir(state, sha256)))
+        .is_file()
+}
+
+/// The manifest of an entry, if present and readable.
+pub fn manifest(host: &Host, state: &str, sha256: &str) -> Option<Manifest> {
+    let bytes = host
+        .read(format!("{}/manifest.json", entry_dir(state, sha256)))
+        .ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// `(year, month, day)` of days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// UTC time as `2026-05-01T12:34:56Z` (`compact`: `20260501T123456Z`, for file names).
+pub fn utc(secs: i64, compact: bool) -> String {
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    let (h, mi, se) = (s / 3600, s / 60 % 60, s % 60);
+    if compact {
+        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{se:02}Z")
+    } else {
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}Z")
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn make_private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod 0700 {}", path.display()))
+}
+
+/// Makes sure the entry of `sha256` exists: fetches the image (a URL is downloaded into the
+/// store's folder, resumably) and unpacks it into a staging folder renamed into place.
+/// Returns the manifest. On error nothing is left in the store but a partial download (which
+/// the next run resumes).
+pub fn ensure(
+    host: &Host,
+    state: &str,
+    sha256: &str,
+    origin: &Origin,
+    progress: &Progress,
+) -> anyhow::Result<Manifest> {
+    if let Some(m) = manifest(host, state, sha256) {
+        return Ok(m);
+    }
+    let images = host.path(images_dir(state));
+    make_private_dir(&images)?;
+    let staging = host.path(staging_dir(state, sha256));
+    if std::fs::symlink_metadata(&staging).is_ok() {
+        tracing::info!(path = %staging.display(), "removing an interrupted unpack");
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("removing the interrupted unpack {}", staging.display()))?;
+    }
+    let file: PathBuf = match origin {
+        Origin::File(p) => host.path(p),
+        Origin::Url(url) => fetch::download(url, &images, sha256, &|done, total| {
+            progress.update("downloading", done, total)
+        })?,
+    };
+    let file_bytes = std::fs::metadata(&file)
+        .with_context(|| format!("image file {}", file.display()))?
+        .len();
+    make_private_dir(&staging)?;
+    let result = (|| -> anyhow::Result<Manifest> {
+        let report = super::unpack(&file, sha256, &staging.join("root"), &|done, total| {
+            let phase = if total == file_bytes {
+                "verifying + decompressing"
+            } else {
+                "writing files"
+            };
+            progress.update(phase, done, total);
+        })?;
+        if crate::host::atomic::crash_point("image-unpacked") {
+            std::process::abort();
+        }
+        let m = manifest_of(&report, origin, file_bytes);
+        let mut text = serde_json::to_string_pretty(&m).expect("manifest serialises");
+        text.push('\n');
+        crate::host::atomic::write_host_file(
+            &staging.join("manifest.json"),
+            text.as_bytes(),
+            0o644,
+        )
+        .context("writing manifest.json")?;
+        if crate::host::atomic::crash_point("before-store-rename") {
+            std::process::abort();
+        }
+        let entry = host.path(entry_dir(state, sha256));
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &staging,
+            rustix::fs::CWD,
+            &entry,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .with_context(|| format!("moving {} into place", entry.display()))?;
+        rustix::fs::fsync(crate::host::atomic::open_dir(&images)?)?;
+        Ok(m)
+    })();
+    progress.finish();
+    match result {
+        Ok(m) => {
+            if let Origin::Url(_) = origin {
+                // The tree is what is kept; the compressed download is not needed any more.
+                let _ = std::fs::remove_file(&file);
+            }
+            Ok(m)
+        }
+        Err(e) => {
+            if let Err(e2) = std::fs::remove_dir_all(&staging) {
+                tracing::warn!(path = %staging.display(), error = %e2, "cannot remove a failed unpack");
+            }
+            if let (Origin::Url(_), Some(super::ImageError::Sha256Mismatch { .. })) =
+                (origin, e.downcast_ref::<super::ImageError>())
+            {
+                let _ = std::fs::remove_file(&file);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn manifest_of(r: &UnpackReport, origin: &Origin, file_bytes: u64) -> Manifest {
+    Manifest {
+        version: MANIFEST_VERSION,
+        sha256: r.sha256.clone(),
+        source: origin.clone(),
+        format: format!("{:?}", r.format).to_ascii_lowercase(),
+        boot_dir: r.boot_dir.to_string_lossy().into_owned(),
+        pretty_name: r.pretty_name.clone(),
+        version_codename: r.version_codename.clone(),
+        disk_signature: format!("{:08x}", r.disk_signature),
+        file_bytes,
+        image_bytes: r.image_bytes,
+        boot_partition_bytes: r.boot_partition_bytes,
+        root_partition_bytes: r.root_partition_bytes,
+        tree_bytes: r.root.bytes + r.boot.bytes,
+        files: r.root.files + r.boot.files,
+        unpacked_at: utc(now_secs(), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(utc(0, false), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400 + 3661, false), "2000-02-29T01:01:01Z");
+        assert_eq!(utc(1_772_323_200, true), "20260301T000000Z");
+    }
+
+    #[test]
+    fn paths() {
+        let sha = "ab".repeat(32);
+        assert_eq!(
+            root_dir("/var/lib/pinetboot/", &sha),
+            format!("/var/lib/pinetboot/images/{sha}/root")
+        );
+        assert_eq!(
+            staging_dir("/var/lib/pinetboot", &sha),
+            format!("/var/lib/pinetboot/images/.{sha}.staging")
+        );
+    }
+}
