@@ -37,33 +37,110 @@ pub enum Outcome {
     Skipped(String),
 }
 
+/// What a handler does on a host, decided from the facts alone (no host access).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Run these commands, in order.
+    Run(Vec<Vec<&'static str>>),
+    /// Do nothing, and say why.
+    Skip(String),
+}
+
+/// Decides what `handler` does: nothing under `--root` other than `/` (`real` false); where
+/// systemd is PID 1, dnsmasq is restarted and the fstab re-read through `systemctl`; where it
+/// is not, they are skipped with what to do by hand. `exportfs -ra` runs either way: it talks
+/// to the kernel directly (nfs-server.service's own reload is `exportfs -r`, and fails when
+/// the unit is not active), and updates `/var/lib/nfs/etab`, which nfsd reads when it starts.
+pub fn decide(handler: Handler, real: bool, root: &std::path::Path, systemd: bool) -> Decision {
+    if !real {
+        return Decision::Skip(format!(
+            "--root is {}, not /: the host's daemons are left alone",
+            root.display()
+        ));
+    }
+    match (handler, systemd) {
+        (Handler::ReloadExports, _) => Decision::Run(vec![vec!["exportfs", "-ra"]]),
+        (Handler::RestartDnsmasq, true) => {
+            Decision::Run(vec![vec!["systemctl", "restart", "dnsmasq.service"]])
+        }
+        (Handler::RestartDnsmasq, false) => Decision::Skip(
+            "systemd is not PID 1 here: restart dnsmasq yourself (e.g. `service dnsmasq restart`) so it reads the new drop-in".into(),
+        ),
+        (Handler::DaemonReload, true) => Decision::Run(vec![vec!["systemctl", "daemon-reload"]]),
+        (Handler::DaemonReload, false) => Decision::Skip(
+            "systemd is not PID 1 here: no mount units to regenerate (the bind mounts are made already)".into(),
+        ),
+    }
+}
+
 /// Runs one handler on the host.
 pub fn run(host: &Host, handler: Handler) -> anyhow::Result<Outcome> {
-    if !host.is_real() {
-        return Ok(Outcome::Skipped(format!(
-            "--root is {}, not /: the host's daemons are left alone",
-            host.root().display()
-        )));
+    let systemd = host.is_real() && tools::systemd_running();
+    match decide(handler, host.is_real(), host.root(), systemd) {
+        Decision::Skip(why) => Ok(Outcome::Skipped(why)),
+        Decision::Run(commands) => {
+            for argv in commands {
+                let program = tools::which(argv[0]).with_context(|| match argv[0] {
+                    "exportfs" => {
+                        "exportfs is not installed (apt install nfs-kernel-server)".to_owned()
+                    }
+                    p => format!("{p} is not installed"),
+                })?;
+                tools::run(Command::new(program).args(&argv[1..]))?;
+            }
+            Ok(Outcome::Ran)
+        }
     }
-    let systemd = tools::systemd_running();
-    match handler {
-        Handler::ReloadExports => {
-            let exportfs = tools::which("exportfs")
-                .context("exportfs is not installed (apt install nfs-kernel-server)")?;
-            tools::run(Command::new(exportfs).arg("-ra"))?;
-            Ok(Outcome::Ran)
+}
+
+#[cfg(test)]
+mod decide_tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn under_another_root_nothing_runs() {
+        for h in [
+            Handler::ReloadExports,
+            Handler::RestartDnsmasq,
+            Handler::DaemonReload,
+        ] {
+            assert_eq!(
+                decide(h, false, Path::new("/tmp/r"), true),
+                Decision::Skip("--root is /tmp/r, not /: the host's daemons are left alone".into())
+            );
         }
-        Handler::RestartDnsmasq if systemd => {
-            tools::run(Command::new("systemctl").args(["restart", "dnsmasq.service"]))?;
-            Ok(Outcome::Ran)
-        }
-        Handler::RestartDnsmasq => Ok(Outcome::Skipped(
-            "systemd is not running here: restart dnsmasq yourself".into(),
-        )),
-        Handler::DaemonReload if systemd => {
-            tools::run(Command::new("systemctl").arg("daemon-reload"))?;
-            Ok(Outcome::Ran)
-        }
-        Handler::DaemonReload => Ok(Outcome::Skipped("systemd is not running here".into())),
+    }
+
+    #[test]
+    fn with_systemd_as_pid_1() {
+        let d = |h| decide(h, true, Path::new("/"), true);
+        assert_eq!(
+            d(Handler::ReloadExports),
+            Decision::Run(vec![vec!["exportfs", "-ra"]])
+        );
+        assert_eq!(
+            d(Handler::RestartDnsmasq),
+            Decision::Run(vec![vec!["systemctl", "restart", "dnsmasq.service"]])
+        );
+        assert_eq!(
+            d(Handler::DaemonReload),
+            Decision::Run(vec![vec!["systemctl", "daemon-reload"]])
+        );
+    }
+
+    #[test]
+    fn without_systemd_only_exportfs_runs() {
+        let d = |h| decide(h, true, Path::new("/"), false);
+        assert_eq!(
+            d(Handler::ReloadExports),
+            Decision::Run(vec![vec!["exportfs", "-ra"]])
+        );
+        assert!(
+            matches!(d(Handler::RestartDnsmasq), Decision::Skip(ref m) if m.starts_with("systemd is not PID 1 here: restart dnsmasq yourself")),
+            "{:?}",
+            d(Handler::RestartDnsmasq)
+        );
+        assert!(matches!(d(Handler::DaemonReload), Decision::Skip(_)));
     }
 }

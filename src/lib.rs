@@ -27,5 +27,6 @@ pub mod progress;
 pub mod render;
 pub mod resource;
 pub mod state;
+pub mod status;
 pub mod tree;
 pub mod validate_tools;

@@ -117,9 +117,11 @@ pub fn exports_check(host_path: &str, content: &str) -> anyhow::Result<String> {
                 .split(&format!("{name}:"))
                 .nth(1)
                 .and_then(|r| r.split(':').next())
-                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| n.trim().parse::<usize>().ok())
                 .and_then(|n| file_line(content, n));
-            let at = line.map(|l| format!(" (line {l} of the file)")).unwrap_or_default();
+            let at = line
+                .map(|l| format!(" (line {l} of the file)"))
+                .unwrap_or_default();
             bail!("exportfs rejects {host_path}{at}: {msg}")
         }
     }
@@ -207,7 +209,10 @@ mod tests {
         assert_eq!(
             fstab_under(
                 root,
-                &["# c".into(), "/nfs/a/boot /tftpboot/abcd1234 none bind,nofail 0 0".into()]
+                &[
+                    "# c".into(),
+                    "/nfs/a/boot /tftpboot/abcd1234 none bind,nofail 0 0".into()
+                ]
             ),
             "# c\n/tmp/r/nfs/a/boot /tmp/r/tftpboot/abcd1234 none bind,nofail 0 0\n"
         );

@@ -6,10 +6,11 @@
 #[path = "netsupport/mod.rs"]
 mod support;
 
+use support::mountns::MountNs;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 
 use support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
 use support::pi4::{EmulatedPi, Outcome, Step};
@@ -17,53 +18,6 @@ use support::pi4::{EmulatedPi, Outcome, Step};
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
 const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
 const BU_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x04];
-
-/// A private mount namespace kept alive by a `sleep`, so bind mounts persist between commands.
-struct MountNs {
-    holder: Child,
-}
-
-impl MountNs {
-    #[allow(clippy::zombie_processes)] // killed and waited for in Drop
-    fn new() -> Self {
-        let mut holder = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "--", "sleep", "3600"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("unshare (util-linux) is needed; the test needs root");
-        // Wait until the holder really is in its own namespace.
-        let mine = fs::read_link("/proc/self/ns/mnt").unwrap();
-        for _ in 0..200 {
-            if fs::read_link(format!("/proc/{}/ns/mnt", holder.id())).is_ok_and(|ns| ns != mine) {
-                return MountNs { holder };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let _ = holder.kill();
-        let _ = holder.wait();
-        panic!("unshare did not make a mount namespace (needs root)");
-    }
-
-    fn pinetboot(&self, root: &Path, config: &Path, args: &[&str]) -> Output {
-        Command::new("nsenter")
-            .args(["-t", &self.holder.id().to_string(), "-m", "--"])
-            .arg(env!("CARGO_BIN_EXE_pinetboot"))
-            .arg("--root")
-            .arg(root)
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .output()
-            .expect("nsenter (util-linux)")
-    }
-}
-
-impl Drop for MountNs {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
 
 fn write(path: &Path, bytes: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -197,6 +151,13 @@ fn server_conf(lab: &Lab, s: &Setup) -> PathBuf {
         "tftp-root=/tftpboot",
         &format!("tftp-root={}/tftpboot", s.root.display()),
     );
+    // The lab gives dnsmasq its own --log-facility (and waits on that log); a log-facility
+    // line in the file would override it.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("log-facility="))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let dir = lab.dir().join("conf.d");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("pinetboot.conf"), text).unwrap();

@@ -7,11 +7,13 @@
 #[path = "netsupport/mod.rs"]
 mod support;
 
+use support::mountns::MountNs;
+
 use std::fs;
 use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::netlab::{Lab, SERVER_IFACE, SERVER_IP, in_netns};
@@ -19,68 +21,23 @@ use support::netlab::{Lab, SERVER_IFACE, SERVER_IP, in_netns};
 const SERIAL: &str = "0c4c21e5";
 const NFS_FIX: &str = "start the kernel NFS server: `systemctl enable --now nfs-server` (package nfs-kernel-server; it loads the nfsd module and mounts /proc/fs/nfsd), then `exportfs -ra`";
 
-/// A private mount namespace kept alive by a `sleep`, so bind mounts persist between commands.
-struct MountNs {
-    holder: Child,
+/// `pinetboot ARGS` in the mount namespace `ns`, and in network namespace `netns` if given.
+fn pinetboot(ns: &MountNs, netns: Option<&str>, s: &Setup, args: &[&str]) -> Output {
+    ns.command(netns, env!("CARGO_BIN_EXE_pinetboot"))
+        .arg("--root")
+        .arg(&s.root)
+        .arg("--config")
+        .arg(&s.config)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("nsenter (util-linux)")
 }
 
-impl MountNs {
-    #[allow(clippy::zombie_processes)] // killed and waited for in Drop
-    fn new() -> Self {
-        let mut holder = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "--", "sleep", "3600"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("unshare (util-linux) is needed; the test needs root");
-        let mine = fs::read_link("/proc/self/ns/mnt").unwrap();
-        for _ in 0..200 {
-            if fs::read_link(format!("/proc/{}/ns/mnt", holder.id())).is_ok_and(|ns| ns != mine) {
-                return MountNs { holder };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let _ = holder.kill();
-        let _ = holder.wait();
-        panic!("unshare did not make a mount namespace (needs root)");
-    }
-
-    fn pid(&self) -> String {
-        self.holder.id().to_string()
-    }
-
-    /// `pinetboot ARGS` in this mount namespace, and in network namespace `netns` if given.
-    fn pinetboot(&self, netns: Option<&str>, s: &Setup, args: &[&str]) -> Output {
-        let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &self.pid(), "-m", "--"]);
-        if let Some(ns) = netns {
-            cmd.args(["ip", "netns", "exec", ns]);
-        }
-        cmd.arg(env!("CARGO_BIN_EXE_pinetboot"))
-            .arg("--root")
-            .arg(&s.root)
-            .arg("--config")
-            .arg(&s.config)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("nsenter (util-linux)")
-    }
-
-    fn run(&self, args: &[&str]) {
-        let out = Command::new("nsenter")
-            .args(["-t", &self.pid(), "-m", "--"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
-}
-
-impl Drop for MountNs {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
+/// Runs a command in the mount namespace `ns`; it must succeed.
+fn run_in(ns: &MountNs, args: &[&str]) {
+    let out = ns.command(None, args[0]).args(&args[1..]).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
 }
 
 fn write(path: &Path, bytes: &[u8]) {
@@ -128,7 +85,10 @@ fn setup() -> Setup {
         &img.join("etc/hosts"),
         b"127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n",
     );
-    write(&img.join("etc/passwd"), b"root:x:0:0:root:/root:/bin/bash\n");
+    write(
+        &img.join("etc/passwd"),
+        b"root:x:0:0:root:/root:/bin/bash\n",
+    );
     let b = img.join("boot/firmware");
     for f in ["start4.elf", "fixup4.dat", "config.txt", "kernel8.img"] {
         write(&b.join(f), format!("{f}\n").as_bytes());
@@ -160,7 +120,7 @@ fn setup() -> Setup {
 }
 
 fn apply(ns: &MountNs, s: &Setup) {
-    let out = ns.pinetboot(None, s, &["apply"]);
+    let out = pinetboot(ns, None, s, &["apply"]);
     assert!(
         out.status.success(),
         "apply failed:\n{}\n{}",
@@ -170,13 +130,19 @@ fn apply(ns: &MountNs, s: &Setup) {
 }
 
 /// Starts dnsmasq on the generated drop-in (tftp-root with the --root prefix, as the host would
-/// see it) in the server namespace and the mount namespace of the bind mounts.
+/// see it; its log-facility dropped for the lab's) in the server namespace and the mount namespace of the bind mounts.
 fn start_dnsmasq(lab: &Lab, ns: &MountNs, s: &Setup) {
     let text = fs::read_to_string(s.root.join("etc/dnsmasq.d/pinetboot.conf")).unwrap();
     let text = text.replace(
         "tftp-root=/tftpboot",
         &format!("tftp-root={}/tftpboot", s.root.display()),
     );
+    // The lab gives dnsmasq its own log file.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("log-facility="))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let dir = lab.dir().join("conf.d");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("pinetboot.conf"), text).unwrap();
@@ -240,7 +206,7 @@ impl Report {
 
 /// `pinetboot doctor` (JSON and text) inside the mount namespace and network namespace `netns`.
 fn doctor(ns: &MountNs, netns: &str, s: &Setup) -> Report {
-    let out = ns.pinetboot(Some(netns), s, &["doctor", "--json"]);
+    let out = pinetboot(ns, Some(netns), s, &["doctor", "--json"]);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "doctor --json printed no JSON ({e}):\n{}\n{}",
@@ -248,7 +214,7 @@ fn doctor(ns: &MountNs, netns: &str, s: &Setup) -> Report {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let text_out = ns.pinetboot(Some(netns), s, &["doctor"]);
+    let text_out = pinetboot(ns, Some(netns), s, &["doctor"]);
     let text = String::from_utf8_lossy(&text_out.stdout).into_owned();
     let code = out.status.code().unwrap();
     assert_eq!(text_out.status.code(), Some(code), "{text}");
@@ -260,6 +226,7 @@ fn healthy_setup_has_no_problem_but_the_missing_nfs_server() {
     let (s, lab, ns) = applied();
     start_dnsmasq(&lab, &ns, &s);
     let r = doctor(&ns, &lab.srv, &s);
+    eprintln!("{}", r.text);
     for id in [
         "config",
         "state",
@@ -322,12 +289,15 @@ fn healthy_setup_has_no_problem_but_the_missing_nfs_server() {
         r.text
     );
     assert!(
-        r.text
-            .contains(&format!("FAIL the kernel NFS server is running: ")),
+        r.text.contains("FAIL the kernel NFS server is running: "),
         "{}",
         r.text
     );
-    assert!(r.text.contains(&format!("     fix: {NFS_FIX}\n")), "{}", r.text);
+    assert!(
+        r.text.contains(&format!("     fix: {NFS_FIX}\n")),
+        "{}",
+        r.text
+    );
     assert!(r.text.ends_with(", 0 warnings, 1 problem.\n"), "{}", r.text);
 }
 
@@ -345,7 +315,13 @@ fn dnsmasq_not_running() {
 fn bind_mount_unmounted() {
     let (s, lab, ns) = applied();
     start_dnsmasq(&lab, &ns, &s);
-    ns.run(&["umount", s.root.join("tftpboot").join(SERIAL).to_str().unwrap()]);
+    run_in(
+        &ns,
+        &[
+            "umount",
+            s.root.join("tftpboot").join(SERIAL).to_str().unwrap(),
+        ],
+    );
     let r = doctor(&ns, &lab.srv, &s);
     r.assert_problem(
         "client.bw.mount",
@@ -353,7 +329,9 @@ fn bind_mount_unmounted() {
     );
     let fix = r.finding("client.bw.mount")["fix"].as_str().unwrap();
     assert!(
-        fix.contains(&format!("mount --bind /nfs/bw/boot/firmware /tftpboot/{SERIAL}")),
+        fix.contains(&format!(
+            "mount --bind /nfs/bw/boot/firmware /tftpboot/{SERIAL}"
+        )),
         "{fix}"
     );
     assert_eq!(r.severity("dnsmasq.running"), "ok", "{}", r.text);
@@ -459,7 +437,9 @@ fn second_dnsmasq_config_claims_the_boot_network() {
     );
     assert_eq!(details[2].0, "warning");
     assert!(
-        details[2].1.starts_with("/etc/dnsmasq.d/lan.conf:4: port=53"),
+        details[2]
+            .1
+            .starts_with("/etc/dnsmasq.d/lan.conf:4: port=53"),
         "{}",
         r.text
     );

@@ -109,7 +109,7 @@ fn second_apply_changes_nothing_no_mtime_no_remount_no_handler() {
     assert!(
         first
             .stdout
-            .ends_with("Apply complete: 27 added, 8 changed, 0 removed.\n"),
+            .ends_with("Apply complete: 28 added, 8 changed, 0 removed.\n"),
         "{}",
         first.stdout
     );
@@ -140,7 +140,7 @@ fn detailed_exitcode_is_2_pending_0_converged_1_bad_config() {
     r.expect_code(2);
     assert!(
         r.stdout
-            .ends_with("Plan: 16 to add, 4 to change, 0 to remove.\n"),
+            .ends_with("Plan: 17 to add, 4 to change, 0 to remove.\n"),
         "{}",
         r.stdout
     );
@@ -287,7 +287,7 @@ fn plan_json_has_a_stable_shape() {
     let r = env.pt(&["plan", "--json"]);
     r.expect_code(0);
     let v = check_json_plan(&env, &r.stdout);
-    assert_eq!(v["summary"]["add"], Value::from(27));
+    assert_eq!(v["summary"]["add"], Value::from(28));
     assert_eq!(v["summary"]["change"], Value::from(8));
     assert_eq!(v["summary"]["remove"], Value::from(0));
     assert_eq!(
@@ -801,7 +801,7 @@ fn apply_waits_for_the_lock_or_fails_fast_with_no_wait() {
     );
     let stdout = std::fs::read_to_string(&out).unwrap();
     assert!(
-        stdout.ends_with("Apply complete: 16 added, 4 changed, 0 removed.\n"),
+        stdout.ends_with("Apply complete: 17 added, 4 changed, 0 removed.\n"),
         "{stdout}"
     );
     env.assert_converged();
@@ -852,7 +852,7 @@ fn two_applies_started_together_never_interleave() {
     assert_eq!(
         summaries,
         vec![
-            "Apply complete: 38 added, 12 changed, 0 removed.".to_owned(),
+            "Apply complete: 39 added, 12 changed, 0 removed.".to_owned(),
             "Apply complete: no changes.".to_owned()
         ],
         "\n--- a\n{}\n--- b\n{}",
@@ -918,6 +918,8 @@ fn check_safe_defaults(env: &Env, before: &Snapshot) {
         "var",
         "var/lib",
         "var/lib/pinetboot",
+        "var/log",
+        "var/log/pinetboot",
     ]
     .iter()
     .map(|p| format!("{p} 0755"))

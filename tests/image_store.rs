@@ -150,7 +150,9 @@ fn images() -> &'static Images {
 fn config(images: &[(&str, &str, &str)], clients: &[(&str, &str, &str)]) -> String {
     let mut y = format!("server:\n  address: {SERVER}\n  network: {NETWORK}\nimages:\n");
     for (name, source, sha) in images {
-        y.push_str(&format!("  {name}:\n    source: {source}\n    sha256: {sha}\n"));
+        y.push_str(&format!(
+            "  {name}:\n    source: {source}\n    sha256: {sha}\n"
+        ));
     }
     y.push_str("clients:\n");
     for (name, serial, image) in clients {
@@ -209,7 +211,9 @@ fn check_client_root(env: &Env, client: &str) {
     assert!(root.join("boot/firmware/start4.elf").is_file());
     let cmdline = env.read(&format!("/nfs/{client}/boot/firmware/cmdline.txt"));
     assert!(
-        cmdline.contains(&format!("root=/dev/nfs nfsroot={SERVER}:/nfs/{client},vers=3")),
+        cmdline.contains(&format!(
+            "root=/dev/nfs nfsroot={SERVER}:/nfs/{client},vers=3"
+        )),
         "{cmdline}"
     );
     assert!(!cmdline.contains("PARTUUID"), "{cmdline}");
@@ -236,7 +240,12 @@ fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
     let before = snapshot(&env.root);
     let plan = env.pt(&["plan", "--detailed-exitcode"]);
     plan.expect_code(2);
-    assert_same(&before, &snapshot(&env.root), Cmp::ALL, "plan changed nothing");
+    assert_same(
+        &before,
+        &snapshot(&env.root),
+        Cmp::ALL,
+        "plan changed nothing",
+    );
     assert!(
         plan.stdout.contains(&format!(
             "  + image bookworm (download {} from {url}, sha256 {}…",
@@ -247,7 +256,8 @@ fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("files inside are planned after the image is unpacked"),
+        plan.stdout
+            .contains("files inside are planned after the image is unpacked"),
         "{}",
         plan.stdout
     );
@@ -258,7 +268,8 @@ fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
     let r = env.apply_ok();
     assert!(r.stdout.contains("+ image bookworm\n"), "{}", r.stdout);
     assert!(
-        r.stdout.contains("+ client root /nfs/raspi1 (copied from image bookworm: "),
+        r.stdout
+            .contains("+ client root /nfs/raspi1 (copied from image bookworm: "),
         "{}",
         r.stdout
     );
@@ -270,8 +281,8 @@ fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
     // The store: tree + manifest, nothing else left behind.
     assert_eq!(store_listing(&env), vec![img.xz_sha.clone()]);
     let entry = format!("/var/lib/pinetboot/images/{}", img.xz_sha);
-    let m: serde_json::Value = serde_json::from_str(&env.read(&format!("{entry}/manifest.json")))
-        .expect("manifest.json");
+    let m: serde_json::Value =
+        serde_json::from_str(&env.read(&format!("{entry}/manifest.json"))).expect("manifest.json");
     assert_eq!(m["sha256"], img.xz_sha.as_str());
     assert_eq!(m["boot_dir"], "boot/firmware");
     assert_eq!(m["version_codename"], "bookworm");
@@ -280,7 +291,8 @@ fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
     assert_eq!(m["image_bytes"], IMAGE_BYTES);
     let store_root = env.path(&format!("{entry}/root"));
     assert!(
-        store_root.join("usr/bin/sudo").is_file() && store_root.join("boot/firmware/cmdline.txt").is_file()
+        store_root.join("usr/bin/sudo").is_file()
+            && store_root.join("boot/firmware/cmdline.txt").is_file()
     );
     let images_mode = std::fs::metadata(env.path("/var/lib/pinetboot/images"))
         .unwrap()
@@ -312,7 +324,8 @@ fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
     );
     let r = env.apply_ok();
     assert!(
-        r.stdout.contains("+ client root /nfs/raspi2 (copied from image bookworm: "),
+        r.stdout
+            .contains("+ client root /nfs/raspi2 (copied from image bookworm: "),
         "{}",
         r.stdout
     );
@@ -347,7 +360,8 @@ fn local_image_file_is_unpacked_once() {
     r.expect_code(0);
     // Not a terminal: plain progress lines for the journal, and the clone's statistics.
     assert!(
-        r.stderr.contains("pinetboot: image bookworm: writing files"),
+        r.stderr
+            .contains("pinetboot: image bookworm: writing files"),
         "{}",
         r.stderr
     );
@@ -426,7 +440,11 @@ fn a_wrong_sha256_is_a_conflict_naming_both_digests_and_keeps_nothing() {
             &[
                 ("good", "/srv/images/bookworm.img.gz", &img.gz_sha),
                 ("badurl", &url, &wrong),
-                ("badfile", "/srv/images/bookworm.img.gz", &wrong.replace('0', "f")),
+                (
+                    "badfile",
+                    "/srv/images/bookworm.img.gz",
+                    &wrong.replace('0', "f"),
+                ),
             ],
             &[
                 ("raspi1", "10000001", "good"),
@@ -445,8 +463,14 @@ fn a_wrong_sha256_is_a_conflict_naming_both_digests_and_keeps_nothing() {
         )),
         "{out}"
     );
-    assert!(out.contains(&img.gz_sha) && out.contains(&wrong.replace('0', "f")), "{out}");
-    assert!(out.contains("client raspi2:") && out.contains("client raspi3:"), "{out}");
+    assert!(
+        out.contains(&img.gz_sha) && out.contains(&wrong.replace('0', "f")),
+        "{out}"
+    );
+    assert!(
+        out.contains("client raspi2:") && out.contains("client raspi3:"),
+        "{out}"
+    );
     // The good client converged; the bad ones are conflicts, and the store holds only the good.
     check_client_root(&env, "raspi1");
     assert!(!env.path("/nfs/raspi2").exists() && !env.path("/nfs/raspi3").exists());
@@ -459,9 +483,10 @@ fn a_wrong_sha256_is_a_conflict_naming_both_digests_and_keeps_nothing() {
 #[test]
 fn an_apply_killed_during_unpack_leaves_no_half_entry_and_the_next_converges() {
     let img = images();
-    // Crash points while the image is handled: after the unpack, before the store rename,
-    // after the image change; each leaves no entry or a whole one.
-    for n in 1..=3u32 {
+    // Crash points while the image is handled: after the unpack, before the manifest's
+    // rename, before the store rename, after the image change; each leaves no entry or a
+    // whole one.
+    for n in 1..=4u32 {
         let env = Env::new();
         std::fs::create_dir_all(env.path("/srv/images")).unwrap();
         std::fs::copy(&img.xz, env.path("/srv/images/bookworm.img.xz")).unwrap();
@@ -526,7 +551,10 @@ fn a_changed_image_keeps_the_root_until_reprovisioned() {
         &img.gz_sha[..12]
     );
     assert!(plan.stdout.contains(&note), "{}", plan.stdout);
-    assert!(plan.stdout.contains("+ image bookworm (unpack /srv/images/bookworm.img.gz"));
+    assert!(
+        plan.stdout
+            .contains("+ image bookworm (unpack /srv/images/bookworm.img.gz")
+    );
     let r = env.apply_ok();
     assert!(r.stdout.contains(&note), "{}", r.stdout);
     assert_eq!(env.read("/nfs/raspi1/home/pi/notes.txt"), "mine\n");
@@ -541,8 +569,18 @@ fn a_changed_image_keeps_the_root_until_reprovisioned() {
     env.pt(&["reprovision", "raspi1"]).expect_code(1);
     let r = env.pt(&["reprovision", "raspi1", "--yes"]);
     r.expect_code(0);
-    assert!(r.stdout.contains("moved client root /nfs/raspi1 aside to /nfs/.raspi1.pinetboot-old-"), "{}", r.stdout);
-    assert!(r.stdout.contains("+ client root /nfs/raspi1 (copied from image bookworm"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("moved client root /nfs/raspi1 aside to /nfs/.raspi1.pinetboot-old-"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("+ client root /nfs/raspi1 (copied from image bookworm"),
+        "{}",
+        r.stdout
+    );
     env.assert_converged();
     let nfs: Vec<String> = std::fs::read_dir(env.path("/nfs"))
         .unwrap()
@@ -627,6 +665,5 @@ fn client_roots_are_reflinked_from_the_store_on_btrfs() {
         root = env.root.display(),
         sha = img.xz_sha
     ));
-    // Unmount before the temp folder goes (the namespace goes with `env` anyway).
-    env.ns.sh(&format!("umount {}", env.root.display()));
+    // The loop mount goes with the namespace when `env` is dropped.
 }

@@ -171,6 +171,7 @@ paths:
   nfs: /srv/nfs
   tftp: /srv/tftp
   dnsmasq_conf: /etc/dnsmasq.d/x.conf
+  dnsmasq_log: /var/log/x/dnsmasq.log
   exports: /etc/exports.d/x.exports
   fstab: /etc/fstab.x
   state: /var/lib/x

@@ -89,6 +89,12 @@ pub enum Command {
     /// (warnings alone: 0), 1 when anything is. Files are read under --root; processes,
     /// sockets and interfaces are those of the namespaces doctor runs in.
     Doctor(DoctorArgs),
+    /// What dnsmasq's log says about each declared client: last DHCP exchange, last file
+    /// served, when and to which address; clients never seen.
+    Status(StatusArgs),
+    /// Print Pis that asked for files but are not declared, as YAML stanzas to paste under
+    /// `clients:`.
+    Discover,
     /// Write the man pages or shell completions (for packaging).
     #[command(subcommand, hide = true)]
     Generate(generate::GenerateCommand),
@@ -130,6 +136,14 @@ pub struct ReprovisionArgs {
     /// Confirm that the client's root is to be moved aside and replaced.
     #[arg(long)]
     pub yes: bool,
+}
+
+/// `pinetboot status` options.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON (stable; versioned by `format_version`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `pinetboot purge` options.

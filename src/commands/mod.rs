@@ -5,12 +5,14 @@ use crate::error::CommandResult;
 use crate::output::Printer;
 
 mod apply;
+mod discover;
 mod doctor;
 mod eeprom;
 mod plan;
 mod purge;
 mod reprovision;
 mod schema;
+mod status;
 mod validate;
 
 /// Runs the parsed command line.
@@ -25,6 +27,8 @@ pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
         Command::Reprovision(args) => reprovision::run(&cli.global, args, printer),
         Command::Doctor(args) => doctor::run(&cli.global, args, printer),
         Command::Eeprom(cmd) => eeprom::run(&cli.global, cmd, printer),
+        Command::Status(args) => status::run(&cli.global, args, printer),
+        Command::Discover => discover::run(&cli.global, printer),
         Command::Generate(cmd) => crate::cli::generate::run(cmd, printer),
     }
 }

@@ -329,8 +329,8 @@ pub fn collect_nfs(
     let mounted = mounts
         .iter()
         .any(|m| m.fstype == "nfsd" || m.mount_point == "/proc/fs/nfsd");
-    let installed = crate::host::tools::which("exportfs").is_some()
-        || runner.run("exportfs", &["-h"]).is_ok();
+    let installed =
+        crate::host::tools::which("exportfs").is_some() || runner.run("exportfs", &["-h"]).is_ok();
     NfsFacts {
         installed,
         in_kernel: filesystems
@@ -915,7 +915,12 @@ mod tests {
             "exportfs -v",
             Ok("/nfs/raspi1\t10.99.0.0/24(sync,rw,no_root_squash)\n".into()),
         )]);
-        let f = collect_nfs(&runner, "nodev\tsysfs\nnodev\tnfsd\n", &[nfsd_mount()], Some(8));
+        let f = collect_nfs(
+            &runner,
+            "nodev\tsysfs\nnodev\tnfsd\n",
+            &[nfsd_mount()],
+            Some(8),
+        );
         assert!(f.in_kernel && f.mounted);
         assert_eq!(f.threads, Some(8));
         let e = f.exports.unwrap().unwrap();

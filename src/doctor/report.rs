@@ -37,9 +37,8 @@ pub fn render_text(findings: &[Finding], p: &Printer) -> String {
         }
     }
     let (ok, warn, problem) = counts(findings);
-    let plural = |n: usize, one: &str, many: &str| {
-        format!("{n} {}", if n == 1 { one } else { many })
-    };
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     out.push_str(&format!(
         "\n{}, {}, {}.\n",
         plural(ok, "check ok", "checks ok"),

@@ -203,21 +203,22 @@ fn attempt_once(
     if have > 0 {
         req = req.header("Range", format!("bytes={have}-"));
     }
-    let resp = match req.call() {
-        Ok(r) => r,
-        // The partial file is already whole (or longer than the file): start over.
-        Err(ureq::Error::StatusCode(416)) if have > 0 => {
-            std::fs::remove_file(partial).map_err(io_err("remove", partial))?;
-            return Ok((Attempt::Cut("range not satisfiable".into()), String::new()));
-        }
-        Err(ureq::Error::StatusCode(code)) => {
-            return Err(http(format!("the server answered HTTP {code}")));
-        }
-        Err(
-            e @ (ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed),
-        ) if have > 0 => return Ok((Attempt::Cut(e.to_string()), String::new())),
-        Err(e) => return Err(http(e.to_string())),
-    };
+    let resp =
+        match req.call() {
+            Ok(r) => r,
+            // The partial file is already whole (or longer than the file): start over.
+            Err(ureq::Error::StatusCode(416)) if have > 0 => {
+                std::fs::remove_file(partial).map_err(io_err("remove", partial))?;
+                return Ok((Attempt::Cut("range not satisfiable".into()), String::new()));
+            }
+            Err(ureq::Error::StatusCode(code)) => {
+                return Err(http(format!("the server answered HTTP {code}")));
+            }
+            Err(
+                e @ (ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed),
+            ) if have > 0 => return Ok((Attempt::Cut(e.to_string()), String::new())),
+            Err(e) => return Err(http(e.to_string())),
+        };
     let status = resp.status().as_u16();
     let header = |name: &str| {
         resp.headers()
@@ -264,7 +265,8 @@ fn attempt_once(
                 return Ok((Attempt::Cut(e.to_string()), String::new()));
             }
         };
-        file.write_all(&buf[..n]).map_err(io_err("write", partial))?;
+        file.write_all(&buf[..n])
+            .map_err(io_err("write", partial))?;
         hasher.update(&buf[..n]);
         have += n as u64;
         if have - last >= 8 << 20 {

@@ -53,12 +53,10 @@ impl Image {
                 if crate::image::fetch::complete_path(&images, &self.sha256).is_file() {
                     format!("unpack the finished download of {url}")
                 } else {
-                    let have = std::fs::metadata(crate::image::fetch::partial_path(
-                        &images,
-                        &self.sha256,
-                    ))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
+                    let have =
+                        std::fs::metadata(crate::image::fetch::partial_path(&images, &self.sha256))
+                            .map(|m| m.len())
+                            .unwrap_or(0);
                     match crate::image::fetch::remote_size(url) {
                         Some(total) if have > 0 && have < total => format!(
                             "download {} more of {} from {url} (resuming)",

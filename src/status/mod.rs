@@ -116,7 +116,9 @@ pub fn read_log(host: &Host, path: &str) -> anyhow::Result<Log> {
             info: LogInfo {
                 source: "none",
                 path: path.to_owned(),
-                note: Some(format!("{missing}, and the journal could not be read: {e:#}")),
+                note: Some(format!(
+                    "{missing}, and the journal could not be read: {e:#}"
+                )),
             },
             text: String::new(),
         }),
@@ -475,11 +477,7 @@ pub fn render_text(s: &Status, printer: &crate::output::Printer) -> String {
         }
         let (dhcp, menu) = match &c.dhcp {
             Some(d) => (
-                format!(
-                    "{} {}",
-                    d.time.as_deref().unwrap_or("?"),
-                    d.exchange
-                ),
+                format!("{} {}", d.time.as_deref().unwrap_or("?"), d.exchange),
                 match d.boot_menu {
                     Some(true) => "offered".into(),
                     Some(false) => "not offered".into(),
@@ -512,7 +510,12 @@ pub fn render_text(s: &Status, printer: &crate::output::Printer) -> String {
                 );
                 (file, when, to, counts)
             }
-            None => ("(no TFTP request)".into(), "-".into(), "-".into(), "-".into()),
+            None => (
+                "(no TFTP request)".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ),
         };
         rows.push(vec![
             c.name.clone(),

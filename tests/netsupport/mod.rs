@@ -2,5 +2,6 @@
 //! bootloader ([`pi4`]). Used from integration tests with `mod support;`.
 #![allow(dead_code)]
 
+pub mod mountns;
 pub mod netlab;
 pub mod pi4;

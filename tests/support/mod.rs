@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // not every test binary uses every helper
 pub use fixture::*;
 
 /// Panics unless the tests run as root (never a silent skip).

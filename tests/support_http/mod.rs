@@ -144,7 +144,9 @@ fn serve(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
     };
     let Some(file) = file else {
         record(404, 0);
-        return out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return out.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
     };
     let mut f = std::fs::File::open(&file)?;
     let len = f.metadata()?.len();
@@ -168,11 +170,18 @@ fn serve(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
     };
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n",
-        if status == 206 { "Partial Content" } else { "OK" },
+        if status == 206 {
+            "Partial Content"
+        } else {
+            "OK"
+        },
         len - from
     );
     if status == 206 {
-        head.push_str(&format!("Content-Range: bytes {from}-{}/{len}\r\n", len - 1));
+        head.push_str(&format!(
+            "Content-Range: bytes {from}-{}/{len}\r\n",
+            len - 1
+        ));
     }
     head.push_str("\r\n");
     out.write_all(head.as_bytes())?;
@@ -181,7 +190,11 @@ fn serve(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
         return Ok(());
     }
     let cut = s.cut_after.swap(0, Ordering::SeqCst);
-    let limit = if cut > 0 { cut.min(len - from) } else { len - from };
+    let limit = if cut > 0 {
+        cut.min(len - from)
+    } else {
+        len - from
+    };
     f.seek(SeekFrom::Start(from))?;
     let mut sent = 0u64;
     let mut buf = vec![0u8; 1 << 16];
