@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
-use support::pi4::{EmulatedPi, Outcome, Step};
+use support::pi4::{ClientKind, EmulatedPi, Outcome, Step};
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
 const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
@@ -243,6 +243,16 @@ fn undeclared_macs_and_serials_get_nothing_and_pruned_clients_stop_booting() {
         d.pi_proxy_offer().is_none(),
         "undeclared MAC got a boot menu: {d:?}"
     );
+    // An x86 PXE client (option 93 = 0 too, non-Pi MAC, no option 97): no Pi boot menu.
+    let x86 = EmulatedPi::new(
+        &lab.add_pi([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
+        0x0000_0001,
+    );
+    let d = x86.discover_as(ClientKind::X86Bios).unwrap();
+    assert!(
+        d.pi_proxy_offer().is_none(),
+        "x86 PXE client got the Pi menu: {d:?}"
+    );
     // A declared MAC whose board reports another serial: nothing in the TFTP root for it.
     let wrong = EmulatedPi::new(&lab.add_pi(BW_MAC), 0xdead_beef);
     let report = wrong.boot(&lab.dir().join("nothing")).unwrap();
@@ -272,4 +282,65 @@ fn undeclared_macs_and_serials_get_nothing_and_pruned_clients_stop_booting() {
         let report = bu.boot(&s.root.join("nfs/bu/boot")).unwrap();
         assert!(!report.anything_found(), "{report}");
     }
+}
+
+#[test]
+fn ten_declared_pis_boot_at_once_each_from_its_own_root() {
+    let mut clients = String::new();
+    let pis: Vec<(u32, [u8; 6])> = (0..10u8)
+        .map(|i| {
+            (
+                0x2000_0000 + u32::from(i) * 0x0101,
+                [0xdc, 0xa6, 0x32, 0x20, 0x00, i],
+            )
+        })
+        .collect();
+    for (i, (serial, mac)) in pis.iter().enumerate() {
+        let m = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        clients.push_str(&format!(
+            "  pi{i}: {{serial: '{serial:08x}', mac: '{m}', image: bookworm}}\n"
+        ));
+    }
+    let s = setup(&clients);
+    let lab = Lab::new();
+    let ns = MountNs::new();
+    apply(&ns, &s);
+    // Each root gets its own cmdline.txt (nfsroot names its own folder): the files differ.
+    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.holder.id()));
+    let emulated: Vec<(EmulatedPi, PathBuf)> = pis
+        .iter()
+        .enumerate()
+        .map(|(i, (serial, mac))| {
+            (
+                EmulatedPi::new(&lab.add_pi(*mac), *serial),
+                s.root.join(format!("nfs/pi{i}/boot/firmware")),
+            )
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = emulated
+            .iter()
+            .enumerate()
+            .map(|(i, (pi, folder))| {
+                scope.spawn(move || {
+                    let mut pi = pi.clone();
+                    pi.blksize = if i % 2 == 0 { 1024 } else { 1468 };
+                    pi.boot(folder).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            let report = h.join().expect("Pi thread panicked").unwrap();
+            assert!(report.booted() && report.all_ok(), "pi{i}: {report}");
+        }
+    });
+    let a = fs::read_to_string(s.root.join("nfs/pi0/boot/firmware/cmdline.txt")).unwrap();
+    assert!(
+        a.contains(&format!("nfsroot={SERVER_IP}:/nfs/pi0,vers=3")),
+        "{a}"
+    );
 }
