@@ -308,6 +308,21 @@ fn apply(root: &Path, config: &Path) -> (Duration, u64, String) {
     )
 }
 
+/// Unmounts everything mounted at or below `dir` (the clients' bind mounts), deepest first.
+fn unmount_under(dir: &Path) {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut points: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").arg(&p).status();
+    }
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
@@ -392,6 +407,7 @@ fn child(work: &Path) {
         "".into(),
     ));
     let _ = fs::remove_dir_all(run.join("cp-a-copy"));
+    unmount_under(&ext);
     let _ = fs::remove_dir_all(&ext);
 
     // btrfs: reflinks.
@@ -436,11 +452,7 @@ fn child(work: &Path) {
         secs(cpr),
         "".into(),
     ));
-    sh(&format!(
-        "umount -R {} || umount -l {}",
-        bt.display(),
-        bt.display()
-    ));
+    unmount_under(&bt);
     let _ = fs::remove_file(&fsimg);
     let _ = fs::remove_dir_all(&run);
 

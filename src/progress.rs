@@ -113,15 +113,7 @@ impl Progress {
                 p.last_at = now;
                 p.started = now;
                 p.done = 0;
-                eprintln!(
-                    "pinetboot: {}: {phase} {}",
-                    self.what,
-                    if total > 0 {
-                        human_bytes(total)
-                    } else {
-                        String::new()
-                    }
-                );
+                eprintln!("pinetboot: {}: {phase}…", self.what);
             }
             p.done = done;
             let tenth = (done.saturating_mul(10)).checked_div(total).unwrap_or(0);

@@ -320,7 +320,7 @@ fn plan_json_has_a_stable_shape() {
     let text = env.pt(&["plan"]);
     assert!(
         text.stdout
-            .ends_with("Plan: 27 to add, 8 to change, 0 to remove.\n"),
+            .ends_with("Plan: 28 to add, 8 to change, 0 to remove.\n"),
         "{}",
         text.stdout
     );

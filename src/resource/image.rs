@@ -70,11 +70,8 @@ impl Image {
             }
         };
         Ok(Some(
-            Change::new(Action::Create, "image", &self.name).detail(format!(
-                "{what}, sha256 {}, into {}",
-                self.short_sha(),
-                self.entry()
-            )),
+            Change::new(Action::Create, "image", &self.name)
+                .detail(format!("{what}, sha256 {}", self.short_sha())),
         ))
     }
 
