@@ -7,6 +7,7 @@
 mod support;
 
 use support::mountns::MountNs;
+use support::roots::{SHARED, make_traversable, os_tree, write};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -15,82 +16,8 @@ use std::path::{Path, PathBuf};
 use support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
 use support::pi4::{ClientKind, EmulatedPi, Outcome, Step};
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
 const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
 const BU_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x04];
-
-fn write(path: &Path, bytes: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, bytes).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
-}
-
-fn filler(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A Raspberry Pi OS-like root: Bookworm keeps the boot partition at boot/firmware, Bullseye at boot.
-fn os_tree(dir: &Path, codename: &str, seed: u64) {
-    let boot = if codename == "bullseye" {
-        "boot"
-    } else {
-        "boot/firmware"
-    };
-    write(
-        &dir.join("etc/os-release"),
-        format!("VERSION_CODENAME={codename}\n").as_bytes(),
-    );
-    write(
-        &dir.join("etc/fstab"),
-        format!("proc /proc proc defaults 0 0\nPARTUUID=4e639091-01 /{boot} vfat defaults 0 2\nPARTUUID=4e639091-02 / ext4 defaults,noatime 0 1\n").as_bytes(),
-    );
-    write(&dir.join("etc/hostname"), b"raspberrypi\n");
-    write(
-        &dir.join("etc/hosts"),
-        b"127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n",
-    );
-    write(
-        &dir.join("etc/passwd"),
-        b"root:x:0:0:root:/root:/bin/bash\n",
-    );
-    let b = dir.join(boot);
-    for f in ["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"] {
-        write(
-            &b.join(f),
-            &fs::read(Path::new(SHARED).join("raspi-firmware").join(f)).unwrap(),
-        );
-    }
-    write(
-        &b.join("config.txt"),
-        b"[all]\narm_64bit=1\nkernel=kernel8.img\n",
-    );
-    write(&b.join("cmdline.txt"), b"console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n");
-    write(&b.join("kernel8.img"), &filler(3 << 20, seed));
-    write(&b.join("initramfs8"), &filler(700_000, seed + 1));
-    write(&b.join("overlays/overlay_map.dtb"), &filler(2000, seed + 2));
-    for d in walk_dirs(dir) {
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-}
-
-fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![dir.to_owned()];
-    for e in fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk_dirs(&e.path()));
-        }
-    }
-    out
-}
 
 struct Setup {
     _tmp: tempfile::TempDir,
@@ -110,9 +37,7 @@ fn setup(clients: &str) -> Setup {
         &root.join("srv/eeprom/pieeprom.bin"),
         &fs::read(Path::new(SHARED).join("rpi-eeprom/pieeprom-2026-05-17.bin")).unwrap(),
     );
-    for d in walk_dirs(&root) {
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    make_traversable(&root);
     let config = tmp.path().join("pinetboot.yaml");
     fs::write(
         &config,

@@ -8,11 +8,12 @@
 mod support;
 
 use support::mountns::MountNs;
+use support::roots::{make_traversable, os_tree, write};
 
 use std::fs;
 use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -40,23 +41,6 @@ fn run_in(ns: &MountNs, args: &[&str]) {
     assert!(out.status.success(), "{args:?}: {out:?}");
 }
 
-fn write(path: &Path, bytes: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, bytes).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
-}
-
-fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![dir.to_owned()];
-    for e in fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk_dirs(&e.path()));
-        }
-    }
-    out
-}
-
 struct Setup {
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -74,34 +58,10 @@ impl Setup {
 fn setup() -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
-    let img = root.join("srv/rootfs/bookworm");
-    write(&img.join("etc/os-release"), b"VERSION_CODENAME=bookworm\n");
-    write(
-        &img.join("etc/fstab"),
-        b"proc /proc proc defaults 0 0\nPARTUUID=4e639091-01 /boot/firmware vfat defaults 0 2\nPARTUUID=4e639091-02 / ext4 defaults,noatime 0 1\n",
-    );
-    write(&img.join("etc/hostname"), b"raspberrypi\n");
-    write(
-        &img.join("etc/hosts"),
-        b"127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n",
-    );
-    write(
-        &img.join("etc/passwd"),
-        b"root:x:0:0:root:/root:/bin/bash\n",
-    );
-    let b = img.join("boot/firmware");
-    for f in ["start4.elf", "fixup4.dat", "config.txt", "kernel8.img"] {
-        write(&b.join(f), format!("{f}\n").as_bytes());
-    }
-    write(
-        &b.join("cmdline.txt"),
-        b"console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 rootwait\n",
-    );
+    os_tree(&root.join("srv/rootfs/bookworm"), "bookworm", 5);
     write(&root.join("etc/fstab"), b"proc /proc proc defaults 0 0\n");
     // dnsmasq serves as nobody: every folder on the way must be traversable.
-    for d in walk_dirs(tmp.path()) {
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    make_traversable(tmp.path());
     let config = tmp.path().join("pinetboot.yaml");
     fs::write(
         &config,

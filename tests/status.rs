@@ -9,71 +9,19 @@
 mod support;
 
 use support::mountns::MountNs;
+use support::roots::{make_traversable, os_tree, write};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
 use support::pi4::{EmulatedPi, Outcome, Step};
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
 const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
 const STRANGER_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0xaa, 0xbb, 0xcc];
-
-fn write(path: &Path, bytes: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, bytes).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
-}
-
-fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![dir.to_owned()];
-    for e in fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk_dirs(&e.path()));
-        }
-    }
-    out
-}
-
-/// A Bookworm-like root (boot files in boot/firmware).
-fn os_tree(dir: &Path) {
-    write(&dir.join("etc/os-release"), b"VERSION_CODENAME=bookworm\n");
-    write(
-        &dir.join("etc/fstab"),
-        b"proc /proc proc defaults 0 0\nPARTUUID=4e639091-01 /boot/firmware vfat defaults 0 2\nPARTUUID=4e639091-02 / ext4 defaults,noatime 0 1\n",
-    );
-    write(&dir.join("etc/hostname"), b"raspberrypi\n");
-    write(
-        &dir.join("etc/hosts"),
-        b"127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n",
-    );
-    write(
-        &dir.join("etc/passwd"),
-        b"root:x:0:0:root:/root:/bin/bash\n",
-    );
-    let b = dir.join("boot/firmware");
-    for f in ["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"] {
-        write(
-            &b.join(f),
-            &fs::read(Path::new(SHARED).join("raspi-firmware").join(f)).unwrap(),
-        );
-    }
-    write(
-        &b.join("config.txt"),
-        b"[all]\narm_64bit=1\nkernel=kernel8.img\n",
-    );
-    write(
-        &b.join("cmdline.txt"),
-        b"console=serial0,115200 root=PARTUUID=4e639091-02 rootfstype=ext4 rootwait\n",
-    );
-    write(&b.join("kernel8.img"), &vec![0x5a; 300_000]);
-    write(&b.join("initramfs8"), &vec![0xa5; 200_000]);
-}
 
 /// Two declared clients: `bw` by MAC, `idle` without a MAC (so any Raspberry Pi MAC is
 /// offered a boot, and an undeclared Pi reaches TFTP). No `defaults.image`.
@@ -115,11 +63,9 @@ fn status_and_discover_read_the_log_of_a_real_boot() {
     let tmp = tempfile::tempdir().unwrap();
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let root = tmp.path().join("root");
-    os_tree(&root.join("srv/rootfs/bookworm"));
+    os_tree(&root.join("srv/rootfs/bookworm"), "bookworm", 3);
     write(&root.join("etc/fstab"), b"proc /proc proc defaults 0 0\n");
-    for d in walk_dirs(&root) {
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    make_traversable(&root);
     let config = tmp.path().join("pinetboot.yaml");
     fs::write(&config, config_text()).unwrap();
 

@@ -5,3 +5,4 @@
 pub mod mountns;
 pub mod netlab;
 pub mod pi4;
+pub mod roots;
