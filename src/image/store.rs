@@ -203,6 +203,9 @@ pub fn ensure(
             0o644,
         )
         .context("writing manifest.json")?;
+        // The tree's data is on disk before the entry appears under its name.
+        rustix::fs::syncfs(crate::host::atomic::open_dir(&staging)?)
+            .with_context(|| format!("syncing {}", staging.display()))?;
         if crate::host::atomic::crash_point("before-store-rename") {
             std::process::abort();
         }

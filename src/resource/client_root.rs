@@ -76,6 +76,10 @@ impl ClientRoot {
             reflinked = stats.reflinked,
             "copied client root"
         );
+        // The copy's data reaches the disk before the root appears under its name, so a
+        // power cut never leaves a root of empty files (one syncfs, not one fsync per file).
+        rustix::fs::syncfs(crate::host::atomic::open_dir(&staging)?)
+            .with_context(|| format!("syncing {}", staging.display()))?;
         if crate::host::atomic::crash_point("before-root-rename") {
             std::process::abort();
         }
