@@ -211,10 +211,10 @@ mod tests {
                 root,
                 &[
                     "# c".into(),
-                    "/nfs/a/boot /tftpboot/abcd1234 none bind,nofail 0 0".into()
+                    "/nfs/a/boot /tftpboot/abcd1234 none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0".into()
                 ]
             ),
-            "# c\n/tmp/r/nfs/a/boot /tmp/r/tftpboot/abcd1234 none bind,nofail 0 0\n"
+            "# c\n/tmp/r/nfs/a/boot /tmp/r/tftpboot/abcd1234 none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0\n"
         );
     }
 

@@ -327,3 +327,57 @@ fn swap_between_plan_and_apply() {
         "outside secret\n"
     );
 }
+
+#[test]
+fn a_symlink_planted_in_the_boot_folder_is_never_followed_through_the_tftp_folder() {
+    let env = setup();
+    // The client (root on its Pi) plants links to a host secret in its own boot folder.
+    let secret = env.outside.join("secret");
+    std::os::unix::fs::symlink(&secret, victim(&env, "boot/firmware/leak")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../../../etc/hostname",
+        victim(&env, "boot/firmware/up"),
+    )
+    .unwrap();
+    // Through the TFTP folder (what dnsmasq serves), neither is followed.
+    let tftp = env.path(&format!("/tftpboot/{S1}"));
+    for name in ["leak", "up"] {
+        let r = env.ns.run("cat", &[tftp.join(name)]);
+        assert_ne!(
+            r.status.code(),
+            Some(0),
+            "{name} was followed: {}",
+            r.stdout
+        );
+        assert!(
+            r.stderr.contains("Too many levels of symbolic links"),
+            "{name}: {}",
+            r.stderr
+        );
+    }
+    // The mount is read-only, too: nothing is written into the client's tree through it.
+    let r = env.ns.run("touch", &[tftp.join("new-file")]);
+    assert_ne!(r.status.code(), Some(0));
+    assert!(r.stderr.contains("Read-only file system"), "{}", r.stderr);
+    // Regular boot files are served as before.
+    env.ns
+        .sh(&format!("test -s {}", tftp.join("start4.elf").display()));
+}
+
+#[test]
+fn a_bind_mount_remounted_writable_is_repaired() {
+    let env = setup();
+    env.apply_ok();
+    let tftp = env.path(&format!("/tftpboot/{S1}"));
+    env.ns
+        .sh(&format!("mount -o remount,bind,rw {}", tftp.display()));
+    let plan = env.pt(&["plan"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout.contains(&format!("~ bind mount /tftpboot/{S1} (mounted from elsewhere or without ro,nosuid,nodev,noexec,nosymfollow")),
+        "{}",
+        plan.stdout
+    );
+    env.apply_ok();
+    env.assert_converged();
+}

@@ -293,7 +293,7 @@ fn check(case: &Case) {
     let fstab = env.read("/etc/fstab");
     assert!(
         fstab.contains(&format!(
-            "/nfs/{}/{boot} /tftpboot/{} none bind,nofail 0 0\n",
+            "/nfs/{}/{boot} /tftpboot/{} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0\n",
             case.client, case.serial
         )),
         "{fstab}"

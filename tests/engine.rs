@@ -389,7 +389,7 @@ fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
     // and chmods the TFTP root 0777.
     std::fs::write(&conf, format!("{dnsmasq}dhcp-range=0.0.0.0,proxy\n")).unwrap();
     let foreign = "10.0.0.5:/srv/media /media nfs defaults,_netdev 0 0\n";
-    let edited = fstab_applied.replace(" none bind,nofail 0 0", " none bind 0 0");
+    let edited = fstab_applied.replace(" none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0", " none bind 0 0");
     assert_ne!(edited, fstab_applied);
     std::fs::write(env.path("/etc/fstab"), format!("{edited}{foreign}")).unwrap();
     let tftp = env.path(&format!("/tftpboot/{S1}"));
@@ -648,11 +648,11 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     assert!(exports.contains("/nfs/raspi1 "), "{exports}");
     let fstab = env.read("/etc/fstab");
     assert!(!fstab.contains(S2), "{fstab}");
-    let line1 = format!("/nfs/raspi1/boot/firmware /tftpboot/{S1} none bind,nofail 0 0\n");
+    let line1 = format!("/nfs/raspi1/boot/firmware /tftpboot/{S1} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0\n");
     assert_eq!(
         fstab,
         fstab_before.replace(
-            &format!("/nfs/raspi2/boot/firmware /tftpboot/{S2} none bind,nofail 0 0\n"),
+            &format!("/nfs/raspi2/boot/firmware /tftpboot/{S2} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0\n"),
             ""
         )
     );
@@ -1023,7 +1023,7 @@ fn expected_block(names: &[&str]) -> Option<Vec<String>> {
             _ => S3,
         };
         v.push(format!(
-            "/nfs/{n}/boot/firmware /tftpboot/{s} none bind,nofail 0 0"
+            "/nfs/{n}/boot/firmware /tftpboot/{s} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0"
         ));
     }
     Some(v)

@@ -134,7 +134,7 @@ fn fstab_block_passes_findmnt_verify() {
     fs::create_dir_all(root.path().join("tftpboot/0c4c21e5")).unwrap();
     let lines = vec![
         "# Boot folders of Raspberry Pi clients, bind-mounted onto the TFTP root.".to_owned(),
-        "/nfs/raspi1/boot/firmware /tftpboot/0c4c21e5 none bind,nofail 0 0".to_owned(),
+        "/nfs/raspi1/boot/firmware /tftpboot/0c4c21e5 none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0".to_owned(),
     ];
     let out = fstab_check("/etc/fstab", &fstab_under(root.path(), &lines)).unwrap();
     assert!(
@@ -142,7 +142,7 @@ fn fstab_block_passes_findmnt_verify() {
         "{out}"
     );
     // A target that does not exist is findmnt's error.
-    let lines = vec!["/nfs/raspi2/boot /tftpboot/abcd1234 none bind,nofail 0 0".to_owned()];
+    let lines = vec!["/nfs/raspi2/boot /tftpboot/abcd1234 none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0".to_owned()];
     let e = fstab_check("/etc/fstab", &fstab_under(root.path(), &lines)).unwrap_err();
     let msg = format!("{e:#}");
     assert!(

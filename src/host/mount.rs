@@ -5,9 +5,16 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use rustix::mount::{MoveMountFlags, OpenTreeFlags, UnmountFlags};
+use rustix::mount::{MountFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags};
 
-/// Bind-mounts the folder open as `source` onto the host folder `target`.
+/// The per-mount options of a boot-folder bind mount, as mountinfo shows them. TFTP only
+/// reads, and the client owns the tree: nothing in it is followed (`nosymfollow`: a symlink
+/// the client plants can never make the TFTP server read a host file), written, executed or
+/// used as a device.
+pub const BIND_OPTIONS: &[&str] = &["ro", "nosuid", "nodev", "noexec", "nosymfollow"];
+
+/// Bind-mounts the folder open as `source` onto the host folder `target`, read-only and
+/// without following symlinks ([`BIND_OPTIONS`]).
 pub fn bind(source: &OwnedFd, target: &Path) -> io::Result<()> {
     let tree = rustix::mount::open_tree(
         source,
@@ -22,6 +29,22 @@ pub fn bind(source: &OwnedFd, target: &Path) -> io::Result<()> {
         rustix::fs::CWD,
         target,
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
+    restrict(target)
+}
+
+/// Sets [`BIND_OPTIONS`] on the bind mount at `target` (a bind remount changes only this
+/// mount's flags).
+pub fn restrict(target: &Path) -> io::Result<()> {
+    rustix::mount::mount_remount(
+        target,
+        MountFlags::BIND
+            | MountFlags::RDONLY
+            | MountFlags::NOSUID
+            | MountFlags::NODEV
+            | MountFlags::NOEXEC
+            | MountFlags::NOSYMFOLLOW,
+        "",
     )?;
     Ok(())
 }

@@ -11,6 +11,8 @@ pub struct Mount {
     pub root: String,
     /// Where it is mounted.
     pub mount_point: String,
+    /// Per-mount options (`ro,nosuid,nodev,noexec,relatime,nosymfollow`).
+    pub options: String,
     /// Filesystem type.
     pub fstype: String,
 }
@@ -49,12 +51,14 @@ fn parse_line(line: &str) -> Option<Mount> {
     let _devno = f.next()?;
     let root = unescape(f.next()?);
     let mount_point = unescape(f.next()?);
+    let options = f.next()?.to_owned();
     let fstype = right.split(' ').next()?.to_owned();
     Some(Mount {
         id,
         parent,
         root,
         mount_point,
+        options,
         fstype,
     })
 }
@@ -79,6 +83,7 @@ mod tests {
         assert_eq!(m[0].root, "/mnt a");
         assert_eq!(m[0].mount_point, "/tftp\\x");
         assert_eq!(m[0].fstype, "ext3");
+        assert_eq!(m[0].options, "rw,noatime");
     }
 
     #[test]
@@ -86,5 +91,13 @@ mod tests {
         assert_eq!(unescape("a\\0b"), "a\\0b");
         assert_eq!(unescape("a\\011b\\012"), "a\tb\n");
         assert_eq!(unescape("\\"), "\\");
+    }
+}
+
+impl Mount {
+    /// Whether every option in `wanted` is among this mount's per-mount options.
+    pub fn has_options(&self, wanted: &[&str]) -> bool {
+        let have: Vec<&str> = self.options.split(',').collect();
+        wanted.iter().all(|w| have.contains(w))
     }
 }

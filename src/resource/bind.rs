@@ -25,10 +25,13 @@ impl Bind {
         host_join(&self.root, &self.boot_dir)
     }
 
-    /// Whether the target is a mount of exactly the source folder.
+    /// Whether the target is a mount of exactly the source folder, with the safe options.
     fn mounted_right(&self, ctx: &Ctx) -> anyhow::Result<Option<bool>> {
-        if ctx.mount_at(&self.target).is_none() {
+        let Some(m) = ctx.mount_at(&self.target) else {
             return Ok(None);
+        };
+        if !m.has_options(mount::BIND_OPTIONS) {
+            return Ok(Some(false));
         }
         let tree = match ctx.client_view(&self.client) {
             Ok((tree, false)) => tree,
@@ -47,7 +50,8 @@ impl Bind {
         Ok(match self.mounted_right(ctx)? {
             Some(true) => None,
             Some(false) => Some(change(Action::Update).detail(format!(
-                "mounted from elsewhere; remount from {}",
+                "mounted from elsewhere or without {}; remount from {}",
+                mount::BIND_OPTIONS.join(","),
                 self.source()
             ))),
             None => {
