@@ -905,6 +905,7 @@ mod tests {
             parent: 22,
             root: "/".into(),
             mount_point: "/proc/fs/nfsd".into(),
+            options: "rw,relatime".into(),
             fstype: "nfsd".into(),
         }
     }
