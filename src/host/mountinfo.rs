@@ -17,6 +17,14 @@ pub struct Mount {
     pub fstype: String,
 }
 
+impl Mount {
+    /// Whether every option in `wanted` is among this mount's per-mount options.
+    pub fn has_options(&self, wanted: &[&str]) -> bool {
+        let have: Vec<&str> = self.options.split(',').collect();
+        wanted.iter().all(|w| have.contains(w))
+    }
+}
+
 /// Decodes mountinfo's octal escapes (`\040` space, `\011` tab, `\012` newline, `\134` `\`).
 pub fn unescape(field: &str) -> String {
     let b = field.as_bytes();
@@ -91,13 +99,5 @@ mod tests {
         assert_eq!(unescape("a\\0b"), "a\\0b");
         assert_eq!(unescape("a\\011b\\012"), "a\tb\n");
         assert_eq!(unescape("\\"), "\\");
-    }
-}
-
-impl Mount {
-    /// Whether every option in `wanted` is among this mount's per-mount options.
-    pub fn has_options(&self, wanted: &[&str]) -> bool {
-        let have: Vec<&str> = self.options.split(',').collect();
-        wanted.iter().all(|w| have.contains(w))
     }
 }
