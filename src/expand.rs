@@ -152,7 +152,9 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                     client: Some(name.clone()),
                 }));
                 let source = crate::resource::host_join(&root, &client_out.boot_dir);
-                fstab_lines.push(format!("{source} {tftp} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0"));
+                fstab_lines.push(format!(
+                    "{source} {tftp} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0"
+                ));
                 binds.push(Resource::Bind(Bind {
                     client: name.clone(),
                     root: root.clone(),

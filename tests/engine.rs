@@ -389,7 +389,10 @@ fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
     // and chmods the TFTP root 0777.
     std::fs::write(&conf, format!("{dnsmasq}dhcp-range=0.0.0.0,proxy\n")).unwrap();
     let foreign = "10.0.0.5:/srv/media /media nfs defaults,_netdev 0 0\n";
-    let edited = fstab_applied.replace(" none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0", " none bind 0 0");
+    let edited = fstab_applied.replace(
+        " none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0",
+        " none bind 0 0",
+    );
     assert_ne!(edited, fstab_applied);
     std::fs::write(env.path("/etc/fstab"), format!("{edited}{foreign}")).unwrap();
     let tftp = env.path(&format!("/tftpboot/{S1}"));
@@ -648,7 +651,9 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     assert!(exports.contains("/nfs/raspi1 "), "{exports}");
     let fstab = env.read("/etc/fstab");
     assert!(!fstab.contains(S2), "{fstab}");
-    let line1 = format!("/nfs/raspi1/boot/firmware /tftpboot/{S1} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0\n");
+    let line1 = format!(
+        "/nfs/raspi1/boot/firmware /tftpboot/{S1} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0\n"
+    );
     assert_eq!(
         fstab,
         fstab_before.replace(
