@@ -145,7 +145,7 @@ pub fn apply(
         ..Report::default()
     };
     // Record ownership of everything we may create before creating it (crash safety).
-    let old = State::load(host, &valid.paths.state)?;
+    let old = desired.previous.clone();
     let mut union = old.clone();
     for (k, v) in &desired.state.clients {
         union.clients.entry(k.clone()).or_insert_with(|| v.clone());

@@ -61,6 +61,8 @@ pub struct Desired {
     pub clients: HashMap<String, ClientPaths>,
     /// The state to record after a successful apply.
     pub state: State,
+    /// The state as it was read (what pinetboot owned before).
+    pub previous: State,
 }
 
 /// The host path of a client's root.
@@ -106,6 +108,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
             version: crate::state::VERSION,
             clients: BTreeMap::new(),
         },
+        previous: old.clone(),
     };
     let mut binds = Vec::new();
     let mut fstab_lines = Vec::new();

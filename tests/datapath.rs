@@ -7,14 +7,14 @@
 mod support;
 
 use support::mountns::MountNs;
-use support::roots::{SHARED, make_traversable, os_tree, write};
+use support::roots::{SHARED, generated_conf, make_traversable, os_tree, write};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
-use support::pi4::{ClientKind, EmulatedPi, Outcome, Step};
+use support::pi4::{ClientKind, EmulatedPi};
 
 const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
 const BU_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x04];
@@ -68,54 +68,13 @@ fn apply(ns: &MountNs, s: &Setup) {
     );
 }
 
-/// The generated drop-in, with the --root prefix added to tftp-root as the host would see it.
+/// The generated drop-in, runnable in the lab.
 fn server_conf(lab: &Lab, s: &Setup) -> PathBuf {
-    let text = fs::read_to_string(s.root.join("etc/dnsmasq.d/pinetboot.conf")).unwrap();
-    assert!(text.contains("tftp-root=/tftpboot\n"), "{text}");
-    let text = text.replace(
-        "tftp-root=/tftpboot",
-        &format!("tftp-root={}/tftpboot", s.root.display()),
-    );
-    // The lab gives dnsmasq its own --log-facility (and waits on that log); a log-facility
-    // line in the file would override it.
-    let text: String = text
-        .lines()
-        .filter(|l| !l.starts_with("log-facility="))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let dir = lab.dir().join("conf.d");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("pinetboot.conf"), text).unwrap();
-    dir
+    generated_conf(&s.root, &lab.dir().join("conf.d"), false)
 }
 
 fn assert_boots(pi: &EmulatedPi, folder: &Path, blksize: u16) -> support::pi4::BootReport {
-    let mut pi = pi.clone();
-    pi.blksize = blksize;
-    let report = pi
-        .boot(folder)
-        .unwrap_or_else(|e| panic!("DHCP phase failed: {e}"));
-    assert!(report.booted() && report.all_ok(), "{report}");
-    assert_eq!(report.tftp_server, SERVER_IP);
-    for f in [
-        "config.txt",
-        "start4.elf",
-        "fixup4.dat",
-        "bcm2711-rpi-4-b.dtb",
-        "cmdline.txt",
-        "kernel8.img",
-        "initramfs8",
-    ] {
-        let path = format!("{}/{f}", pi.prefix());
-        assert!(
-            report.entries.iter().any(|e| e.path == path
-                && e.step == Step::Get
-                && e.ok
-                && matches!(e.outcome, Outcome::Fetched { .. })),
-            "{path} not fetched intact:\n{report}"
-        );
-    }
-    report
+    support::pi4::assert_boots(pi, folder, blksize, SERVER_IP)
 }
 
 #[test]
@@ -198,6 +157,10 @@ fn undeclared_macs_and_serials_get_nothing_and_pruned_clients_stop_booting() {
     assert!(
         s.root.join("nfs/bu/boot/kernel8.img").is_file(),
         "client data kept"
+    );
+    assert!(
+        !s.root.join("tftpboot/abcd1234").exists(),
+        "the pruned TFTP folder is gone"
     );
     let bu = EmulatedPi::new(&lab.add_pi(BU_MAC), 0xabcd_1234);
     let d = bu.discover().unwrap();

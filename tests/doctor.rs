@@ -8,7 +8,7 @@
 mod support;
 
 use support::mountns::MountNs;
-use support::roots::{make_traversable, os_tree, write};
+use support::roots::{generated_conf, make_traversable, os_tree, write};
 
 use std::fs;
 use std::net::UdpSocket;
@@ -92,20 +92,7 @@ fn apply(ns: &MountNs, s: &Setup) {
 /// Starts dnsmasq on the generated drop-in (tftp-root with the --root prefix, as the host would
 /// see it; its log-facility dropped for the lab's) in the server namespace and the mount namespace of the bind mounts.
 fn start_dnsmasq(lab: &Lab, ns: &MountNs, s: &Setup) {
-    let text = fs::read_to_string(s.root.join("etc/dnsmasq.d/pinetboot.conf")).unwrap();
-    let text = text.replace(
-        "tftp-root=/tftpboot",
-        &format!("tftp-root={}/tftpboot", s.root.display()),
-    );
-    // The lab gives dnsmasq its own log file.
-    let text: String = text
-        .lines()
-        .filter(|l| !l.starts_with("log-facility="))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let dir = lab.dir().join("conf.d");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("pinetboot.conf"), text).unwrap();
+    let dir = generated_conf(&s.root, &lab.dir().join("conf.d"), false);
     lab.start_server_dnsmasq_in(&dir, &[], Some(ns.holder.id()));
 }
 

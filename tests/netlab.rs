@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use pinetboot::bootlog::{self, BootEventKind};
 use support::netlab::{Lab, SERVER_IFACE, SERVER_IP, ServerHandle, mac_string};
-use support::pi4::{ClientKind, EmulatedPi, Outcome, Step};
+use support::pi4::{ClientKind, EmulatedPi};
 
 const FIRMWARE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -136,32 +136,7 @@ fn start_server(lab: &Lab, conf: &str) -> ServerHandle {
 }
 
 fn assert_booted(pi: &EmulatedPi, folder: &Path, blksize: u16) {
-    let mut pi = pi.clone();
-    pi.blksize = blksize;
-    let report = pi
-        .boot(folder)
-        .unwrap_or_else(|e| panic!("DHCP phase failed: {e}"));
-    assert!(report.booted() && report.all_ok(), "{report}");
-    assert_eq!(report.tftp_server, SERVER_IP);
-    // Every required file was fetched in full, not just probed.
-    for f in [
-        "config.txt",
-        "start4.elf",
-        "fixup4.dat",
-        "bcm2711-rpi-4-b.dtb",
-        "cmdline.txt",
-        "kernel8.img",
-        "initramfs8",
-    ] {
-        let path = format!("{}/{f}", pi.prefix());
-        assert!(
-            report.entries.iter().any(|e| e.path == path
-                && e.step == Step::Get
-                && e.ok
-                && matches!(e.outcome, Outcome::Fetched { blksize: b, .. } if b == blksize)),
-            "{path} not fetched intact:\n{report}"
-        );
-    }
+    let report = support::pi4::assert_boots(pi, folder, blksize, SERVER_IP);
     assert!(!report.present("pieeprom.upd"), "{report}");
 }
 

@@ -9,7 +9,7 @@
 mod support;
 
 use support::mountns::MountNs;
-use support::roots::{make_traversable, os_tree, write};
+use support::roots::{generated_conf, make_traversable, os_tree, write};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -87,18 +87,7 @@ fn status_and_discover_read_the_log_of_a_real_boot() {
         text.contains("\nlog-facility=/var/log/pinetboot/dnsmasq.log\n"),
         "{text}"
     );
-    let text = text
-        .replace(
-            "tftp-root=/tftpboot",
-            &format!("tftp-root={}/tftpboot", root.display()),
-        )
-        .replace(
-            "log-facility=/var/log/",
-            &format!("log-facility={}/var/log/", root.display()),
-        );
-    let conf_dir = lab.dir().join("conf.d");
-    fs::create_dir_all(&conf_dir).unwrap();
-    fs::write(conf_dir.join("pinetboot.conf"), text).unwrap();
+    let conf_dir = generated_conf(&root, &lab.dir().join("conf.d"), true);
     // The drop-in's log-facility wins over the lab's --log-facility: let the lab watch the
     // file dnsmasq really writes (the lab names its first server's log server0.log).
     let log = log_dir.join("dnsmasq.log");

@@ -61,13 +61,7 @@ impl Finding {
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Finding {
-            id: id.into(),
-            severity: Severity::Warning,
-            check: check.into(),
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
+        Self::with_fix(Severity::Warning, id, check, detail, fix)
     }
 
     /// A problem with its fix.
@@ -77,9 +71,19 @@ impl Finding {
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
+        Self::with_fix(Severity::Problem, id, check, detail, fix)
+    }
+
+    fn with_fix(
+        severity: Severity,
+        id: impl Into<String>,
+        check: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Finding {
             id: id.into(),
-            severity: Severity::Problem,
+            severity,
             check: check.into(),
             detail: detail.into(),
             fix: Some(fix.into()),

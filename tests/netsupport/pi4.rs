@@ -1207,3 +1207,37 @@ impl fmt::Display for BootReport {
         Ok(())
     }
 }
+
+/// Boots `pi` at `blksize` from the TFTP server `server` and asserts what a real board needs:
+/// the serial prefix used, every file matching `folder` byte for byte, and every required boot
+/// file fetched in full (not just probed) at the requested block size. Returns the report for
+/// further checks.
+#[track_caller]
+pub fn assert_boots(pi: &EmulatedPi, folder: &Path, blksize: u16, server: Ipv4Addr) -> BootReport {
+    let mut pi = pi.clone();
+    pi.blksize = blksize;
+    let report = pi
+        .boot(folder)
+        .unwrap_or_else(|e| panic!("DHCP phase failed: {e}"));
+    assert!(report.booted() && report.all_ok(), "{report}");
+    assert_eq!(report.tftp_server, server);
+    for f in [
+        "config.txt",
+        "start4.elf",
+        "fixup4.dat",
+        "bcm2711-rpi-4-b.dtb",
+        "cmdline.txt",
+        "kernel8.img",
+        "initramfs8",
+    ] {
+        let path = format!("{}/{f}", pi.prefix());
+        assert!(
+            report.entries.iter().any(|e| e.path == path
+                && e.step == Step::Get
+                && e.ok
+                && matches!(e.outcome, Outcome::Fetched { blksize: b, .. } if b == blksize)),
+            "{path} not fetched intact at blksize {blksize}:\n{report}"
+        );
+    }
+    report
+}

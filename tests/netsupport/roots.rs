@@ -88,3 +88,29 @@ pub fn make_traversable(dir: &Path) {
         fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
     }
 }
+
+/// pinetboot's generated dnsmasq drop-in under `root`, made runnable in the lab: `tftp-root`
+/// (and, with `keep_log`, `log-facility`) get the `--root` prefix, as the host would see them.
+/// Without `keep_log` its `log-facility` line is dropped, so the lab's own log (which the lab
+/// waits on) is used. Written to `conf_dir/pinetboot.conf`; returns `conf_dir`.
+pub fn generated_conf(root: &Path, conf_dir: &Path, keep_log: bool) -> PathBuf {
+    let text = fs::read_to_string(root.join("etc/dnsmasq.d/pinetboot.conf")).unwrap();
+    assert!(text.contains("tftp-root=/tftpboot\n"), "{text}");
+    let prefix = root.display();
+    let text: String = text
+        .lines()
+        .filter(|l| keep_log || !l.starts_with("log-facility="))
+        .map(|l| {
+            match l
+                .strip_prefix("tftp-root=")
+                .or(l.strip_prefix("log-facility="))
+            {
+                Some(path) => format!("{}={prefix}{path}\n", l.split('=').next().unwrap()),
+                None => format!("{l}\n"),
+            }
+        })
+        .collect();
+    fs::create_dir_all(conf_dir).unwrap();
+    fs::write(conf_dir.join("pinetboot.conf"), text).unwrap();
+    conf_dir.to_owned()
+}
