@@ -312,7 +312,62 @@ fn xz_multiblock_bullseye_layout() {
     let report = unpack(&xz, &sha256_of(&xz), &dest, &no_progress).unwrap();
     assert_eq!(report.format, Format::Xz);
     assert_eq!(report.sha256, sha256_of(&xz));
+    assert!(
+        report.parallel_decoders >= 1,
+        "a multi-block xz is decoded block by block while it is unpacked"
+    );
     check_unpacked(&b, &dest, &report);
+}
+
+/// The block-parallel path: the digest is checked before anything is parsed, a block whose
+/// data does not match its check is an error naming the block, and neither leaves anything.
+#[test]
+fn xz_parallel_digest_and_corrupt_block() {
+    let b = build_image("boot/firmware", &[]);
+    let t = b.dir.path();
+    let dest = t.join("dest");
+    run(Command::new("xz")
+        .args(["-T2", "-0", "-k", "--block-size=1MiB"])
+        .arg(&b.disk));
+    let xz = b.disk.with_extension("img.xz");
+
+    let wrong = "1".repeat(64);
+    let msg = expect_failure(&xz, &wrong, &dest, |e| {
+        matches!(e, ImageError::Sha256Mismatch { .. })
+    });
+    assert!(
+        msg.contains(&wrong) && msg.contains(&sha256_of(&xz)),
+        "{msg}"
+    );
+
+    // Flip the last byte (of the check) of every other block past the partition table: the
+    // stream still decodes, but not to what was compressed. The declared digest is the
+    // corrupted file's own, so only the xz checks can tell.
+    let list = run(Command::new("xz").args(["-lvv", "--robot"]).arg(&xz));
+    let mut bytes = fs::read(&xz).unwrap();
+    let mut flipped = 0;
+    for l in list.lines().filter(|l| l.starts_with("block\t")) {
+        let f: Vec<&str> = l.split('\t').collect();
+        let (n, off, total): (u64, usize, usize) = (
+            f[3].parse().unwrap(),
+            f[4].parse().unwrap(),
+            f[6].parse().unwrap(),
+        );
+        if n > 1 && n % 2 == 0 {
+            bytes[off + total - 1] ^= 0x40;
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 2, "too few blocks:\n{list}");
+    let bad = t.join("bad.img.xz");
+    fs::write(&bad, &bytes).unwrap();
+    let msg = expect_failure(&bad, &sha256_of(&bad), &dest, |e| {
+        matches!(e, ImageError::Decompress { format: "xz", .. })
+    });
+    assert!(
+        msg.contains("bad.img.xz") && msg.contains("xz block") && msg.contains("CRC64 check"),
+        "{msg}"
+    );
 }
 
 #[test]

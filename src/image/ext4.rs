@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use ext4_view::{Ext4, FileType};
+use std::os::fd::AsFd;
+
+use ext4_view::{Ext4, FileType, Metadata};
 
 use crate::tree::{Meta, TreeWriter};
 
@@ -57,13 +59,14 @@ impl Ext4Walk<'_> {
         }
     }
 
-    /// Metadata of an inode (ext4-view's view plus the raw xattrs), after
-    /// checking both readers agree on its type.
-    pub(crate) fn meta(&self, abs: &[u8], raw: &RawInode) -> Result<(Meta, FileType), ImageError> {
-        let md = self
-            .fs
-            .symlink_metadata(abs)
-            .map_err(|e| self.view_err(abs, e))?;
+    /// Metadata of an inode (ext4-view's `md` plus the raw xattrs), after
+    /// checking both readers agree on its type, mode and size.
+    pub(crate) fn meta(
+        &self,
+        abs: &[u8],
+        raw: &RawInode,
+        md: &Metadata,
+    ) -> Result<(Meta, FileType), ImageError> {
         let ft = md.file_type();
         let raw_kind = raw.mode & 0o170000;
         let expect = match ft {
@@ -82,6 +85,16 @@ impl Ext4Walk<'_> {
                     "the two readers disagree on the mode ({:o} vs {:o})",
                     md.mode(),
                     raw.mode
+                ),
+            ));
+        }
+        if ft != FileType::Directory && md.len() != raw.size {
+            return Err(self.raw_err(
+                abs,
+                format!(
+                    "the two readers disagree on the size ({} vs {})",
+                    md.len(),
+                    raw.size
                 ),
             ));
         }
@@ -118,27 +131,29 @@ impl Ext4Walk<'_> {
             .raw
             .dir_entries(&raw_dir)
             .map_err(|e| self.raw_err(abs, e))?;
-        // Cross-check the listing with ext4-view's (htree, checksums).
-        let mut names = Vec::new();
+        // Cross-check the listing with ext4-view's (htree, checksums); its
+        // entries read their inodes by number (no path lookups).
+        let mut entries = Vec::new();
         for entry in self.fs.read_dir(abs).map_err(|e| self.view_err(abs, e))? {
             let entry = entry.map_err(|e| self.view_err(abs, e))?;
             let name = entry.file_name().as_ref().to_vec();
             if name != b"." && name != b".." {
-                names.push(name);
+                let md = entry.metadata().map_err(|e| self.view_err(abs, e))?;
+                entries.push((name, md));
             }
         }
-        if names.len() != by_name.len() || names.iter().any(|n| !by_name.contains_key(n)) {
+        if entries.len() != by_name.len() || entries.iter().any(|(n, _)| !by_name.contains_key(n)) {
             return Err(self.raw_err(
                 abs,
                 format!(
                     "directory listings disagree ({} vs {} entries)",
-                    names.len(),
+                    entries.len(),
                     by_name.len()
                 ),
             ));
         }
-        names.sort();
-        for name in names {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, md) in entries {
             if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
                 return Err(self.hostile(format!("bad name {:?} in {}", show(&name), show(abs))));
             }
@@ -150,14 +165,21 @@ impl Ext4Walk<'_> {
             child_abs.extend_from_slice(&name);
             let child_rel =
                 rel.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&name));
-            self.entry(&child_abs, child_ino, &child_rel, depth)?;
+            self.entry(&child_abs, child_ino, &child_rel, &md, depth)?;
         }
         Ok(())
     }
 
-    fn entry(&mut self, abs: &[u8], ino: u32, rel: &Path, depth: usize) -> Result<(), ImageError> {
+    fn entry(
+        &mut self,
+        abs: &[u8],
+        ino: u32,
+        rel: &Path,
+        md: &Metadata,
+        depth: usize,
+    ) -> Result<(), ImageError> {
         let raw = self.raw.inode(ino).map_err(|e| self.raw_err(abs, e))?;
-        let (meta, ft) = self.meta(abs, &raw)?;
+        let (meta, ft) = self.meta(abs, &raw, md)?;
         if ft != FileType::Directory && raw.links > 1 {
             if let Some(first) = self.links.get(&ino) {
                 self.writer.hardlink(rel, first)?;
@@ -180,22 +202,50 @@ impl Ext4Walk<'_> {
                 self.walk(abs, ino, rel, depth + 1)?;
             }
             FileType::Regular => {
-                let mut file = self.fs.open(abs).map_err(|e| self.view_err(abs, e))?;
-                let len = file.metadata().len();
+                let len = raw.size;
                 if len > self.raw.fs_bytes() {
                     return Err(self.hostile(format!(
                         "{} claims {len} bytes, more than its filesystem",
                         show(abs)
                     )));
                 }
-                let n = self.writer.file(rel, meta, &mut file)?;
+                let n = match self.raw.file_runs(&raw).map_err(|e| self.raw_err(abs, e))? {
+                    // Extent-mapped: copied range by range in the kernel.
+                    Some(runs) => {
+                        let base = self.raw.partition_offset();
+                        let mut copies = Vec::with_capacity(runs.len());
+                        for r in &runs {
+                            self.raw
+                                .ready(r.phys, r.len)
+                                .map_err(|e| self.raw_err(abs, e))?;
+                            copies.push((base + r.phys, r.logical, r.len));
+                        }
+                        let src = self.raw.file().as_fd();
+                        self.writer.file_runs(rel, meta, src, len, &copies)?
+                    }
+                    // Block maps or inline data: read through ext4-view.
+                    None => {
+                        let mut file = self.fs.open(abs).map_err(|e| self.view_err(abs, e))?;
+                        self.writer.file(rel, meta, &mut file)?
+                    }
+                };
                 self.counts.files += 1;
                 self.counts.bytes += n;
                 (self.progress)(self.counts.bytes, self.progress_total);
             }
             FileType::Symlink => {
-                let target = self.fs.read_link(abs).map_err(|e| self.view_err(abs, e))?;
-                self.writer.symlink(rel, target.as_ref(), meta)?;
+                let target = match self
+                    .raw
+                    .symlink_target(&raw)
+                    .map_err(|e| self.raw_err(abs, e))?
+                {
+                    Some(t) => t,
+                    None => {
+                        let t = self.fs.read_link(abs).map_err(|e| self.view_err(abs, e))?;
+                        t.as_ref().to_vec()
+                    }
+                };
+                self.writer.symlink(rel, &target, meta)?;
                 self.counts.symlinks += 1;
             }
             FileType::CharacterDevice => {

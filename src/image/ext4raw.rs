@@ -21,11 +21,18 @@ use std::os::unix::fs::FileExt;
 /// Errors of the raw reader: a description; the caller adds the paths.
 pub(crate) type RawResult<T> = Result<T, String>;
 
+/// Waits until a byte range of the raw image (absolute offset, length) can
+/// be read: the raw image may still be being decoded (see
+/// [`super::source::RawImage::ready`]).
+pub(crate) type Ready = std::sync::Arc<dyn Fn(u64, u64) -> RawResult<()> + Send + Sync>;
+
 /// A bounds-checked window of the image file (one partition).
 pub(crate) struct Window {
     pub(crate) file: File,
     pub(crate) offset: u64,
     pub(crate) len: u64,
+    /// Waits for a range still being decoded; `None` when all is there.
+    pub(crate) ready: Option<Ready>,
 }
 
 impl Window {
@@ -41,6 +48,9 @@ impl Window {
                 )
             })?;
         let _ = end;
+        if let Some(ready) = &self.ready {
+            ready(self.offset + start, dst.len() as u64)?;
+        }
         self.file
             .read_exact_at(dst, self.offset + start)
             .map_err(|e| format!("read at {start}: {e}"))
@@ -87,6 +97,27 @@ pub(crate) struct RawFs {
     groups: u64,
 }
 
+/// One initialised extent: `len` blocks from logical block `lblock` at
+/// physical block `pblock`.
+#[derive(Debug, Clone, Copy)]
+struct Extent {
+    lblock: u64,
+    len: u64,
+    pblock: u64,
+}
+
+/// A run of a regular file's data: `len` bytes at byte `phys` of the
+/// partition are the file's bytes from `logical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// Offset in the file.
+    pub(crate) logical: u64,
+    /// Offset in the partition.
+    pub(crate) phys: u64,
+    /// Length in bytes.
+    pub(crate) len: u64,
+}
+
 /// What the supplement knows about one inode.
 #[derive(Debug, Clone)]
 pub(crate) struct RawInode {
@@ -98,8 +129,9 @@ pub(crate) struct RawInode {
     pub(crate) rdev: u64,
     /// Extended attributes, sorted by name.
     pub(crate) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `i_size` (file, directory or symlink target length).
+    pub(crate) size: u64,
     flags: u32,
-    size: u64,
     i_block: [u8; 60],
 }
 
@@ -159,6 +191,25 @@ impl RawFs {
             gdt_offset: (first_data_block + 1) * block_size,
             groups,
         })
+    }
+
+    /// Offset of the partition in the image file.
+    pub(crate) fn partition_offset(&self) -> u64 {
+        self.win.offset
+    }
+
+    /// Waits until `len` bytes at partition offset `start` can be read
+    /// (they may still be being decoded).
+    pub(crate) fn ready(&self, start: u64, len: u64) -> RawResult<()> {
+        match &self.win.ready {
+            Some(ready) => ready(self.win.offset + start, len),
+            None => Ok(()),
+        }
+    }
+
+    /// The image file (to copy data runs from with `copy_file_range`).
+    pub(crate) fn file(&self) -> &File {
+        &self.win.file
     }
 
     /// Size of the filesystem in bytes.
@@ -277,8 +328,25 @@ impl RawFs {
             return Err(format!("absurd directory size ({nblocks} blocks)"));
         }
         let mut out = vec![None; nblocks as usize];
-        let mut budget = 4096u32; // extent tree nodes visited
-        self.walk_extents(&ino.i_block, 6, nblocks, &mut out, &mut budget)?;
+        for e in self.extents(ino)? {
+            for k in 0..e.len {
+                let l = e.lblock + k;
+                if l >= nblocks {
+                    break;
+                }
+                out[l as usize] = Some(e.pblock + k);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The initialised extents of an extent-mapped inode (unwritten ones
+    /// are left out: they read as zeros), each checked to lie inside the
+    /// filesystem, in tree order.
+    fn extents(&self, ino: &RawInode) -> RawResult<Vec<Extent>> {
+        let mut out = Vec::new();
+        let mut budget = 1u32 << 16; // extent tree nodes visited
+        self.walk_extents(&ino.i_block, 6, &mut out, &mut budget)?;
         Ok(out)
     }
 
@@ -286,8 +354,7 @@ impl RawFs {
         &self,
         node: &[u8],
         max_depth: u16,
-        nblocks: u64,
-        out: &mut [Option<u64>],
+        out: &mut Vec<Extent>,
         budget: &mut u32,
     ) -> RawResult<()> {
         *budget = budget
@@ -310,28 +377,97 @@ impl RawFs {
                 if unwritten {
                     len -= 32768;
                 }
-                let start = (u64::from(le16(node, e + 6)?) << 32) | u64::from(le32(node, e + 8)?);
-                if unwritten {
+                let pblock = (u64::from(le16(node, e + 6)?) << 32) | u64::from(le32(node, e + 8)?);
+                if unwritten || len == 0 {
                     continue;
                 }
-                for k in 0..len {
-                    let l = lblock + k;
-                    if l >= nblocks {
-                        break;
-                    }
-                    let p = start + k;
-                    if p >= self.blocks_count {
-                        return Err(format!("extent points to block {p}, past the end"));
-                    }
-                    out[l as usize] = Some(p);
+                if pblock == 0 || pblock.saturating_add(len) > self.blocks_count {
+                    return Err(format!(
+                        "extent points to blocks {pblock}..{}, past the end",
+                        pblock.saturating_add(len)
+                    ));
                 }
+                out.push(Extent {
+                    lblock,
+                    len,
+                    pblock,
+                });
             } else {
                 let leaf = u64::from(le32(node, e + 4)?) | (u64::from(le16(node, e + 8)?) << 32);
                 let child = self.read_block(leaf)?;
-                self.walk_extents(&child, depth - 1, nblocks, out, budget)?;
+                self.walk_extents(&child, depth - 1, out, budget)?;
             }
         }
         Ok(())
+    }
+
+    /// Where the data of a regular file is: runs of bytes of the partition,
+    /// in file order, clipped to the file's size, adjacent runs merged;
+    /// holes and unwritten extents are absent (they read as zeros).
+    ///
+    /// `None` when the file is not extent-mapped (block maps, inline data):
+    /// the caller reads it through `ext4-view` instead.
+    pub(crate) fn file_runs(&self, ino: &RawInode) -> RawResult<Option<Vec<Run>>> {
+        if ino.mode & 0o170000 != 0o100000 {
+            return Err("not a regular file".into());
+        }
+        if ino.flags & EXT4_INLINE_DATA_FL != 0 || ino.flags & EXT4_EXTENTS_FL == 0 {
+            return Ok(None);
+        }
+        let bs = self.block_size;
+        let mut extents = self.extents(ino)?;
+        extents.sort_by_key(|e| e.lblock);
+        let mut runs: Vec<Run> = Vec::with_capacity(extents.len());
+        let mut next_free = 0u64; // first logical block not yet covered
+        for e in extents {
+            if e.lblock < next_free {
+                return Err(format!("overlapping extents at logical block {}", e.lblock));
+            }
+            next_free = e.lblock + e.len;
+            let logical = e.lblock * bs;
+            if logical >= ino.size {
+                break;
+            }
+            let len = (e.len * bs).min(ino.size - logical);
+            let phys = e.pblock * bs;
+            match runs.last_mut() {
+                Some(r) if r.logical + r.len == logical && r.phys + r.len == phys => r.len += len,
+                _ => runs.push(Run { logical, phys, len }),
+            }
+        }
+        Ok(Some(runs))
+    }
+
+    /// The target of a symlink: from `i_block` for a fast symlink, else
+    /// from its first data block. `None` for a layout not read here
+    /// (inline data): the caller asks `ext4-view`.
+    pub(crate) fn symlink_target(&self, ino: &RawInode) -> RawResult<Option<Vec<u8>>> {
+        if ino.mode & 0o170000 != 0o120000 {
+            return Err("not a symlink".into());
+        }
+        let size = ino.size;
+        if size == 0 || size >= 4096 {
+            return Err(format!("symlink target of {size} bytes"));
+        }
+        if ino.flags & EXT4_INLINE_DATA_FL != 0 {
+            return Ok(None);
+        }
+        if ino.flags & EXT4_EXTENTS_FL == 0 {
+            if size >= 60 {
+                return Ok(None); // block-mapped slow symlink (ext2/3)
+            }
+            return Ok(Some(ino.i_block[..size as usize].to_vec()));
+        }
+        let first = self
+            .extents(ino)?
+            .into_iter()
+            .find(|e| e.lblock == 0)
+            .ok_or("symlink without data block")?;
+        let b = self.read_block(first.pblock)?;
+        b.get(..size as usize)
+            .map(<[u8]>::to_vec)
+            .map(Some)
+            .ok_or_else(|| "symlink target longer than a block".into())
     }
 
     /// Name → inode number of every entry of directory inode `dir` (without
@@ -552,6 +688,7 @@ mod tests {
             file,
             offset: 0,
             len: 64 << 20,
+            ready: None,
         })
         .unwrap();
         let dbg = |req: String| run(Command::new("debugfs").args(["-R", &req]).arg(&img));

@@ -28,6 +28,7 @@ mod fat;
 pub mod fetch;
 mod source;
 pub mod store;
+mod xzpar;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -218,6 +219,10 @@ pub struct UnpackReport {
     pub root: Counts,
     /// What was written from the FAT partition.
     pub boot: Counts,
+    /// Threads that decoded the image block by block while it was being
+    /// unpacked (multi-block xz); 0 when it was decoded whole first (gzip,
+    /// zip, single-block xz) or is a raw image.
+    pub parallel_decoders: usize,
 }
 
 /// Boot dir from an fstab: the mount point of its (first) vfat line.
@@ -336,10 +341,19 @@ pub fn unpack(
         _ => PathBuf::from("."),
     };
     let format = sniff(image_file)?;
-    let raw = source::open_raw(image_file, format, expected_sha256, &parent, progress)?;
-    let mut writer = TreeWriter::create(dest)?;
-    let result = unpack_into(image_file, format, &raw, &mut writer, progress)
-        .and_then(|report| writer.finish().map(|()| report).map_err(Into::into));
+    let mut raw = source::open_raw(image_file, format, expected_sha256, &parent, progress)?;
+    let result = TreeWriter::create(dest)
+        .map(|w| w.with_copy_threads(TreeWriter::default_copy_threads()))
+        .map_err(ImageError::from)
+        .and_then(|mut writer| {
+            let report = unpack_into(image_file, format, &raw, &mut writer, progress);
+            // The digest and the decoding behind the raw image have the last
+            // word: a mismatch explains any error seen while reading it.
+            let done = raw.complete(image_file, report.is_err());
+            let report = done.and(report)?;
+            writer.finish()?;
+            Ok(report)
+        });
     if result.is_err()
         && let Err(e) = std::fs::remove_dir_all(dest)
     {
@@ -361,6 +375,7 @@ fn unpack_into(
             .map_err(|e| ImageError::io("duplicate descriptor of", image, e))
     };
     let mut f = clone()?;
+    raw.wait(image, 0, SECTOR.min(raw.len))?;
     let mbr = mbrman::MBR::read_from(&mut f, SECTOR as u32).map_err(|e| ImageError::Mbr {
         path: image.to_path_buf(),
         reason: e.to_string(),
@@ -389,6 +404,7 @@ fn unpack_into(
             file: clone()?,
             offset: off,
             len,
+            ready: raw.ready.clone(),
         })
     };
     let fs = no_panic(image, "ext4", || {
@@ -440,7 +456,11 @@ fn unpack_into(
             .raw
             .inode(ext4::ROOT_INO)
             .map_err(|e| walk.raw_err(b"/", e))?;
-        let (root_meta, _) = walk.meta(b"/", &raw_root)?;
+        let root_md = walk
+            .fs
+            .symlink_metadata("/")
+            .map_err(|e| walk.view_err(b"/", e))?;
+        let (root_meta, _) = walk.meta(b"/", &raw_root, &root_md)?;
         walk.counts.xattrs += root_meta.xattrs.len() as u64;
         walk.writer.set_root_meta(root_meta)?;
         walk.walk(b"/", ext4::ROOT_INO, Path::new(""), 0)?;
@@ -467,6 +487,7 @@ fn unpack_into(
     }
 
     // FAT boot partition.
+    raw.wait(image, boot_off, boot_len)?;
     let boot_counts = no_panic(image, "FAT", || {
         let fat = fat::open(image, clone()?, boot_off, boot_len)?;
         let mut walk = fat::FatWalk {
@@ -494,6 +515,7 @@ fn unpack_into(
         root_partition_bytes: root_len,
         root: root_counts,
         boot: boot_counts,
+        parallel_decoders: raw.parallel_decoders(),
     })
 }
 

@@ -9,7 +9,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{Format, ImageError, MAX_IMAGE_BYTES};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use super::{Format, ImageError, MAX_IMAGE_BYTES, xzpar};
 
 /// Sniffs the format of an image by its magic bytes (never by name).
 pub fn sniff(path: &Path) -> Result<Format, ImageError> {
@@ -164,6 +166,65 @@ fn decode_into<R: Read>(
     Ok(w.pos)
 }
 
+/// Memory allowed for the xz block decoders (dictionaries and buffers).
+const DECODE_MEMORY: u64 = 128 << 20;
+
+/// The sha256 of a file, computed by a thread of its own.
+struct FileDigest {
+    /// `Ok(lower-case hex)` or `Err(read error)`, once known.
+    result: Mutex<Option<Result<String, String>>>,
+    cond: Condvar,
+}
+
+impl FileDigest {
+    /// Starts hashing `file` from its start.
+    fn start(file: File) -> Arc<Self> {
+        let d = Arc::new(FileDigest {
+            result: Mutex::new(None),
+            cond: Condvar::new(),
+        });
+        let d2 = d.clone();
+        std::thread::spawn(move || {
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut off = 0u64;
+            let r = loop {
+                match file.read_at(&mut buf, off) {
+                    Ok(0) => break Ok(hex::encode(hasher.finalize())),
+                    Ok(n) => {
+                        hasher.update(&buf[..n]);
+                        off += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
+            *d2.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+            d2.cond.notify_all();
+        });
+        d
+    }
+
+    /// Waits for the digest.
+    fn wait(&self) -> Result<String, String> {
+        let mut r = self.result.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(r) = &*r {
+                return r.clone();
+            }
+            r = self.cond.wait(r).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Work still going on behind a [`RawImage`]: the file's digest and the
+/// decoding of its blocks.
+struct Pending {
+    digest: Arc<FileDigest>,
+    decode: Arc<xzpar::ParDecode>,
+    expected: String,
+}
+
 /// The raw disk image behind an image file, verified against its digest.
 pub(crate) struct RawImage {
     /// The raw image (the source itself, or a sparse temporary file).
@@ -174,6 +235,124 @@ pub(crate) struct RawImage {
     pub(crate) len: u64,
     /// Lower-case hex sha256 of the source file.
     pub(crate) sha256: String,
+    /// Waits for a range still being decoded; `None` when the raw image
+    /// is complete.
+    pub(crate) ready: Option<super::ext4raw::Ready>,
+    pending: Option<Pending>,
+}
+
+impl RawImage {
+    /// Waits until `len` bytes at `offset` of the raw image can be read.
+    pub(crate) fn wait(&self, path: &Path, offset: u64, len: u64) -> Result<(), ImageError> {
+        match &self.ready {
+            Some(ready) => ready(offset, len).map_err(|e| ImageError::Decompress {
+                path: path.to_path_buf(),
+                format: "xz",
+                source: io::Error::other(e),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Number of threads decoding the image block by block (0: it was
+    /// decoded whole before use, or needed no decoding).
+    pub(crate) fn parallel_decoders(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.decode.workers())
+    }
+
+    /// Ends the work behind the image once the caller is done with it
+    /// (`failed`: the caller failed, so the decoding is stopped). The file's
+    /// digest is the first verdict: a mismatch explains any other error;
+    /// then a block that failed to decode. A caller that did not fail waits
+    /// for every block to be decoded.
+    pub(crate) fn complete(&mut self, path: &Path, failed: bool) -> Result<(), ImageError> {
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
+        let decode_err = |e: String| ImageError::Decompress {
+            path: path.to_path_buf(),
+            format: "xz",
+            source: io::Error::other(e),
+        };
+        let failure = failed.then(|| p.decode.failure()).flatten();
+        if failed {
+            p.decode.cancel();
+        }
+        let actual = p
+            .digest
+            .wait()
+            .map_err(|e| ImageError::io("read image", path, io::Error::other(e)))?;
+        if actual != p.expected {
+            return Err(ImageError::Sha256Mismatch {
+                path: path.to_path_buf(),
+                expected: p.expected,
+                actual,
+            });
+        }
+        if let Some(e) = failure {
+            return Err(decode_err(e));
+        }
+        if !failed {
+            p.decode.finish().map_err(decode_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts decoding a multi-block xz file block by block into `temp` while
+/// its digest is computed; reads of the raw image wait for both (nothing
+/// inside the image is parsed before the digest matched).
+fn open_xz_parallel(
+    path: &Path,
+    src: File,
+    layout: xzpar::XzLayout,
+    expected: String,
+    temp: tempfile::NamedTempFile,
+) -> Result<RawImage, ImageError> {
+    let dup = |f: &File| {
+        f.try_clone()
+            .map_err(|e| ImageError::io("duplicate descriptor of", path, e))
+    };
+    let reopen = |t: &tempfile::NamedTempFile| {
+        t.reopen()
+            .map_err(|e| ImageError::io("reopen temporary image for", path, e))
+    };
+    let digest = FileDigest::start(dup(&src)?);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(64);
+    let len = layout.uncompressed_size;
+    let decode = xzpar::ParDecode::start(
+        src,
+        layout,
+        reopen(&temp)?,
+        threads,
+        DECODE_MEMORY,
+        Box::new(|_| {}),
+    );
+    tracing::debug!(workers = decode.workers(), "decoding xz blocks in parallel");
+    let (d, dec, want) = (digest.clone(), decode.clone(), expected.clone());
+    let ready: super::ext4raw::Ready = Arc::new(move |off, n| {
+        match d.wait() {
+            Ok(actual) if actual == want => {}
+            Ok(_) => return Err("the image file's sha256 does not match".into()),
+            Err(e) => return Err(format!("reading the image file: {e}")),
+        }
+        dec.wait_range(off, n)
+    });
+    Ok(RawImage {
+        file: reopen(&temp)?,
+        _temp: Some(temp),
+        len,
+        sha256: expected.clone(),
+        ready: Some(ready),
+        pending: Some(Pending {
+            digest,
+            decode,
+            expected,
+        }),
+    })
 }
 
 /// Verifies `path` against `expected` and returns its raw disk image,
@@ -205,10 +384,21 @@ pub(crate) fn open_raw(
                 _temp: None,
                 len,
                 sha256: expected,
+                ready: None,
+                pending: None,
             })
         }
         Format::Xz | Format::Gzip => {
             let src = File::open(path).map_err(|e| ImageError::io("open image", path, e))?;
+            // Multi-block xz (what Raspberry Pi OS ships) is decoded block by
+            // block in parallel; a container that cannot be (one block, an
+            // unknown filter) or that looks malformed goes the sequential way,
+            // which reports a wrong file as a digest mismatch first.
+            if format == Format::Xz
+                && let Ok(Some(layout)) = xzpar::layout(&src)
+            {
+                return open_xz_parallel(path, src, layout, expected, new_temp()?);
+            }
             let total = src.metadata().map(|m| m.len()).unwrap_or(0);
             let hashing = Hashing {
                 inner: src,
@@ -255,6 +445,8 @@ pub(crate) fn open_raw(
                 _temp: Some(temp),
                 len,
                 sha256,
+                ready: None,
+                pending: None,
             })
         }
         Format::Zip => {
@@ -301,6 +493,8 @@ pub(crate) fn open_raw(
                 _temp: Some(temp),
                 len,
                 sha256: expected,
+                ready: None,
+                pending: None,
             })
         }
     }

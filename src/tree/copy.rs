@@ -221,7 +221,8 @@ pub fn copy_tree(src: &Path, dst_staging: &Path) -> Result<CopyStats> {
     .map_err(io_err("open source directory", src))?;
     let st = stx_fd(root.as_fd(), src)?;
     let root_meta = meta_of(root.as_fd(), &st, src)?;
-    let mut writer = TreeWriter::create(dst_staging)?;
+    let mut writer =
+        TreeWriter::create(dst_staging)?.with_copy_threads(TreeWriter::default_copy_threads());
     let mut stats = CopyStats {
         xattrs: root_meta.xattrs.len() as u64,
         ..CopyStats::default()

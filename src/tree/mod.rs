@@ -20,6 +20,7 @@
 //! the only race-free way that works on every kernel).
 
 mod copy;
+mod pool;
 mod writer;
 mod xattr;
 

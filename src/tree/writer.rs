@@ -13,6 +13,7 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+use super::pool::{DataPool, Job, Source};
 use super::{Meta, Result, TreeError, check_rel_path, io_err, split_rel, xattr};
 
 /// Size of the blocks checked for zeros when writing sparse files.
@@ -51,6 +52,7 @@ pub struct TreeWriter {
     dirs: Vec<(PathBuf, Meta)>,
     parent_cache: Option<(PathBuf, Arc<OwnedFd>)>,
     caps_warned: bool,
+    pool: Option<DataPool>,
 }
 
 fn timespec(t: (i64, u32), path: &Path) -> Result<Timespec> {
@@ -141,12 +143,13 @@ fn is_fallback_errno(e: Errno) -> bool {
     )
 }
 
-/// Copies `len` bytes at `off` from `src` to the same offset of `dst`:
-/// `copy_file_range` while it works, then `pread`/`pwrite`.
+/// Copies `len` bytes at `src_off` of `src` to `dst_off` of `dst`:
+/// `copy_file_range` while it works, then `pread`/`pwrite` (zero blocks
+/// left as holes). Returns the bytes copied (fewer if `src` ends first).
 fn copy_range(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
-    off: u64,
+    (src_off, dst_off): (u64, u64),
     len: u64,
     use_cfr: &mut bool,
     buf: &mut Vec<u8>,
@@ -155,8 +158,8 @@ fn copy_range(
     while done < len {
         let want = (len - done).min(1 << 30) as usize;
         if *use_cfr {
-            let mut off_in = off + done;
-            let mut off_out = off + done;
+            let mut off_in = src_off + done;
+            let mut off_out = dst_off + done;
             match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want)
             {
                 Ok(0) => return Ok(done), // source shrank
@@ -170,10 +173,10 @@ fn copy_range(
                 buf.resize(BUF_SIZE, 0);
             }
             let want = want.min(buf.len());
-            match rustix::io::pread(src, &mut buf[..want], off + done) {
+            match rustix::io::pread(src, &mut buf[..want], src_off + done) {
                 Ok(0) => return Ok(done),
                 Ok(n) => {
-                    write_sparse_chunk(dst, &buf[..n], off + done)?;
+                    write_sparse_chunk(dst, &buf[..n], dst_off + done)?;
                     done += n as u64;
                 }
                 Err(Errno::INTR) => {}
@@ -186,7 +189,7 @@ fn copy_range(
 
 /// Copies the data segments of `src` into `dst` (holes stay holes) and sets
 /// the size. Returns the size.
-fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<u64, Errno> {
+pub(super) fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<u64, Errno> {
     let size = rustix::fs::fstat(src)?.st_size.max(0) as u64;
     let mut use_cfr = true;
     let mut buf = Vec::new();
@@ -208,7 +211,7 @@ fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<u64, Errno> {
         if hole <= data {
             break;
         }
-        let n = copy_range(src, dst, data, hole - data, &mut use_cfr, &mut buf)?;
+        let n = copy_range(src, dst, (data, data), hole - data, &mut use_cfr, &mut buf)?;
         end = data + n;
         if n < hole - data {
             break; // source shrank
@@ -218,6 +221,86 @@ fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<u64, Errno> {
     let final_size = size.max(end);
     rustix::fs::ftruncate(dst, final_size)?;
     Ok(final_size)
+}
+
+/// Copies `(source offset, file offset, length)` runs of `src` into `dst`
+/// and sets its size to `size` (the rest stays holes).
+pub(super) fn copy_runs(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    runs: &[(u64, u64, u64)],
+    size: u64,
+    full: &Path,
+) -> Result<()> {
+    let mut use_cfr = true;
+    let mut buf = Vec::new();
+    for &(from, at, len) in runs {
+        let n = copy_range(src, dst, (from, at), len, &mut use_cfr, &mut buf)
+            .map_err(io_err("copy data into", full))?;
+        if n < len {
+            return Err(io_err("copy data into (source too short)", full)(Errno::IO));
+        }
+    }
+    rustix::fs::ftruncate(dst, size).map_err(io_err("set size of", full))
+}
+
+/// Sets xattrs through an open descriptor.
+fn set_xattrs_fd(fd: BorrowedFd<'_>, meta: &Meta, full: &Path) -> Result<()> {
+    for (name, value) in &meta.xattrs {
+        xattr::set(fd, name, value).map_err(|e| TreeError::Io {
+            op: "set xattr",
+            path: full.join(format!("[{}]", String::from_utf8_lossy(name))),
+            source: e.into(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Applies owner, mode, xattrs and times (in that order: chown clears
+/// setuid/setgid and capabilities) through an open (non-`O_PATH`)
+/// descriptor of a regular file or directory.
+pub(super) fn apply_meta(fd: BorrowedFd<'_>, meta: &Meta, full: &Path) -> Result<()> {
+    let times = timestamps(meta, full)?;
+    rustix::fs::fchown(
+        fd,
+        Some(rustix::fs::Uid::from_raw(meta.uid)),
+        Some(rustix::fs::Gid::from_raw(meta.gid)),
+    )
+    .map_err(io_err("chown", full))?;
+    rustix::fs::fchmod(fd, mode_bits(meta)).map_err(io_err("chmod", full))?;
+    set_xattrs_fd(fd, meta, full)?;
+    rustix::fs::futimens(fd, &times).map_err(io_err("set times of", full))?;
+    Ok(())
+}
+
+/// A second descriptor of the same open file (for a copy thread).
+fn dup(fd: BorrowedFd<'_>, full: &Path) -> Result<OwnedFd> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(io_err("duplicate descriptor for", full))
+}
+
+/// Files at least this large have their data copied by the writer's
+/// [`DataPool`], if it has one.
+const POOL_MIN_BYTES: u64 = 256 * 1024;
+
+/// Files smaller than this are left to the final `syncfs` (see
+/// [`start_writeback`]).
+const WRITEBACK_MIN_BYTES: u64 = 128 * 1024;
+
+/// Starts writing a large file's dirty pages back to disk without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that the `syncfs` that
+/// makes a finished tree durable has little left to wait for: the disk
+/// works while the next files are written. Small files are left to that
+/// `syncfs`, which writes them in large batches: one submission per small
+/// file costs more CPU (a virtio notification each, on a VM) than it saves.
+/// Best effort; errors are ignored (the `syncfs` reports real I/O errors).
+pub(crate) fn start_writeback(fd: BorrowedFd<'_>, size: u64) {
+    if size < WRITEBACK_MIN_BYTES {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only reads its integer arguments; `fd` is a
+    // descriptor borrowed for the duration of the call.
+    let _ = unsafe { libc::sync_file_range(fd.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 impl TreeWriter {
@@ -257,6 +340,41 @@ impl TreeWriter {
             dirs: Vec::new(),
             parent_cache: None,
             caps_warned: false,
+            pool: None,
+        })
+    }
+
+    /// Lets `threads` more threads copy the data of large files while this
+    /// one goes on with the walk (0: everything inline). Their errors come
+    /// back from a later call or from [`TreeWriter::finish`].
+    pub fn with_copy_threads(mut self, threads: usize) -> Self {
+        self.pool = if threads > 0 {
+            DataPool::new(threads)
+        } else {
+            None
+        };
+        self
+    }
+
+    /// Copy threads worth using on this machine: one less than its cores.
+    pub fn default_copy_threads() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .saturating_sub(1)
+            .min(8)
+    }
+
+    /// Hands a file whose data is still to be copied to the pool (which
+    /// then applies its metadata).
+    fn fill(&mut self, fd: OwnedFd, full: PathBuf, meta: Meta, source: Source) -> Result<()> {
+        self.warn_caps(&meta, &full);
+        let pool = self.pool.as_ref().expect("fill is only called with a pool");
+        pool.submit(Job {
+            fd,
+            full,
+            meta,
+            source,
         })
     }
 
@@ -343,30 +461,14 @@ impl TreeWriter {
 
     fn set_xattrs(&mut self, fd: BorrowedFd<'_>, meta: &Meta, full: &Path) -> Result<()> {
         self.warn_caps(meta, full);
-        for (name, value) in &meta.xattrs {
-            xattr::set(fd, name, value).map_err(|e| TreeError::Io {
-                op: "set xattr",
-                path: full.join(format!("[{}]", String::from_utf8_lossy(name))),
-                source: e.into(),
-            })?;
-        }
-        Ok(())
+        set_xattrs_fd(fd, meta, full)
     }
 
     /// Applies owner, mode, xattrs and times through an open (non-`O_PATH`)
     /// descriptor of a regular file or directory.
     fn apply_fd(&mut self, fd: BorrowedFd<'_>, meta: &Meta, full: &Path) -> Result<()> {
-        let times = timestamps(meta, full)?;
-        rustix::fs::fchown(
-            fd,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
-        )
-        .map_err(io_err("chown", full))?;
-        rustix::fs::fchmod(fd, mode_bits(meta)).map_err(io_err("chmod", full))?;
-        self.set_xattrs(fd, meta, full)?;
-        rustix::fs::futimens(fd, &times).map_err(io_err("set times of", full))?;
-        Ok(())
+        self.warn_caps(meta, full);
+        apply_meta(fd, meta, full)
     }
 
     /// Applies metadata to a just-created non-regular, non-directory entry
@@ -464,8 +566,48 @@ impl TreeWriter {
             off += n as u64;
         }
         rustix::fs::ftruncate(&fd, off).map_err(io_err("set size of", &full))?;
+        start_writeback(fd.as_fd(), off);
         self.apply_fd(fd.as_fd(), &meta, &full)?;
         Ok(off)
+    }
+
+    /// Adds a regular file of `size` bytes whose data are `runs` of `src`
+    /// (`(source offset, file offset, length)`, in file order, not
+    /// overlapping, inside `size`): copied with `copy_file_range` (in the
+    /// kernel, no user-space buffer), else `pread`/`pwrite`. The rest of the
+    /// file is holes. Returns the size.
+    pub fn file_runs(
+        &mut self,
+        rel: &Path,
+        meta: Meta,
+        src: BorrowedFd<'_>,
+        size: u64,
+        runs: &[(u64, u64, u64)],
+    ) -> Result<u64> {
+        let mut end = 0u64;
+        for &(_, at, len) in runs {
+            if at < end || at.checked_add(len).is_none_or(|e| e > size) {
+                return Err(TreeError::InvalidMeta {
+                    path: self.full(rel),
+                    reason: format!("data run {at}+{len} overlaps another or ends past {size}"),
+                });
+            }
+            end = at + len;
+        }
+        let (fd, full) = self.create_file(rel, &meta)?;
+        if self.pool.is_some() && size >= POOL_MIN_BYTES {
+            let source = Source::Runs {
+                src: dup(src, &full)?,
+                runs: runs.to_vec(),
+                size,
+            };
+            self.fill(fd, full, meta, source)?;
+        } else {
+            copy_runs(src, fd.as_fd(), runs, size, &full)?;
+            start_writeback(fd.as_fd(), size);
+            self.apply_fd(fd.as_fd(), &meta, &full)?;
+        }
+        Ok(size)
     }
 
     /// Adds a regular file with the content of the open file `src`: reflink
@@ -482,10 +624,26 @@ impl TreeWriter {
                     .max(0) as u64,
                 reflinked: true,
             },
-            Err(e) if is_fallback_errno(e) => FileCopy {
-                bytes: copy_data(src, fd.as_fd()).map_err(io_err("copy data into", &full))?,
-                reflinked: false,
-            },
+            Err(e) if is_fallback_errno(e) => {
+                let size = rustix::fs::fstat(src)
+                    .map_err(io_err("stat", &full))?
+                    .st_size
+                    .max(0) as u64;
+                if self.pool.is_some() && size >= POOL_MIN_BYTES {
+                    let source = Source::Whole(dup(src, &full)?);
+                    self.fill(fd, full, meta, source)?;
+                    return Ok(FileCopy {
+                        bytes: size,
+                        reflinked: false,
+                    });
+                }
+                let bytes = copy_data(src, fd.as_fd()).map_err(io_err("copy data into", &full))?;
+                start_writeback(fd.as_fd(), bytes);
+                FileCopy {
+                    bytes,
+                    reflinked: false,
+                }
+            }
             Err(e) => return Err(io_err("reflink data into", &full)(e)),
         };
         self.apply_fd(fd.as_fd(), &meta, &full)?;
@@ -578,6 +736,9 @@ impl TreeWriter {
     /// Applies directory metadata, deepest directories first and the root
     /// last (owner, mode, xattrs, then times), and closes the writer.
     pub fn finish(mut self) -> Result<()> {
+        if let Some(pool) = self.pool.take() {
+            pool.join()?;
+        }
         self.parent_cache = None;
         let mut dirs = std::mem::take(&mut self.dirs);
         // Deepest first; stable, so siblings keep their order.
