@@ -5,11 +5,13 @@
 //! gzip, zip with a single `.img` member), the source file's sha256 is
 //! checked while it is read (before anything inside it is parsed), a
 //! compressed image is decoded into a sparse temporary file next to the
-//! destination (xz with liblzma's multi-threaded decoder), the MBR is read
-//! with `mbrman`, the FAT boot partition with `fatfs` (behind a
-//! write-refusing wrapper) and the ext4 root partition with `ext4-view` plus
-//! an in-house supplement for inode numbers, link counts, device numbers and
-//! xattrs.
+//! destination — a multi-block xz block by block on every core while the
+//! partitions are already being read (see `xzpar`), anything else whole
+//! first — the MBR is read with `mbrman`, the FAT boot partition with
+//! `fatfs` (behind a write-refusing wrapper) and the ext4 root partition
+//! with `ext4-view` (listings, inode metadata) plus an in-house supplement
+//! for inode numbers, link counts, device numbers, xattrs, symlink targets
+//! and the extent runs through which file data is copied in the kernel.
 //!
 //! [`unpack`] writes the ext4 root into `dest` and the FAT partition into
 //! `dest/<boot dir>`, where the boot dir comes from the image's own
