@@ -135,18 +135,6 @@ impl Write for SparseOut<'_> {
     }
 }
 
-fn physical_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kib| kib * 1024)
-        .unwrap_or(1 << 30)
-}
-
 /// Copies the decoded stream into `out` (sparse), then drains the source so
 /// the digest covers every byte of the file.
 fn decode_into<R: Read>(
@@ -416,7 +404,7 @@ pub(crate) fn open_raw(
                     .min(64) as u32;
                 let stream = liblzma::stream::MtStreamBuilder::new()
                     .threads(threads)
-                    .memlimit_threading(physical_memory() / 4)
+                    .memlimit_threading(DECODE_MEMORY)
                     .memlimit_stop(u64::MAX)
                     .decoder()
                     .map_err(|e| ImageError::Decompress {
