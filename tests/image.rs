@@ -276,19 +276,19 @@ fn check_unpacked(b: &Built, dest: &Path, report: &UnpackReport) {
 fn raw_image_bookworm_layout() {
     let b = build_image("boot/firmware", &[]);
     let dest = b.dir.path().join("dest");
-    let calls = std::cell::Cell::new(0u32);
+    let calls = std::sync::atomic::AtomicU32::new(0);
     let report = unpack(
         &b.disk,
         &sha256_of(&b.disk).to_uppercase(),
         &dest,
         &|d, t| {
             assert!(d <= t || t == 0);
-            calls.set(calls.get() + 1);
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         },
     )
     .unwrap();
     assert_eq!(report.format, Format::Raw);
-    assert!(calls.get() > 0, "no progress reported");
+    assert!(calls.into_inner() > 0, "no progress reported");
     check_unpacked(&b, &dest, &report);
 }
 
@@ -309,7 +309,27 @@ fn xz_multiblock_bullseye_layout() {
     assert!(blocks > 1, "xz file is single-block:\n{list}");
     assert_eq!(sniff(&xz).unwrap(), Format::Xz);
     let dest = b.dir.path().join("dest");
-    let report = unpack(&xz, &sha256_of(&xz), &dest, &no_progress).unwrap();
+    let xz_len = fs::metadata(&xz).unwrap().len();
+    // Progress: the decoding's (bytes of the .xz, rising to all of it), then the tree's.
+    let calls = std::sync::Mutex::new(Vec::new());
+    let report = unpack(&xz, &sha256_of(&xz), &dest, &|d, t| {
+        calls.lock().unwrap().push((d, t))
+    })
+    .unwrap();
+    let calls = calls.into_inner().unwrap();
+    let decoding: Vec<u64> = calls
+        .iter()
+        .take_while(|(_, t)| *t == xz_len)
+        .map(|(d, _)| *d)
+        .collect();
+    assert_eq!(decoding.last(), Some(&xz_len), "{calls:?}");
+    assert!(decoding.windows(2).all(|w| w[0] <= w[1]), "{calls:?}");
+    assert!(
+        calls[decoding.len()..]
+            .iter()
+            .all(|(d, t)| *t != xz_len && d <= t),
+        "decoding and tree progress interleave: {calls:?}"
+    );
     assert_eq!(report.format, Format::Xz);
     assert_eq!(report.sha256, sha256_of(&xz));
     assert!(

@@ -35,6 +35,7 @@ mod xzpar;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::tree::{Meta, TreeError, TreeWriter, check_rel_path};
 
@@ -324,15 +325,16 @@ fn no_panic<T>(
 /// timestamps; the FAT partition (partition 1) into `dest/<boot dir>`.
 ///
 /// `progress(done, total)` is called first with bytes of the image file read
-/// (checksum and decompression), then with bytes of file data written out of
-/// the sum of both partition sizes.
+/// (checksum and decompression; from another thread while a multi-block xz
+/// decodes, hence `Sync`), then with bytes of file data written out of the
+/// sum of both partition sizes.
 ///
 /// On error, `dest` (if this call created it) is removed again.
 pub fn unpack(
     image_file: &Path,
     expected_sha256: &str,
     dest: &Path,
-    progress: &dyn Fn(u64, u64),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<UnpackReport, ImageError> {
     source::normalize_digest(expected_sha256)?;
     if dest.symlink_metadata().is_ok() {
@@ -344,18 +346,41 @@ pub fn unpack(
     };
     let format = sniff(image_file)?;
     let mut raw = source::open_raw(image_file, format, expected_sha256, &parent, progress)?;
-    let result = TreeWriter::create(dest)
-        .map(|w| w.with_copy_threads(TreeWriter::default_copy_threads()))
-        .map_err(ImageError::from)
-        .and_then(|mut writer| {
-            let report = unpack_into(image_file, format, &raw, &mut writer, progress);
-            // The digest and the decoding behind the raw image have the last
-            // word: a mismatch explains any error seen while reading it.
-            let done = raw.complete(image_file, report.is_err());
-            let report = done.and(report)?;
-            writer.finish()?;
-            Ok(report)
+    // While blocks are being decoded, progress is the decoding's (bytes of
+    // the image file), reported by a thread of its own; then the tree's.
+    let watch = raw.decode_watch();
+    let stop = AtomicBool::new(false);
+    let decoded = AtomicBool::new(watch.is_none());
+    let tree_progress = |done, total| {
+        if decoded.load(Ordering::Relaxed) {
+            progress(done, total);
+        }
+    };
+    let result = std::thread::scope(|s| {
+        let ticker = watch.as_ref().map(|w| {
+            s.spawn(|| {
+                w.report(progress, &stop);
+                decoded.store(true, Ordering::Relaxed);
+            })
         });
+        let result = TreeWriter::create(dest)
+            .map(|w| w.with_copy_threads(TreeWriter::default_copy_threads()))
+            .map_err(ImageError::from)
+            .and_then(|mut writer| {
+                let report = unpack_into(image_file, format, &raw, &mut writer, &tree_progress);
+                // The digest and the decoding behind the raw image have the
+                // last word: a mismatch explains any error seen reading it.
+                let done = raw.complete(image_file, report.is_err());
+                let report = done.and(report)?;
+                writer.finish()?;
+                Ok(report)
+            });
+        stop.store(true, Ordering::Relaxed);
+        if let Some(t) = ticker {
+            t.thread().unpark();
+        }
+        result
+    });
     if result.is_err()
         && let Err(e) = std::fs::remove_dir_all(dest)
     {

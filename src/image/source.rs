@@ -9,6 +9,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use super::{Format, ImageError, MAX_IMAGE_BYTES, xzpar};
@@ -211,6 +212,33 @@ struct Pending {
     digest: Arc<FileDigest>,
     decode: Arc<xzpar::ParDecode>,
     expected: String,
+    watch: DecodeWatch,
+}
+
+/// How far a block-parallel decode is, for progress reports.
+#[derive(Clone)]
+pub(crate) struct DecodeWatch {
+    decode: Arc<xzpar::ParDecode>,
+    consumed: Arc<AtomicU64>,
+    total: u64,
+}
+
+impl DecodeWatch {
+    /// True while blocks are still being decoded.
+    pub(crate) fn active(&self) -> bool {
+        self.decode.active()
+    }
+
+    /// Calls `progress(compressed bytes decoded, file size)` about five
+    /// times a second until the decoding ends or `stop` is set (the caller
+    /// unparks this thread after setting it), then once more at 100 %.
+    pub(crate) fn report(&self, progress: &dyn Fn(u64, u64), stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) && self.active() {
+            progress(self.consumed.load(Ordering::Relaxed), self.total);
+            std::thread::park_timeout(std::time::Duration::from_millis(200));
+        }
+        progress(self.total, self.total);
+    }
 }
 
 /// The raw disk image behind an image file, verified against its digest.
@@ -240,6 +268,11 @@ impl RawImage {
             }),
             None => Ok(()),
         }
+    }
+
+    /// How far the block-parallel decoding is, if there is one.
+    pub(crate) fn decode_watch(&self) -> Option<DecodeWatch> {
+        self.pending.as_ref().map(|p| p.watch.clone())
     }
 
     /// Number of threads decoding the image block by block (0: it was
@@ -311,14 +344,25 @@ fn open_xz_parallel(
         .unwrap_or(1)
         .min(64);
     let len = layout.uncompressed_size;
+    let total = src
+        .metadata()
+        .map_err(|e| ImageError::io("stat image", path, e))?
+        .len();
+    let consumed = Arc::new(AtomicU64::new(0));
+    let counter = consumed.clone();
     let decode = xzpar::ParDecode::start(
         src,
         layout,
         reopen(&temp)?,
         threads,
         DECODE_MEMORY,
-        Box::new(|_| {}),
+        Box::new(move |n| counter.store(n, Ordering::Relaxed)),
     );
+    let watch = DecodeWatch {
+        decode: decode.clone(),
+        consumed,
+        total,
+    };
     tracing::debug!(workers = decode.workers(), "decoding xz blocks in parallel");
     let (d, dec, want) = (digest.clone(), decode.clone(), expected.clone());
     let ready: super::ext4raw::Ready = Arc::new(move |off, n| {
@@ -339,6 +383,7 @@ fn open_xz_parallel(
             digest,
             decode,
             expected,
+            watch,
         }),
     })
 }

@@ -830,6 +830,11 @@ impl ParDecode {
         }
     }
 
+    /// True while a worker is still decoding.
+    pub(crate) fn active(&self) -> bool {
+        self.shared.lock().running > 0
+    }
+
     /// The error that stopped the decoding, if one did (not a cancel).
     pub(crate) fn failure(&self) -> Option<String> {
         self.shared.lock().error.clone()
