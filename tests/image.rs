@@ -218,7 +218,7 @@ fn check_unpacked(b: &Built, dest: &Path, report: &UnpackReport) {
         .len() as u64;
     assert_eq!(report.root.files, files);
     assert_eq!(report.root.hardlinks, 2);
-    assert_eq!(report.root.symlinks, 5);
+    assert_eq!(report.root.symlinks, 7);
     assert_eq!(report.root.specials, 4);
     assert!(report.root.xattrs >= 4, "{:?}", report.root);
     let sparse = &out[Path::new("var/sparse.img")];

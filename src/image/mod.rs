@@ -381,6 +381,14 @@ pub fn unpack(
         }
         result
     });
+    // The tree's final figure (once the decoding's reporter has ended), also
+    // when the tree was all written while the decoding was being reported.
+    if let Ok(report) = &result {
+        progress(
+            report.root.bytes + report.boot.bytes,
+            report.root_partition_bytes + report.boot_partition_bytes,
+        );
+    }
     if result.is_err()
         && let Err(e) = std::fs::remove_dir_all(dest)
     {

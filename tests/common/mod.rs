@@ -143,6 +143,12 @@ pub fn build_source_tree(root: &Path, spec: &TreeSpec) {
     std::os::unix::fs::symlink("does/not/exist", p("bin/dangling")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", p("etc/passwd-link")).unwrap();
     std::os::unix::fs::symlink("../../../../../../etc", p("var/tmp/up")).unwrap();
+    // Targets of 60 bytes and more do not fit in the inode: ext4 keeps them in a data block.
+    let edge = format!("/usr/lib/{}", "e".repeat(51));
+    assert_eq!(edge.len(), 60);
+    std::os::unix::fs::symlink(&edge, p("bin/edge60")).unwrap();
+    let long = format!("../usr/share/{}/target", "long-directory-name/".repeat(12));
+    std::os::unix::fs::symlink(&long, p("bin/long")).unwrap();
     chown(&p("bin/dangling"), 1000, 1000);
     if spec.symlink_xattr {
         rustix::fs::lsetxattr(p("bin/ping"), "trusted.linkattr", b"L", XattrFlags::empty())
