@@ -228,6 +228,33 @@ pub struct UnpackReport {
     pub parallel_decoders: usize,
 }
 
+/// Fuzzing entry point, not an API: the xz container reader and the block
+/// decoder on arbitrary bytes (`fuzz/fuzz_targets/xz.rs`). Outcomes other
+/// than panics, hangs and memory blow-ups are all fine.
+#[doc(hidden)]
+pub fn fuzz_xz(data: &[u8]) {
+    use std::io::Write;
+    let Ok(mut file) = tempfile::tempfile() else {
+        return;
+    };
+    if file.write_all(data).is_err() {
+        return;
+    }
+    let Ok(Some(layout)) = xzpar::layout(&file) else {
+        return;
+    };
+    if layout.uncompressed_size > 64 << 20 {
+        return;
+    }
+    let Ok(out) = tempfile::tempfile() else {
+        return;
+    };
+    let size = layout.uncompressed_size;
+    let decode = xzpar::ParDecode::start(file, layout, out, 2, 64 << 20, Box::new(|_| {}));
+    let _ = decode.wait_range(size / 2, 1);
+    let _ = decode.finish();
+}
+
 /// Boot dir from an fstab: the mount point of its (first) vfat line.
 fn boot_dir_from_fstab(fstab: &str) -> Option<PathBuf> {
     fstab
