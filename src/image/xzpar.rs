@@ -324,6 +324,35 @@ fn skip_padding(file: &File, mut pos: u64) -> Result<u64, String> {
     Ok(pos)
 }
 
+/// Reads the 12-byte stream footer (`footer`) or header at `at`, its magic
+/// (else the error `missing` makes) and CRC32 checked.
+fn read_stream_mark(
+    file: &File,
+    at: u64,
+    footer: bool,
+    missing: impl FnOnce() -> String,
+) -> Result<[u8; 12], String> {
+    let what = if footer {
+        "xz stream footer"
+    } else {
+        "xz stream header"
+    };
+    let mut b = [0u8; 12];
+    read_at(file, &mut b, at, what)?;
+    let (magic, crc) = if footer {
+        (b[10..12] == FOOTER_MAGIC, crc_ok(&b[4..10], &b[0..4]))
+    } else {
+        (b[0..6] == HEADER_MAGIC, crc_ok(&b[6..8], &b[8..12]))
+    };
+    if !magic {
+        return Err(missing());
+    }
+    if !crc {
+        return Err(format!("CRC32 mismatch in the {what} at byte {at}"));
+    }
+    Ok(b)
+}
+
 /// Reads the stream that ends at `end` (footer, index, header).
 /// `Ok(None)`: too many blocks for parallel decoding.
 fn read_stream(
@@ -337,18 +366,9 @@ fn read_stream(
         ));
     }
     let footer_at = end - HEADER_SIZE;
-    let mut footer = [0u8; 12];
-    read_at(file, &mut footer, footer_at, "xz stream footer")?;
-    if footer[10..12] != FOOTER_MAGIC {
-        return Err(format!(
-            "no xz stream footer at byte {footer_at} (truncated or corrupt file)"
-        ));
-    }
-    if !crc_ok(&footer[4..10], &footer[0..4]) {
-        return Err(format!(
-            "CRC32 mismatch in the xz stream footer at byte {footer_at}"
-        ));
-    }
+    let footer = read_stream_mark(file, footer_at, true, || {
+        format!("no xz stream footer at byte {footer_at} (truncated or corrupt file)")
+    })?;
     let flags = [footer[8], footer[9]];
     if flags[0] != 0 || flags[1] & 0xF0 != 0 {
         return Err(format!(
@@ -395,18 +415,9 @@ fn read_stream(
             "xz index at byte {index_at} lists {blocks_size} bytes of blocks, more than precede it (truncated file?)"
         ));
     };
-    let mut header = [0u8; 12];
-    read_at(file, &mut header, start, "xz stream header")?;
-    if header[0..6] != HEADER_MAGIC {
-        return Err(format!(
-            "no xz stream header at byte {start} where the index at byte {index_at} puts it"
-        ));
-    }
-    if !crc_ok(&header[6..8], &header[8..12]) {
-        return Err(format!(
-            "CRC32 mismatch in the xz stream header at byte {start}"
-        ));
-    }
+    let header = read_stream_mark(file, start, false, || {
+        format!("no xz stream header at byte {start} where the index at byte {index_at} puts it")
+    })?;
     if header[6..8] != flags {
         return Err(format!(
             "xz stream header at byte {start} and footer at byte {footer_at} disagree on the stream flags"
@@ -1120,6 +1131,17 @@ mod tests {
         (r, data, pd.workers())
     }
 
+    /// Decodes `path` (whose container must be fine) with `threads`
+    /// workers; the decoder and the error it must end with.
+    fn decode_failure(path: &Path, threads: usize) -> (Arc<ParDecode>, String) {
+        let src = File::open(path).unwrap();
+        let l = layout(&src).unwrap().unwrap();
+        let out = tempfile::tempfile().unwrap();
+        let pd = ParDecode::start(src, l, out, threads, u64::MAX, Box::new(|_| {}));
+        let e = pd.finish().unwrap_err();
+        (pd, e)
+    }
+
     fn expect_len(path: &Path) -> u64 {
         xz_dc(path).len() as u64
     }
@@ -1245,11 +1267,7 @@ mod tests {
             // `xz -dc` refuses it too.
             let xz_says = Command::new("xz").arg("-dc").arg(&bad).output().unwrap();
             assert!(!xz_says.status.success(), "{check}");
-            let src = File::open(&bad).unwrap();
-            let l = layout(&src).unwrap().unwrap();
-            let out = tempfile::tempfile().unwrap();
-            let pd = ParDecode::start(src, l, out, 2, u64::MAX, Box::new(|_| {}));
-            let e = pd.finish().unwrap_err();
+            let (_, e) = decode_failure(&bad, 2);
             assert!(
                 e.contains("xz block 2 ") && e.contains(&format!("block's {name} check")),
                 "{check}: {e}"
@@ -1456,17 +1474,7 @@ mod tests {
         let bad = dir.path().join("bad.xz");
         std::fs::write(&bad, &f).unwrap();
         // The container is still fine.
-        let src = File::open(&bad).unwrap();
-        let l = layout(&src).unwrap().unwrap();
-        let pd = ParDecode::start(
-            src,
-            l,
-            tempfile::tempfile().unwrap(),
-            2,
-            u64::MAX,
-            Box::new(|_| {}),
-        );
-        let e = pd.finish().unwrap_err();
+        let (pd, e) = decode_failure(&bad, 2);
         assert!(
             e.contains("xz block 5 ") && e.contains(&format!("at byte {}", victim.offset)),
             "{e}"
@@ -1486,17 +1494,7 @@ mod tests {
         let index_at = (last.offset + last.total_size()) as usize;
         let n = f.len();
         let mut idx = vec![0u8, l.blocks.len() as u8];
-        let enc = |mut v: u64, out: &mut Vec<u8>| {
-            loop {
-                let b = (v & 0x7F) as u8;
-                v >>= 7;
-                if v == 0 {
-                    out.push(b);
-                    break;
-                }
-                out.push(b | 0x80);
-            }
-        };
+        let enc = enc_vli;
         for (i, b) in l.blocks.iter().enumerate() {
             let unpadded = b.header_size + b.data_size + b.check_size;
             let u = b.uncompressed_size + u64::from(i == 2) - u64::from(i == 1);
@@ -1534,17 +1532,7 @@ mod tests {
         let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
         assert_eq!(l.blocks.len(), 5);
         shift_index_sizes(&p, &bad);
-        let src = File::open(&bad).unwrap();
-        let l = layout(&src).unwrap().unwrap();
-        let pd = ParDecode::start(
-            src,
-            l,
-            tempfile::tempfile().unwrap(),
-            1,
-            u64::MAX,
-            Box::new(|_| {}),
-        );
-        let e = pd.finish().unwrap_err();
+        let (_, e) = decode_failure(&bad, 1);
         assert!(e.contains("xz block 1 ") && e.contains("more than"), "{e}");
     }
 
