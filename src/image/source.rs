@@ -210,8 +210,8 @@ impl FileDigest {
 /// decoding of its blocks.
 struct Pending {
     digest: Arc<FileDigest>,
-    decode: Arc<xzpar::ParDecode>,
     expected: String,
+    /// The decoding, and how far it is.
     watch: DecodeWatch,
 }
 
@@ -278,7 +278,9 @@ impl RawImage {
     /// Number of threads decoding the image block by block (0: it was
     /// decoded whole before use, or needed no decoding).
     pub(crate) fn parallel_decoders(&self) -> usize {
-        self.pending.as_ref().map_or(0, |p| p.decode.workers())
+        self.pending
+            .as_ref()
+            .map_or(0, |p| p.watch.decode.workers())
     }
 
     /// Ends the work behind the image once the caller is done with it
@@ -295,9 +297,10 @@ impl RawImage {
             format: "xz",
             source: io::Error::other(e),
         };
-        let failure = failed.then(|| p.decode.failure()).flatten();
+        let decode = &p.watch.decode;
+        let failure = failed.then(|| decode.failure()).flatten();
         if failed {
-            p.decode.cancel();
+            decode.cancel();
         }
         let actual = p
             .digest
@@ -314,7 +317,7 @@ impl RawImage {
             return Err(decode_err(e));
         }
         if !failed {
-            p.decode.finish().map_err(decode_err)?;
+            decode.finish().map_err(decode_err)?;
         }
         Ok(())
     }
@@ -381,7 +384,6 @@ fn open_xz_parallel(
         ready: Some(ready),
         pending: Some(Pending {
             digest,
-            decode,
             expected,
             watch,
         }),
