@@ -76,7 +76,11 @@ pub(crate) fn normalize_digest(expected: &str) -> Result<String, ImageError> {
 }
 
 fn check_digest(path: &Path, hasher: Sha256, expected: &str) -> Result<String, ImageError> {
-    let actual = hex::encode(hasher.finalize());
+    digest_matches(path, hex::encode(hasher.finalize()), expected)
+}
+
+/// `actual` if it is `expected`, else the mismatch error naming both.
+fn digest_matches(path: &Path, actual: String, expected: &str) -> Result<String, ImageError> {
     if actual != expected {
         return Err(ImageError::Sha256Mismatch {
             path: path.to_path_buf(),
@@ -153,6 +157,15 @@ fn decode_into<R: Read>(
     out.set_len(w.pos)
         .map_err(|e| ImageError::io("set size of temporary image for", path, e))?;
     Ok(w.pos)
+}
+
+/// An error of the xz block decoding (or of waiting for it).
+fn xz_error(path: &Path, reason: String) -> ImageError {
+    ImageError::Decompress {
+        path: path.to_path_buf(),
+        format: "xz",
+        source: io::Error::other(reason),
+    }
 }
 
 /// Memory allowed for the xz block decoders (dictionaries and buffers).
@@ -261,11 +274,7 @@ impl RawImage {
     /// Waits until `len` bytes at `offset` of the raw image can be read.
     pub(crate) fn wait(&self, path: &Path, offset: u64, len: u64) -> Result<(), ImageError> {
         match &self.ready {
-            Some(ready) => ready(offset, len).map_err(|e| ImageError::Decompress {
-                path: path.to_path_buf(),
-                format: "xz",
-                source: io::Error::other(e),
-            }),
+            Some(ready) => ready(offset, len).map_err(|e| xz_error(path, e)),
             None => Ok(()),
         }
     }
@@ -292,11 +301,6 @@ impl RawImage {
         let Some(p) = self.pending.take() else {
             return Ok(());
         };
-        let decode_err = |e: String| ImageError::Decompress {
-            path: path.to_path_buf(),
-            format: "xz",
-            source: io::Error::other(e),
-        };
         let decode = &p.watch.decode;
         let failure = failed.then(|| decode.failure()).flatten();
         if failed {
@@ -306,18 +310,12 @@ impl RawImage {
             .digest
             .wait()
             .map_err(|e| ImageError::io("read image", path, io::Error::other(e)))?;
-        if actual != p.expected {
-            return Err(ImageError::Sha256Mismatch {
-                path: path.to_path_buf(),
-                expected: p.expected,
-                actual,
-            });
-        }
+        digest_matches(path, actual, &p.expected)?;
         if let Some(e) = failure {
-            return Err(decode_err(e));
+            return Err(xz_error(path, e));
         }
         if !failed {
-            decode.finish().map_err(decode_err)?;
+            decode.finish().map_err(|e| xz_error(path, e))?;
         }
         Ok(())
     }

@@ -16,8 +16,8 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::writer::{apply_meta, copy_data, copy_runs, start_writeback};
-use super::{Meta, Result, TreeError, io_err};
+use super::writer::{apply_meta, fill_data};
+use super::{Meta, Result, TreeError};
 
 /// Where a file's data comes from.
 pub(crate) enum Source {
@@ -54,16 +54,12 @@ fn run(job: Job) -> Result<()> {
         meta,
         source,
     } = job;
-    let size = match source {
-        Source::Whole(src) => {
-            copy_data(src.as_fd(), fd.as_fd()).map_err(io_err("copy data into", &full))?
-        }
+    match &source {
+        Source::Whole(src) => fill_data(src.as_fd(), fd.as_fd(), None, &full)?,
         Source::Runs { src, runs, size } => {
-            copy_runs(src.as_fd(), fd.as_fd(), &runs, size, &full)?;
-            size
+            fill_data(src.as_fd(), fd.as_fd(), Some((runs, *size)), &full)?
         }
     };
-    start_writeback(fd.as_fd(), size);
     apply_meta(fd.as_fd(), &meta, &full)
 }
 

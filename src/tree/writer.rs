@@ -189,7 +189,7 @@ fn copy_range(
 
 /// Copies the data segments of `src` into `dst` (holes stay holes) and sets
 /// the size. Returns the size.
-pub(super) fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<u64, Errno> {
+fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<u64, Errno> {
     let size = rustix::fs::fstat(src)?.st_size.max(0) as u64;
     let mut use_cfr = true;
     let mut buf = Vec::new();
@@ -225,7 +225,7 @@ pub(super) fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<u64,
 
 /// Copies `(source offset, file offset, length)` runs of `src` into `dst`
 /// and sets its size to `size` (the rest stays holes).
-pub(super) fn copy_runs(
+fn copy_runs(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
     runs: &[(u64, u64, u64)],
@@ -242,6 +242,31 @@ pub(super) fn copy_runs(
         }
     }
     rustix::fs::ftruncate(dst, size).map_err(io_err("set size of", full))
+}
+
+/// A run of a file's data: `(source offset, file offset, length)`.
+pub(super) type Run = (u64, u64, u64);
+
+/// Copies a file's data into the new file `dst` — every data segment of
+/// `src` at the same offsets, or with `runs`, those `(source offset, file
+/// offset, length)` runs of `src` for a file of `size` bytes — then starts
+/// its writeback. Returns the file's size. Used inline and by the
+/// [`DataPool`] alike.
+pub(super) fn fill_data(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    runs: Option<(&[Run], u64)>,
+    full: &Path,
+) -> Result<u64> {
+    let size = match runs {
+        None => copy_data(src, dst).map_err(io_err("copy data into", full))?,
+        Some((runs, size)) => {
+            copy_runs(src, dst, runs, size, full)?;
+            size
+        }
+    };
+    start_writeback(dst, size);
+    Ok(size)
 }
 
 /// Sets xattrs through an open descriptor.
@@ -293,7 +318,7 @@ const WRITEBACK_MIN_BYTES: u64 = 128 * 1024;
 /// `syncfs`, which writes them in large batches: one submission per small
 /// file costs more CPU (a virtio notification each, on a VM) than it saves.
 /// Best effort; errors are ignored (the `syncfs` reports real I/O errors).
-pub(crate) fn start_writeback(fd: BorrowedFd<'_>, size: u64) {
+fn start_writeback(fd: BorrowedFd<'_>, size: u64) {
     if size < WRITEBACK_MIN_BYTES {
         return;
     }
@@ -603,8 +628,7 @@ impl TreeWriter {
             };
             self.fill(fd, full, meta, source)?;
         } else {
-            copy_runs(src, fd.as_fd(), runs, size, &full)?;
-            start_writeback(fd.as_fd(), size);
+            fill_data(src, fd.as_fd(), Some((runs, size)), &full)?;
             self.apply_fd(fd.as_fd(), &meta, &full)?;
         }
         Ok(size)
@@ -637,8 +661,7 @@ impl TreeWriter {
                         reflinked: false,
                     });
                 }
-                let bytes = copy_data(src, fd.as_fd()).map_err(io_err("copy data into", &full))?;
-                start_writeback(fd.as_fd(), bytes);
+                let bytes = fill_data(src, fd.as_fd(), None, &full)?;
                 FileCopy {
                     bytes,
                     reflinked: false,
