@@ -675,22 +675,7 @@ mod tests {
             std::fs::write(t.join(format!("big/file-number-{i:05}")), b"").unwrap();
         }
         let img = tmp.path().join("fs.img");
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(64 << 20)
-            .unwrap();
-        run(Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-d"])
-            .arg(&t)
-            .arg(&img));
-        let file = std::fs::File::open(&img).unwrap();
-        let fs = RawFs::open(Window {
-            file,
-            offset: 0,
-            len: 64 << 20,
-            ready: None,
-        })
-        .unwrap();
+        let fs = mkfs(&t, &img);
         let dbg = |req: String| run(Command::new("debugfs").args(["-R", &req]).arg(&img));
         for path in ["/", "/d", "/d/f", "/d/h", "/acl", "/c", "/b", "/n", "/big"] {
             let ino = resolve(&fs, path);
@@ -772,6 +757,148 @@ mod tests {
             }
         }
         assert_eq!(checked, 3000);
+    }
+
+    /// An image of the tree `t` (64 MiB, 4 KiB blocks) and the raw reader on it.
+    fn mkfs(t: &Path, img: &Path) -> RawFs {
+        std::fs::File::create(img)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        run(Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-d"])
+            .arg(t)
+            .arg(img));
+        RawFs::open(Window {
+            file: std::fs::File::open(img).unwrap(),
+            offset: 0,
+            len: 64 << 20,
+            ready: None,
+        })
+        .unwrap()
+    }
+
+    /// `(logical, physical, length)` in blocks of every leaf extent `debugfs ex` lists.
+    fn debugfs_extents(img: &Path, path: &str) -> Vec<(u64, u64, u64)> {
+        let out = run(Command::new("debugfs")
+            .args(["-R", &format!("ex {path}")])
+            .arg(img));
+        let mut leaves = Vec::new();
+        for l in out.lines().skip(1) {
+            // " 1/ 1   3/339    32 -    32  2067 -  2067      1 ": level/depth, entry/entries,
+            // logical start - end, physical start - end, length (index lines have no end).
+            let n: Vec<u64> = l
+                .replace(['/', '-'], " ")
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if n.len() == 9 && n[0] == n[1] {
+                leaves.push((n[4], n[6], n[8]));
+            }
+        }
+        leaves
+    }
+
+    #[test]
+    fn data_runs_and_symlink_targets_agree_with_debugfs() {
+        assert!(rustix::process::geteuid().is_root(), "must run as root");
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        std::fs::create_dir_all(&t).unwrap();
+        // 400 islands of 4 KiB, 64 KiB apart, and a tail hole: more extents than an inode
+        // holds, so an extent tree with an index level.
+        let mut want = vec![0u8; 400 * 65536 + 12345];
+        for i in 0..400 {
+            want[i * 65536..i * 65536 + 4096].fill((i % 251 + 1) as u8);
+        }
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::File::create(t.join("islands")).unwrap();
+            for i in 0..400u64 {
+                f.seek(SeekFrom::Start(i * 65536)).unwrap();
+                f.write_all(&want[(i * 65536) as usize..][..4096]).unwrap();
+            }
+            f.set_len(want.len() as u64).unwrap();
+        }
+        std::fs::write(t.join("two"), b"").unwrap();
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(t.join("two"))
+                .unwrap();
+            f.write_all_at(&[b'A'; 4096], 0).unwrap();
+            f.write_all_at(&[b'B'; 5000], 1 << 20).unwrap();
+        }
+        let fast = "/usr/lib/fast".to_string();
+        let slow = format!("/usr/lib/{}", "s".repeat(80));
+        std::os::unix::fs::symlink(&fast, t.join("fast")).unwrap();
+        std::os::unix::fs::symlink(&slow, t.join("slow")).unwrap();
+        let img = tmp.path().join("fs.img");
+        let fs = mkfs(&t, &img);
+
+        let islands = fs.inode(resolve(&fs, "/islands")).unwrap();
+        let runs = fs.file_runs(&islands).unwrap().expect("extent-mapped");
+        let leaves = debugfs_extents(&img, "/islands");
+        assert_eq!(leaves.len(), 400, "{leaves:?}");
+        let expect: Vec<Run> = leaves
+            .iter()
+            .map(|&(l, p, n)| Run {
+                logical: l * 4096,
+                phys: p * 4096,
+                len: n * 4096,
+            })
+            .collect();
+        assert_eq!(runs, expect);
+        // The runs read back the file: data where they say, zeros elsewhere.
+        let mut got = vec![0u8; islands.size as usize];
+        for r in &runs {
+            fs.win
+                .read_at(r.phys, &mut got[r.logical as usize..][..r.len as usize])
+                .unwrap();
+        }
+        assert!(got == want, "islands read back differ");
+
+        let two = fs.inode(resolve(&fs, "/two")).unwrap();
+        let runs = fs.file_runs(&two).unwrap().unwrap();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!(
+            (runs[1].logical, runs[1].len),
+            (1 << 20, 5000),
+            "clipped to the size"
+        );
+
+        for (name, target) in [("/fast", &fast), ("/slow", &slow)] {
+            let l = fs.inode(resolve(&fs, name)).unwrap();
+            assert_eq!(
+                fs.symlink_target(&l).unwrap().as_deref(),
+                Some(target.as_bytes()),
+                "{name}"
+            );
+        }
+
+        // Broken extents in /two's inode (i_block words 3-5 and 6-8 are its two extents):
+        // a start past the end of the filesystem, then a second extent over the first.
+        for (field, value, error) in [
+            ("block[5]", "99999999", "past the end"),
+            ("block[6]", "0", "overlapping extents"),
+        ] {
+            let bad = tmp.path().join(format!("bad-{value}.img"));
+            std::fs::copy(&img, &bad).unwrap();
+            run(Command::new("debugfs")
+                .args(["-w", "-R", &format!("sif /two {field} {value}")])
+                .arg(&bad));
+            let fs = RawFs::open(Window {
+                file: std::fs::File::open(&bad).unwrap(),
+                offset: 0,
+                len: 64 << 20,
+                ready: None,
+            })
+            .unwrap();
+            let two = fs.inode(resolve(&fs, "/two")).unwrap();
+            let e = fs.file_runs(&two).unwrap_err();
+            assert!(e.contains(error), "{field}={value}: {e}");
+        }
     }
 
     #[test]
