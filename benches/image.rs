@@ -14,6 +14,9 @@
 //! a private mount namespace: `cargo bench --bench image`. Page cache is warm for every
 //! contender (the image file is read once before timing).
 
+#[path = "../tests/disk_image/mod.rs"]
+mod disk_image;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -179,39 +182,18 @@ fn image(work: &Path) -> (PathBuf, String) {
     build_rootfs(&build.join("rootfs"));
     build_bootfs(&build.join("bootfs"));
     let disk = build.join("disk.img");
-    fs::File::create(&disk)
-        .unwrap()
-        .set_len(IMAGE_BYTES)
-        .unwrap();
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["--no-reread", "--no-tell-kernel", "-q"])
-        .arg(&disk)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    write!(
-        sfdisk.stdin.take().unwrap(),
-        "label: dos\nlabel-id: 0x{DISK_ID}\nstart={P1_START}, size={P1_SECTORS}, type=c\nstart={P2_START}, type=83\n"
-    )
-    .unwrap();
-    assert!(sfdisk.wait().unwrap().success());
+    disk_image::build(&disk_image::Disk {
+        path: &disk,
+        bytes: IMAGE_BYTES,
+        disk_id: DISK_ID,
+        p1_start: P1_START,
+        p1_sectors: P1_SECTORS,
+        fat16: false,
+        bootfs: &build.join("bootfs"),
+        rootfs: &build.join("rootfs"),
+        mke2fs: &[],
+    });
     let d = disk.display();
-    sh(&format!(
-        "mkfs.vfat -F 32 -s 2 -n BOOTFS --offset={P1_START} {d} {} >/dev/null 2>&1",
-        P1_SECTORS / 2
-    ));
-    sh(&format!(
-        "cd {b}/bootfs && MTOOLS_SKIP_CHECK=1 mcopy -s -p -m -i {d}@@{off} * ::/",
-        b = build.display(),
-        off = P1_START * 512
-    ));
-    let off = P2_START * 512;
-    sh(&format!(
-        "mke2fs -q -F -t ext4 -L rootfs -E offset={off} -d {b}/rootfs {d} {}k",
-        (IMAGE_BYTES - off) / 1024,
-        b = build.display()
-    ));
     sh(&format!(
         "xz -T2 --block-size=64MiB -c {d} > {x}.tmp && mv {x}.tmp {x}",
         x = xz.display()

@@ -3,10 +3,10 @@
 //! by field with the trees they were built from.
 
 mod common;
+mod disk_image;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -103,50 +103,17 @@ fn build_image(boot_dir: &'static str, ext4_opts: &[&str]) -> Built {
     );
     build_bootfs(&bootfs);
     let disk = dir.path().join("disk.img");
-    fs::File::create(&disk)
-        .unwrap()
-        .set_len(IMAGE_BYTES)
-        .unwrap();
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["--no-reread", "--no-tell-kernel", "-q"])
-        .arg(&disk)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    write!(
-        sfdisk.stdin.take().unwrap(),
-        "label: dos\nlabel-id: 0x0c4c21e5\nstart={P1_START}, size={P1_SECTORS}, type=c\nstart={P2_START}, type=83\n"
-    )
-    .unwrap();
-    assert!(sfdisk.wait().unwrap().success(), "sfdisk failed");
-    run(Command::new("mkfs.vfat")
-        .args(["-F", "32", "-s", "2", "-n", "BOOTFS", "-i", "0C4C21E5"])
-        .arg(format!("--offset={P1_START}"))
-        .arg(&disk)
-        .arg((P1_SECTORS / 2).to_string()));
-    let mut mcopy = Command::new("mcopy");
-    mcopy
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .args(["-s", "-p", "-m", "-i"])
-        .arg(format!("{}@@{}", disk.display(), P1_START * 512));
-    for e in fs::read_dir(&bootfs).unwrap() {
-        mcopy.arg(e.unwrap().path());
-    }
-    run(mcopy.arg("::/"));
-    let off = P2_START * 512;
-    run(Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-L", "rootfs"])
-        .args(ext4_opts)
-        .arg("-E")
-        .arg(format!("offset={off}"))
-        .arg("-d")
-        .arg(&rootfs)
-        .arg(&disk)
-        .arg(format!("{}k", (IMAGE_BYTES - off) / 1024)));
-    run(Command::new("e2fsck")
-        .arg("-fn")
-        .arg(format!("{}?offset={off}", disk.display())));
+    disk_image::build(&disk_image::Disk {
+        path: &disk,
+        bytes: IMAGE_BYTES,
+        disk_id: "0c4c21e5",
+        p1_start: P1_START,
+        p1_sectors: P1_SECTORS,
+        fat16: false,
+        bootfs: &bootfs,
+        rootfs: &rootfs,
+        mke2fs: ext4_opts,
+    });
     Built {
         dir,
         disk,

@@ -4,13 +4,13 @@
 //! Range support and request counting) or read as a local file, fetched, verified, unpacked
 //! once into `/var/lib/pinetboot/images/<sha256>/` and cloned into client roots.
 
+mod disk_image;
 mod support;
 mod support_http;
 
-use std::io::Write as _;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
@@ -20,7 +20,6 @@ use support_http::HttpServer;
 /// Disk layout of the test image (512-byte sectors): 32 MiB FAT16, 72 MiB ext4.
 const P1_START: u64 = 2048;
 const P1_SECTORS: u64 = 65_536;
-const P2_START: u64 = 67_584;
 const IMAGE_BYTES: u64 = 104 << 20;
 const DISK_ID: &str = "4e639091";
 
@@ -55,10 +54,8 @@ fn images() -> &'static Images {
     static IMAGES: OnceLock<Images> = OnceLock::new();
     IMAGES.get_or_init(|| {
         require_root("building a disk image with owners and device nodes");
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "image-store-fixture-{}",
-            std::process::id()
-        ));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("image-store-fixture-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let tree = dir.join("tree");
@@ -81,50 +78,17 @@ fn images() -> &'static Images {
         std::fs::rename(tree.join("boot/firmware"), &bootfs).unwrap();
         std::fs::create_dir(tree.join("boot/firmware")).unwrap();
         let disk = dir.join("disk.img");
-        std::fs::File::create(&disk)
-            .unwrap()
-            .set_len(IMAGE_BYTES)
-            .unwrap();
-        let mut sfdisk = Command::new("sfdisk")
-            .args(["--no-reread", "--no-tell-kernel", "-q"])
-            .arg(&disk)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("sfdisk (apt-get install fdisk)");
-        write!(
-            sfdisk.stdin.take().unwrap(),
-            "label: dos\nlabel-id: 0x{DISK_ID}\nstart={P1_START}, size={P1_SECTORS}, type=e\nstart={P2_START}, type=83\n"
-        )
-        .unwrap();
-        assert!(sfdisk.wait().unwrap().success(), "sfdisk failed");
-        run_ok(
-            Command::new("mkfs.vfat")
-                .args(["-F", "16", "-n", "BOOTFS", "-i", DISK_ID])
-                .arg(format!("--offset={P1_START}"))
-                .arg(&disk)
-                .arg((P1_SECTORS / 2).to_string()),
-        );
-        let mut mcopy = Command::new("mcopy");
-        mcopy
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-s", "-p", "-m", "-i"])
-            .arg(format!("{}@@{}", disk.display(), P1_START * 512));
-        for e in std::fs::read_dir(&bootfs).unwrap() {
-            mcopy.arg(e.unwrap().path());
-        }
-        run_ok(mcopy.arg("::/"));
-        let off = P2_START * 512;
-        run_ok(
-            Command::new("mke2fs")
-                .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-L", "rootfs"])
-                .arg("-E")
-                .arg(format!("offset={off}"))
-                .arg("-d")
-                .arg(&tree)
-                .arg(&disk)
-                .arg(format!("{}k", (IMAGE_BYTES - off) / 1024)),
-        );
+        disk_image::build(&disk_image::Disk {
+            path: &disk,
+            bytes: IMAGE_BYTES,
+            disk_id: DISK_ID,
+            p1_start: P1_START,
+            p1_sectors: P1_SECTORS,
+            fat16: true,
+            bootfs: &bootfs,
+            rootfs: &tree,
+            mke2fs: &["-b", "4096"],
+        });
         let xz = dir.join("bookworm.img.xz");
         run_ok(Command::new("sh").arg("-c").arg(format!(
             "xz -T2 -3 -c {} > {}",
