@@ -23,6 +23,8 @@ pub struct Target<'a> {
     pub client: &'a ValidClient,
     /// Its boot folder, relative to the root.
     pub boot_dir: &'a Path,
+    /// The server's address (TFTP and NFS).
+    pub server: &'a str,
 }
 
 /// Adds the client-root resources for `target` to `out` (and any warnings), reading users
@@ -39,6 +41,7 @@ pub fn expand(
         root,
         client,
         boot_dir,
+        server: _,
     } = *target;
     let item = |rel: &str, want: Want, owner: Owner, enforce: bool| {
         Resource::ClientFile(ClientFile {
@@ -64,7 +67,6 @@ pub fn expand(
         PathBuf::from("etc/hosts"),
         Want::HostsEntry(client.hostname.clone()),
     ));
-    identity_warning(view, name, warnings)?;
     // A declared user not in the tree yet: userconf.txt, read by userconfig.service on first
     // boot (which creates the user and deletes the file, so it is only wanted until then).
     let pending_user = match &client.user {
@@ -94,7 +96,7 @@ pub fn expand(
     }
     // cloud-init (Trixie): pinetboot provides identity and keys itself, so it is disabled.
     if view
-        .entry(Path::new("etc/cloud"))?
+        .entry_resolved(Path::new("etc/cloud"))?
         .is_some_and(|e| e.kind == EntryKind::Dir)
     {
         out.push(file(
@@ -104,6 +106,22 @@ pub fn expand(
             ),
         ));
     }
+    // Every client its own SSH host key (never an image's: see `identity_warning`).
+    if view
+        .entry_resolved(Path::new("etc/ssh"))?
+        .is_some_and(|e| e.kind == EntryKind::Dir)
+    {
+        out.push(item(
+            crate::sshkeys::HOST_KEY,
+            Want::SshHostKey {
+                comment: format!("root@{}", client.hostname),
+            },
+            root_dir,
+            false,
+        ));
+    }
+    raspi_firmware(view, target, out, &item)?;
+    network_stacks(view, out, &item)?;
     let Some(ssh) = &client.ssh else {
         return Ok(());
     };
@@ -185,28 +203,199 @@ pub fn expand(
     Ok(())
 }
 
-/// Warns when a tree looks booted already: every client copied from it would share its
-/// machine-id and SSH host keys (two Pis with one identity).
-fn identity_warning(view: &Tree, name: &str, warnings: &mut Vec<String>) -> anyhow::Result<()> {
-    let machine_id = view.read(Path::new("etc/machine-id"))?.unwrap_or_default();
+/// Warns when an *image* looks booted already: every client cloned from it would share its
+/// machine-id and SSH host keys (two Pis with one identity). A client root that has booted is
+/// expected to hold its own identity and is never warned about.
+pub fn identity_warning(
+    image: &Tree,
+    image_name: &str,
+    image_dir: &str,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let machine_id = image
+        .read_resolved(Path::new("etc/machine-id"))?
+        .unwrap_or_default();
     let id = String::from_utf8_lossy(&machine_id);
     let id_set = !id.trim().is_empty() && id.trim() != "uninitialized";
-    let host_keys = match view.open_dir(Path::new("etc/ssh"))? {
-        Some(_) => [
-            "ssh_host_ed25519_key",
-            "ssh_host_rsa_key",
-            "ssh_host_ecdsa_key",
-        ]
-        .iter()
-        .map(|k| view.entry(&Path::new("etc/ssh").join(k)))
-        .collect::<Result<Vec<_>, _>>()?
-        .iter()
-        .any(Option::is_some),
-        None => false,
-    };
+    let host_keys = [
+        "ssh_host_ed25519_key",
+        "ssh_host_rsa_key",
+        "ssh_host_ecdsa_key",
+    ]
+    .iter()
+    .map(|k| image.entry_resolved(&Path::new("etc/ssh").join(k)))
+    .collect::<Result<Vec<_>, _>>()?
+    .iter()
+    .any(Option::is_some);
     if id_set && host_keys {
         warnings.push(format!(
-            "client {name}: its root looks already booted (etc/machine-id is set and SSH host keys exist); Pis cloned from the same tree share one identity — reset them: empty etc/machine-id and delete etc/ssh/ssh_host_* in the image"
+            "image {image_name} ({image_dir}) looks already booted (etc/machine-id is set and SSH host keys exist); Pis cloned from it share one identity — reset them in the image: empty etc/machine-id and delete etc/ssh/ssh_host_*"
+        ));
+    }
+    Ok(())
+}
+
+/// Debian's raspi-firmware regenerates `cmdline.txt` from `/etc/default/raspi-firmware` on
+/// the first boot (Debian raspi images re-run it) and on every kernel upgrade, back to
+/// `root=PARTUUID=…`: the next boot would fail. pinetboot sets `ROOTPART` in a fenced block
+/// of that file to its NFS arguments, so the hook writes an equivalent command line. The hook
+/// also refuses to run unless the boot folder is a mount point (on an NFS root it is a plain
+/// folder), so the client gets a bind mount of the boot folder onto itself.
+fn raspi_firmware(
+    view: &Tree,
+    target: &Target<'_>,
+    out: &mut Vec<Resource>,
+    item: &dyn Fn(&str, Want, Owner, bool) -> Resource,
+) -> anyhow::Result<()> {
+    let hook = Path::new("etc/kernel/postinst.d/z50-raspi-firmware");
+    if view.entry_resolved(hook)?.is_none() {
+        return Ok(());
+    }
+    let file = Owner {
+        mode: 0o644,
+        uid: Some(0),
+        gid: Some(0),
+    };
+    let rootpart =
+        crate::pios::raspi_firmware_rootpart(target.server, target.root, &target.client.cmdline);
+    out.push(item(
+        "etc/default/raspi-firmware",
+        Want::Block(vec![
+            "# The root is on NFS (pinetboot.yaml): raspi-firmware writes these arguments into cmdline.txt.".to_owned(),
+            format!("ROOTPART={}", crate::pios::shell_quote(&rootpart)),
+        ]),
+        file,
+        false,
+    ));
+    let boot = format!("/{}", target.boot_dir.display());
+    let unit = format!("{}.mount", boot.trim_start_matches('/').replace('/', "-"));
+    out.push(item(
+        &format!("etc/systemd/system/{unit}"),
+        Want::Content(
+            format!(
+                "# Managed by pinetboot. On an NFS root the boot folder is a plain folder, but\n\
+                 # raspi-firmware's kernel hook refuses to run unless it is a mount point.\n\
+                 [Unit]\n\
+                 Description=Boot folder on the NFS root (pinetboot)\n\
+                 DefaultDependencies=no\n\
+                 Before=local-fs.target\n\
+                 \n\
+                 [Mount]\n\
+                 What={boot}\n\
+                 Where={boot}\n\
+                 Type=none\n\
+                 Options=bind\n\
+                 \n\
+                 [Install]\n\
+                 WantedBy=local-fs.target\n"
+            )
+            .into_bytes(),
+        ),
+        file,
+        false,
+    ));
+    let root_dir = Owner {
+        mode: 0o755,
+        ..file
+    };
+    out.push(item(
+        "etc/systemd/system/local-fs.target.wants",
+        Want::Dir,
+        root_dir,
+        false,
+    ));
+    out.push(item(
+        &format!("etc/systemd/system/local-fs.target.wants/{unit}"),
+        Want::Link(format!("/etc/systemd/system/{unit}")),
+        root_dir,
+        false,
+    ));
+    Ok(())
+}
+
+/// The boot interface belongs to the kernel (`ip=dhcp`): the root is mounted over it. A
+/// network stack that deconfigures it at shutdown cuts the root away before it is unmounted,
+/// and shutdown hangs. For each stack the images use, the client gets a drop-in that leaves
+/// the wired interface configured at shutdown:
+/// - ifupdown (Debian): `networking.service` and `ifup@.service` run no `ifdown` on stop;
+/// - systemd-networkd: a first-matching `.network` for wired links with
+///   `KeepConfiguration=yes`;
+/// - NetworkManager (Raspberry Pi OS Bookworm): wired devices unmanaged;
+/// - dhcpcd (Bullseye): wired interfaces denied, in a fenced block of `dhcpcd.conf`.
+fn network_stacks(
+    view: &Tree,
+    out: &mut Vec<Resource>,
+    item: &dyn Fn(&str, Want, Owner, bool) -> Resource,
+) -> anyhow::Result<()> {
+    let file = Owner {
+        mode: 0o644,
+        uid: Some(0),
+        gid: Some(0),
+    };
+    let dir = Owner {
+        mode: 0o755,
+        ..file
+    };
+    let has = |p: &str| view.entry_resolved(Path::new(p)).map(|e| e.is_some());
+    const WHY: &str = "# Managed by pinetboot: the root is on NFS over the wired interface, which the kernel\n# configured (ip=dhcp); it must stay up until the root is unmounted at shutdown.\n";
+    if has("lib/systemd/system/networking.service")?
+        || has("usr/lib/systemd/system/networking.service")?
+    {
+        for unit in ["networking.service", "ifup@.service"] {
+            out.push(item(
+                &format!("etc/systemd/system/{unit}.d"),
+                Want::Dir,
+                dir,
+                false,
+            ));
+            out.push(item(
+                &format!("etc/systemd/system/{unit}.d/pinetboot-nfsroot.conf"),
+                Want::Content(format!("{WHY}[Service]\nExecStop=\n").into_bytes()),
+                file,
+                false,
+            ));
+        }
+    }
+    if has("lib/systemd/system/systemd-networkd.service")?
+        || has("usr/lib/systemd/system/systemd-networkd.service")?
+    {
+        out.push(item("etc/systemd/network", Want::Dir, dir, false));
+        out.push(item(
+            "etc/systemd/network/00-pinetboot-nfsroot.network",
+            Want::Content(
+                format!(
+                    "{WHY}[Match]\nType=ether\n\n[Network]\nDHCP=ipv4\nKeepConfiguration=yes\n"
+                )
+                .into_bytes(),
+            ),
+            file,
+            false,
+        ));
+    }
+    if view
+        .entry_resolved(Path::new("etc/NetworkManager"))?
+        .is_some_and(|e| e.kind == EntryKind::Dir)
+    {
+        out.push(item("etc/NetworkManager/conf.d", Want::Dir, dir, false));
+        out.push(item(
+            "etc/NetworkManager/conf.d/pinetboot-nfsroot.conf",
+            Want::Content(
+                format!("{WHY}[keyfile]\nunmanaged-devices=type:ethernet\n").into_bytes(),
+            ),
+            file,
+            false,
+        ));
+    }
+    if has("etc/dhcpcd.conf")? {
+        out.push(item(
+            "etc/dhcpcd.conf",
+            Want::Block(vec![
+                "# The wired interface is the kernel's (NFS root): dhcpcd leaves it alone."
+                    .to_owned(),
+                "denyinterfaces eth0 end0 enx*".to_owned(),
+            ]),
+            file,
+            false,
         ));
     }
     Ok(())
@@ -214,7 +403,7 @@ fn identity_warning(view: &Tree, name: &str, warnings: &mut Vec<String>) -> anyh
 
 /// uid, gid and home of `user` from the tree's etc/passwd.
 fn lookup_user(view: &Tree, user: &str) -> anyhow::Result<Option<(u32, u32, String)>> {
-    let Some(passwd) = view.read(Path::new("etc/passwd"))? else {
+    let Some(passwd) = view.read_resolved(Path::new("etc/passwd"))? else {
         return Ok(None);
     };
     let text = String::from_utf8_lossy(&passwd);

@@ -21,6 +21,7 @@ use crate::resource::client_root::ClientRoot;
 use crate::resource::dir::{Dir, RemoveDir};
 use crate::resource::fstab::FstabBlock;
 use crate::resource::host_file::HostFile;
+use crate::resource::known_hosts::KnownHosts;
 use crate::resource::{ClientPaths, Handler, Resource, as_violation};
 use crate::state::{ClientRecord, State};
 
@@ -145,7 +146,12 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
         ) {
             Ok(client_out) => {
                 out.resources.extend(client_out.resources);
-                out.warnings.extend(client_out.warnings);
+                for w in client_out.warnings {
+                    // Image warnings come once per image, not once per client.
+                    if !out.warnings.contains(&w) {
+                        out.warnings.push(w);
+                    }
+                }
                 let tftp = tftp_of(valid, &client.serial);
                 out.resources.push(Resource::Dir(Dir {
                     path: tftp.clone(),
@@ -178,8 +184,15 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
             }
             Err(e) => {
                 let hint = match as_violation(&e) {
+                    Some(v) if v.path().is_some_and(|p| p.starts_with(host.path(&root))) => {
+                        format!(
+                            "something inside {root} is not what a Raspberry Pi OS root holds (a planted symlink or special file?); inspect it, fix or remove it, then apply again"
+                        )
+                    }
                     Some(_) => format!(
-                        "something inside {root} is not what a Raspberry Pi OS root holds (a planted symlink or special file?); inspect it, fix or remove it, then apply again"
+                        "the image {} ({}) holds something pinetboot will not read; inspect the image, or choose another",
+                        client.image,
+                        image_dir.as_deref().unwrap_or("its store entry")
                     ),
                     None => "fix the cause above, then apply again".to_owned(),
                 };
@@ -224,6 +237,20 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
         lines: block,
     }));
     out.resources.extend(binds);
+    // The public halves of the clients' SSH host keys, after the keys are made.
+    out.resources.push(Resource::KnownHosts(KnownHosts {
+        path: format!("{}/known_hosts", valid.paths.state.trim_end_matches('/')),
+        clients: valid
+            .clients
+            .iter()
+            .filter(|(name, _)| out.clients.contains_key(*name))
+            .map(|(name, c)| {
+                let mut names = vec![c.hostname.clone()];
+                names.extend(c.address.map(|a| a.to_string()));
+                (name.clone(), names)
+            })
+            .collect(),
+    }));
     // Prune what was ours and is no longer declared (or moved to another serial).
     for (name, rec) in &old.clients {
         let still = out
@@ -463,9 +490,12 @@ fn expand_client(
     // image (whose fstab still has its vfat line), else from the tree. A client root is
     // untrusted: a boot folder that is not a real folder is a conflict, never a fallback.
     let detect_from = image_tree.as_ref().unwrap_or(&view);
-    let os_release = detect_from
-        .read(Path::new("etc/os-release"))?
-        .or(detect_from.read(Path::new("usr/lib/os-release"))?);
+    // Facts are read as the Pi sees them: symlinks resolved inside the tree
+    // (etc/os-release -> ../usr/lib/os-release on every Debian and Raspberry Pi OS root).
+    let os_release = match detect_from.read_resolved(Path::new("etc/os-release"))? {
+        Some(t) => Some(t),
+        None => detect_from.read_resolved(Path::new("usr/lib/os-release"))?,
+    };
     let codename = os_release
         .as_deref()
         .and_then(|t| pios::os_release_field(&String::from_utf8_lossy(t), "VERSION_CODENAME"));
@@ -473,11 +503,11 @@ fn expand_client(
     let boot_dir = match recorded_boot {
         Some(b) => PathBuf::from(b),
         None => {
-            let image_fstab = detect_from.read(Path::new("etc/fstab"))?;
+            let image_fstab = detect_from.read_resolved(Path::new("etc/fstab"))?;
             let text = image_fstab.as_deref().map(String::from_utf8_lossy);
             let firmware_dir = detect_from
-                .entry(Path::new("boot/firmware"))?
-                .is_some_and(|e| e.kind != crate::host::confined::EntryKind::File);
+                .entry_resolved(Path::new("boot/firmware"))?
+                .is_some_and(|e| e.kind == crate::host::confined::EntryKind::Dir);
             pios::boot_dir_from(text.as_deref(), firmware_dir, codename.as_deref())
         }
     };
@@ -518,14 +548,14 @@ fn expand_client(
     // cmdline.txt, from the image's own arguments (the client root's when the image is gone).
     let cmdline_rel = boot_dir.join("cmdline.txt");
     let base = match &image_tree {
-        Some(t) => t.read(&cmdline_rel)?,
-        None => view.read(&cmdline_rel)?,
+        Some(t) => t.read_resolved(&cmdline_rel)?,
+        None => view.read_resolved(&cmdline_rel)?,
     };
     let base = base
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_else(|| "console=serial0,115200 console=tty1".into());
     let cmdline = pios::render_cmdline(&base, &valid.address.to_string(), root, &client.cmdline);
-    resources.push(file(cmdline_rel, Want::Content(cmdline.into_bytes())));
+    resources.push(file(cmdline_rel, Want::Cmdline(cmdline)));
     // Firmware overrides (the recipe's "newer start4.elf" step).
     let image = &valid.images[&client.image];
     for (rel, host_path) in &image.files {
@@ -556,11 +586,18 @@ fn expand_client(
         ));
     }
     let mut warnings = Vec::new();
+    // A booted image gives every Pi cloned from it one identity (a booted client root is
+    // expected to hold its own: only images are looked at).
+    if let (Some(t), Some(dir)) = (&image_tree, image_dir) {
+        crate::clientos::identity_warning(t, &client.image, dir, &mut warnings)?;
+    }
+    let server = valid.address.to_string();
     let target = crate::clientos::Target {
         name,
         root,
         client,
         boot_dir: &boot_dir,
+        server: &server,
     };
     crate::clientos::expand(&view, &target, &mut resources, &mut warnings, &file)?;
     Ok(ClientOut {

@@ -26,6 +26,7 @@ pub mod plan;
 pub mod progress;
 pub mod render;
 pub mod resource;
+pub mod sshkeys;
 pub mod state;
 pub mod status;
 pub mod tree;

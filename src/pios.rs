@@ -79,19 +79,79 @@ pub fn render_cmdline(
         .filter(|t| !is_replaced_token(t))
         .map(str::to_owned)
         .collect();
-    tokens.extend([
-        "root=/dev/nfs".to_owned(),
-        format!("nfsroot={server}:{nfs_root},vers=3"),
-        "rw".to_owned(),
-        "ip=dhcp".to_owned(),
-        "rootwait".to_owned(),
-    ]);
+    tokens.extend(nfs_args(server, nfs_root));
     for t in extra {
         if !tokens.contains(t) {
             tokens.push(t.clone());
         }
     }
     tokens.join(" ") + "\n"
+}
+
+/// The kernel arguments of an NFS root, in the order pinetboot writes them.
+pub fn nfs_args(server: &str, nfs_root: &str) -> [String; 5] {
+    [
+        "root=/dev/nfs".to_owned(),
+        format!("nfsroot={server}:{nfs_root},vers=3"),
+        "rw".to_owned(),
+        "ip=dhcp".to_owned(),
+        "rootwait".to_owned(),
+    ]
+}
+
+/// Whether the `cmdline.txt` on disk boots the same way as the one pinetboot renders, though
+/// another tool wrote it: Debian's raspi-firmware hook regenerates it (first boot, every
+/// kernel upgrade) as `CONSOLES root=ROOTPART rw fsck.repair=yes net.ifnames=0 [cma=…]
+/// rootwait EXTRA`, with pinetboot's NFS arguments in ROOTPART. The kernel reads arguments as
+/// a set, except that the order of `console=` matters (the last is /dev/console): so the
+/// consoles must come in the same order, every other argument must be there as often, and
+/// of the arguments pinetboot replaces only its own (and the harmless `fsck.repair=`) may
+/// appear. A `root=PARTUUID=…` left by a regeneration is never equivalent.
+pub fn cmdline_equivalent(current: &str, desired: &str) -> bool {
+    let cur: Vec<&str> = current.split_whitespace().collect();
+    let want: Vec<&str> = desired.split_whitespace().collect();
+    let ignorable = |t: &str| t.starts_with("fsck.repair=");
+    if cur
+        .iter()
+        .any(|t| is_replaced_token(t) && !ignorable(t) && !want.contains(t))
+    {
+        return false;
+    }
+    let consoles = |v: &[&str]| -> Vec<String> {
+        v.iter()
+            .filter(|t| t.starts_with("console="))
+            .map(|t| t.to_string())
+            .collect()
+    };
+    let others = |v: &[&str]| -> Vec<String> {
+        let mut o: Vec<String> = v
+            .iter()
+            .filter(|t| !t.starts_with("console=") && !ignorable(t))
+            .map(|t| t.to_string())
+            .collect();
+        o.sort();
+        o
+    };
+    consoles(&cur) == consoles(&want) && others(&cur) == others(&want)
+}
+
+/// `ROOTPART` for Debian's raspi-firmware (`/etc/default/raspi-firmware`), whose hook writes
+/// `root=$ROOTPART` into the `cmdline.txt` it regenerates: pinetboot's NFS arguments (the
+/// hook adds `rw` and `rootwait` itself) and the client's extra arguments, so a kernel
+/// upgrade on the Pi keeps it booting over NFS.
+pub fn raspi_firmware_rootpart(server: &str, nfs_root: &str, extra: &[String]) -> String {
+    let mut v = vec![
+        "/dev/nfs".to_owned(),
+        format!("nfsroot={server}:{nfs_root},vers=3"),
+        "ip=dhcp".to_owned(),
+    ];
+    v.extend(extra.iter().cloned());
+    v.join(" ")
+}
+
+/// Quotes a value for a POSIX shell assignment (`/etc/default` files are sourced).
+pub fn shell_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "'\\''"))
 }
 
 /// Whether an fstab line mounts the root or boot partition from the SD card.
@@ -147,6 +207,51 @@ mod tests {
             render_cmdline(&once, "1.2.3.4", "/nfs/x", &["quiet".into()]),
             once
         );
+    }
+
+    #[test]
+    fn regenerated_cmdline_is_equivalent() {
+        let desired = render_cmdline(
+            "console=serial0,115200 console=tty1 root=PARTUUID=5eed4b1d-02 rw fsck.repair=yes net.ifnames=0 cma=64M rootwait",
+            "10.99.0.2",
+            "/nfs/raspi1",
+            &["quiet".into()],
+        );
+        let rootpart = raspi_firmware_rootpart("10.99.0.2", "/nfs/raspi1", &["quiet".into()]);
+        // What raspi-firmware's hook writes with that ROOTPART.
+        let regenerated = format!(
+            "console=serial0,115200 console=tty1 root={rootpart} rw fsck.repair=yes net.ifnames=0 cma=64M rootwait \n"
+        );
+        assert!(cmdline_equivalent(&regenerated, &desired), "{desired}");
+        assert!(cmdline_equivalent(&desired, &desired));
+        // Back to the SD card: not equivalent.
+        let sd = regenerated.replace(&rootpart, "PARTUUID=5eed4b1d-02");
+        assert!(!cmdline_equivalent(&sd, &desired));
+        // Another server, a missing or extra argument, consoles swapped: not equivalent.
+        assert!(!cmdline_equivalent(
+            &regenerated.replace("10.99.0.2", "10.99.0.3"),
+            &desired
+        ));
+        assert!(!cmdline_equivalent(
+            &regenerated.replace(" quiet", ""),
+            &desired
+        ));
+        assert!(!cmdline_equivalent(
+            &format!("{regenerated} splash"),
+            &desired
+        ));
+        let swapped = regenerated.replace(
+            "console=serial0,115200 console=tty1",
+            "console=tty1 console=serial0,115200",
+        );
+        assert!(!cmdline_equivalent(&swapped, &desired));
+        assert!(!cmdline_equivalent(&format!("{desired} ro"), &desired));
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("/dev/nfs a=b"), "'/dev/nfs a=b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 
     #[test]

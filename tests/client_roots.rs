@@ -174,6 +174,12 @@ fn check(case: &Case) {
     added.insert("etc/systemd/system/sshd.service".into());
     added.insert(format!("{home}/.ssh").into());
     added.insert(format!("{home}/.ssh/authorized_keys").into());
+    // Its own SSH host key (the image has none).
+    added.insert("etc/ssh/ssh_host_ed25519_key".into());
+    added.insert("etc/ssh/ssh_host_ed25519_key.pub".into());
+    let hk = std::fs::symlink_metadata(root.join("etc/ssh/ssh_host_ed25519_key")).unwrap();
+    assert_eq!((hk.mode() & 0o7777, hk.uid(), hk.gid()), (0o600, 0, 0));
+    assert!(read("etc/ssh/ssh_host_ed25519_key.pub").starts_with("ssh-ed25519 AAAA"));
     if case.release == Release::Trixie {
         added.insert("etc/cloud/cloud-init.disabled".into());
     }

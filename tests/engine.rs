@@ -109,7 +109,7 @@ fn second_apply_changes_nothing_no_mtime_no_remount_no_handler() {
     assert!(
         first
             .stdout
-            .ends_with("Apply complete: 28 added, 8 changed, 0 removed.\n"),
+            .ends_with("Apply complete: 31 added, 8 changed, 0 removed.\n"),
         "{}",
         first.stdout
     );
@@ -140,7 +140,7 @@ fn detailed_exitcode_is_2_pending_0_converged_1_bad_config() {
     r.expect_code(2);
     assert!(
         r.stdout
-            .ends_with("Plan: 17 to add, 4 to change, 0 to remove.\n"),
+            .ends_with("Plan: 19 to add, 4 to change, 0 to remove.\n"),
         "{}",
         r.stdout
     );
@@ -287,7 +287,7 @@ fn plan_json_has_a_stable_shape() {
     let r = env.pt(&["plan", "--json"]);
     r.expect_code(0);
     let v = check_json_plan(&env, &r.stdout);
-    assert_eq!(v["summary"]["add"], Value::from(28));
+    assert_eq!(v["summary"]["add"], Value::from(31));
     assert_eq!(v["summary"]["change"], Value::from(8));
     assert_eq!(v["summary"]["remove"], Value::from(0));
     assert_eq!(
@@ -320,7 +320,7 @@ fn plan_json_has_a_stable_shape() {
     let text = env.pt(&["plan"]);
     assert!(
         text.stdout
-            .ends_with("Plan: 28 to add, 8 to change, 0 to remove.\n"),
+            .ends_with("Plan: 31 to add, 8 to change, 0 to remove.\n"),
         "{}",
         text.stdout
     );
@@ -510,6 +510,25 @@ fn managed_paths() -> Vec<(String, Option<String>)> {
     v
 }
 
+/// A snapshot with the content of what is random per apply (the client's generated SSH host
+/// key, and known_hosts which holds its public half) replaced by its length alone: two
+/// applies make different keys, of the same kind, size, owner and mode.
+fn without_random_content(s: Snapshot) -> Snapshot {
+    s.into_iter()
+        .map(|(p, mut e)| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            let random = matches!(
+                name.as_deref(),
+                Some("ssh_host_ed25519_key" | "ssh_host_ed25519_key.pub" | "known_hosts")
+            );
+            if let (true, Node::File(len, _)) = (random, &e.node) {
+                e.node = Node::File(*len, 0);
+            }
+            (p, e)
+        })
+        .collect()
+}
+
 fn is_leftover(p: &Path) -> bool {
     p.file_name()
         .is_some_and(|n| n.to_string_lossy().contains(".pinetboot-"))
@@ -521,7 +540,7 @@ fn crash_at_every_point_then_apply_converges_to_the_clean_end_state() {
     let clean_env = env_with(&["raspi1"], false);
     let pre = snapshot(&clean_env.root);
     clean_env.apply_ok();
-    let clean = snapshot(&clean_env.root);
+    let clean = without_random_content(snapshot(&clean_env.root));
     let managed = managed_paths();
     for (p, _) in &managed {
         assert!(
@@ -542,7 +561,7 @@ fn crash_at_every_point_then_apply_converges_to_the_clean_end_state() {
             break;
         }
         // Nothing half-written: every managed path is its old self or its new self.
-        let now = snapshot(&env.root);
+        let now = without_random_content(snapshot(&env.root));
         let root_there = now.contains_key(Path::new("nfs/raspi1"));
         for (p, old) in &managed {
             if p.starts_with("nfs/raspi1/") && !root_there {
@@ -563,7 +582,7 @@ fn crash_at_every_point_then_apply_converges_to_the_clean_end_state() {
         let again = env.pt(&["apply"]);
         again.expect_code(0);
         env.assert_converged();
-        let after = snapshot(&env.root);
+        let after = without_random_content(snapshot(&env.root));
         let leftovers: Vec<PathBuf> = after.keys().filter(|p| is_leftover(p)).cloned().collect();
         for l in &leftovers {
             leftovers_seen.push(format!("crash point {n}: {}", l.display()));
@@ -611,6 +630,7 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
         vec![
             "  ~ file /etc/exports.d/pinetboot.exports".to_owned(),
             "  ~ fstab block /etc/fstab".to_owned(),
+            "  ~ file /var/lib/pinetboot/known_hosts".to_owned(),
             format!("  - bind mount /tftpboot/{S2} (client raspi2 is no longer declared)"),
             format!("  - directory /tftpboot/{S2} (client raspi2 is no longer declared)"),
         ],
@@ -622,7 +642,7 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     ), "{}", plan.stdout);
     assert!(
         plan.stdout
-            .ends_with("Plan: 0 to add, 2 to change, 2 to remove.\n"),
+            .ends_with("Plan: 0 to add, 3 to change, 2 to remove.\n"),
         "{}",
         plan.stdout
     );
@@ -634,7 +654,7 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     assert!(
         apply
             .stdout
-            .ends_with("Apply complete: 0 added, 2 changed, 2 removed.\n"),
+            .ends_with("Apply complete: 0 added, 3 changed, 2 removed.\n"),
         "{}",
         apply.stdout
     );
@@ -806,7 +826,7 @@ fn apply_waits_for_the_lock_or_fails_fast_with_no_wait() {
     );
     let stdout = std::fs::read_to_string(&out).unwrap();
     assert!(
-        stdout.ends_with("Apply complete: 17 added, 4 changed, 0 removed.\n"),
+        stdout.ends_with("Apply complete: 19 added, 4 changed, 0 removed.\n"),
         "{stdout}"
     );
     env.assert_converged();
@@ -857,7 +877,7 @@ fn two_applies_started_together_never_interleave() {
     assert_eq!(
         summaries,
         vec![
-            "Apply complete: 39 added, 12 changed, 0 removed.".to_owned(),
+            "Apply complete: 43 added, 12 changed, 0 removed.".to_owned(),
             "Apply complete: no changes.".to_owned()
         ],
         "\n--- a\n{}\n--- b\n{}",

@@ -70,7 +70,10 @@ fn boot_folder(root: &Path, serial: u32) -> PathBuf {
     }
     write_public(
         &dir.join("config.txt"),
-        format!("[all]\narm_64bit=1\nkernel=kernel8.img\n# serial {serial:08x}\n").as_bytes(),
+        format!(
+            "[all]\narm_64bit=1\nkernel=kernel8.img\nauto_initramfs=1\n# serial {serial:08x}\n"
+        )
+        .as_bytes(),
     );
     write_public(
         &dir.join("cmdline.txt"),

@@ -1,7 +1,9 @@
 //! Reads and writes inside an untrusted tree (a client root, whose owner is root on the Pi and
 //! can plant symlinks, fifos and devices). Every path is resolved beneath the tree's root with
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`;
-//! final components are opened `O_NOFOLLOW | O_NONBLOCK` and checked with `fstat`; writes go
+//! facts that are only read (os-release, passwd, …) may instead resolve symlinks *inside* the
+//! tree (`RESOLVE_IN_ROOT`), as the Pi itself would. Files are opened `O_PATH`, checked with
+//! `fstat`, and only then reopened for reading (a device node is never opened); writes go
 //! to an `O_EXCL` temp file that is owned and moded on its descriptor, then renamed over the
 //! target (replacing a planted symlink or hardlink, never writing through it). Anything
 //! unexpected is a [`Violation`], never followed.
@@ -53,6 +55,19 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
+impl Violation {
+    /// The path refused, if the violation is about one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Violation::Symlink(p)
+            | Violation::WrongKind(p, _)
+            | Violation::TooLarge(p, _)
+            | Violation::Io(p, _) => Some(p),
+            Violation::Unsupported(_) => None,
+        }
+    }
+}
+
 /// Metadata of an entry inside the tree (not followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -86,6 +101,47 @@ pub enum EntryKind {
 pub struct Tree {
     fd: OwnedFd,
     path: PathBuf,
+}
+
+/// How a path inside the tree is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolve {
+    /// No symlink anywhere (what pinetboot writes, and reads before writing).
+    Strict,
+    /// Symlinks followed inside the tree, as the Pi would (facts pinetboot only reads).
+    InRoot,
+}
+
+fn resolve_in_root() -> ResolveFlags {
+    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV
+}
+
+fn entry_of(st: &rustix::fs::Stat) -> Entry {
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => EntryKind::File,
+        FileType::Directory => EntryKind::Dir,
+        FileType::Symlink => EntryKind::Symlink,
+        _ => EntryKind::Special,
+    };
+    Entry {
+        kind,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: st.st_size as u64,
+    }
+}
+
+/// Opens for reading the inode an `O_PATH` descriptor holds, through `/proc/self/fd` (the
+/// one way to reopen a handle without resolving its path again).
+fn reopen_for_reading(path_fd: &OwnedFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let link = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
+    Ok(rustix::fs::open(
+        link.as_str(),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 fn resolve() -> ResolveFlags {
@@ -187,49 +243,91 @@ impl Tree {
             return Ok(None);
         };
         match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => {
-                let kind = match FileType::from_raw_mode(st.st_mode) {
-                    FileType::RegularFile => EntryKind::File,
-                    FileType::Directory => EntryKind::Dir,
-                    FileType::Symlink => EntryKind::Symlink,
-                    _ => EntryKind::Special,
-                };
-                Ok(Some(Entry {
-                    kind,
-                    mode: st.st_mode & 0o7777,
-                    uid: st.st_uid,
-                    gid: st.st_gid,
-                    size: st.st_size as u64,
-                }))
-            }
+            Ok(st) => Ok(Some(entry_of(&st))),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(self.map_err(rel, e)),
         }
     }
 
-    /// Reads a regular file; `None` when missing. A symlink, fifo, device or folder is a
-    /// violation (opened non-blocking, so a fifo never hangs us).
+    /// Reads a regular file pinetboot manages (its current content, before replacing it);
+    /// `None` when missing. Nothing on the way or at the end may be a symlink: a symlink,
+    /// fifo, device or folder is a violation. The file is opened `O_PATH` first and reopened
+    /// only once it is known to be a regular file, so a planted device node is never opened.
     pub fn read(&self, rel: &Path) -> Result<Option<Vec<u8>>, Violation> {
+        self.read_with(rel, Resolve::Strict)
+    }
+
+    /// Reads a *fact* from the tree (os-release, passwd, the image's cmdline.txt, …) the way
+    /// the Pi sees it: symlinks are followed, but **inside the tree** (openat2
+    /// `RESOLVE_IN_ROOT`: an absolute target resolves against the tree's root, `..` stops at
+    /// it; no magic links, no other mount, the kernel's bound on hops). A real Debian root has
+    /// `etc/os-release -> ../usr/lib/os-release` and a merged /usr. What is found must still
+    /// be a regular file (never opened before that is known). `None` when missing or dangling.
+    pub fn read_resolved(&self, rel: &Path) -> Result<Option<Vec<u8>>, Violation> {
+        self.read_with(rel, Resolve::InRoot)
+    }
+
+    /// Metadata of what `rel` resolves to inside the tree (see [`Tree::read_resolved`]);
+    /// `None` when missing or dangling. Never reports [`EntryKind::Symlink`].
+    pub fn entry_resolved(&self, rel: &Path) -> Result<Option<Entry>, Violation> {
+        Ok(self
+            .open_path(rel, Resolve::InRoot)?
+            .map(|(_, st)| entry_of(&st)))
+    }
+
+    /// `O_PATH` handle and metadata of `rel` (not opened for reading: safe for devices).
+    fn open_path(
+        &self,
+        rel: &Path,
+        how: Resolve,
+    ) -> Result<Option<(OwnedFd, rustix::fs::Stat)>, Violation> {
         if split(rel).is_none() {
             return Err(Violation::WrongKind(
                 self.full(rel),
                 "not a plain relative path",
             ));
         }
-        let fd = match rustix::fs::openat2(
-            &self.fd,
-            rel,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve(),
-        ) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(self.map_err(rel, e)),
+        let (oflags, resolve) = match how {
+            // With O_PATH | O_NOFOLLOW a final symlink comes back as itself (and is refused by
+            // the caller); RESOLVE_NO_SYMLINKS refuses any on the way.
+            Resolve::Strict => (OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, resolve()),
+            Resolve::InRoot => (OFlags::PATH | OFlags::CLOEXEC, resolve_in_root()),
+        };
+        let mut tries = 0;
+        let fd = loop {
+            match rustix::fs::openat2(&self.fd, rel, oflags, Mode::empty(), resolve) {
+                Ok(fd) => break fd,
+                Err(rustix::io::Errno::NOENT) => return Ok(None),
+                // A rename raced with `..` resolution: the kernel asks to retry.
+                Err(rustix::io::Errno::AGAIN) if tries < 8 => tries += 1,
+                Err(e) => return Err(self.map_err_how(rel, e, how)),
+            }
         };
         let st = rustix::fs::fstat(&fd).map_err(|e| self.map_err(rel, e))?;
+        Ok(Some((fd, st)))
+    }
+
+    fn map_err_how(&self, rel: &Path, e: rustix::io::Errno, how: Resolve) -> Violation {
+        match (how, e) {
+            (Resolve::InRoot, rustix::io::Errno::LOOP) => Violation::WrongKind(
+                self.full(rel),
+                "a chain of symlinks too long to follow (or a loop)",
+            ),
+            (Resolve::InRoot, rustix::io::Errno::XDEV) => Violation::WrongKind(
+                self.full(rel),
+                "resolved through a magic link or onto another mount",
+            ),
+            _ => self.map_err(rel, e),
+        }
+    }
+
+    fn read_with(&self, rel: &Path, how: Resolve) -> Result<Option<Vec<u8>>, Violation> {
+        let Some((path_fd, st)) = self.open_path(rel, how)? else {
+            return Ok(None);
+        };
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {}
+            FileType::Symlink => return Err(Violation::Symlink(self.full(rel))),
             FileType::Directory => {
                 return Err(Violation::WrongKind(self.full(rel), "a folder, not a file"));
             }
@@ -241,7 +339,7 @@ impl Tree {
             }
         }
         // A hardlinked file may be another file's content (outside the root, on the same
-        // filesystem): never read through it. No file pinetboot manages is hardlinked in images.
+        // filesystem): never read through it. No file pinetboot reads is hardlinked in images.
         if st.st_nlink > 1 {
             return Err(Violation::WrongKind(
                 self.full(rel),
@@ -251,11 +349,26 @@ impl Tree {
         if st.st_size as u64 > MAX_READ {
             return Err(Violation::TooLarge(self.full(rel), st.st_size as u64));
         }
+        // Reopen the very inode the O_PATH handle holds (not the path again: it could have
+        // been swapped for a device in between), then make sure it is still that inode.
+        let fd = reopen_for_reading(&path_fd).map_err(|e| Violation::Io(self.full(rel), e))?;
+        let again = rustix::fs::fstat(&fd).map_err(|e| self.map_err(rel, e))?;
+        if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino)
+            || FileType::from_raw_mode(again.st_mode) != FileType::RegularFile
+        {
+            return Err(Violation::WrongKind(
+                self.full(rel),
+                "replaced while being read",
+            ));
+        }
         let mut buf = Vec::with_capacity(st.st_size as usize);
         std::fs::File::from(fd)
             .take(MAX_READ + 1)
             .read_to_end(&mut buf)
             .map_err(|e| Violation::Io(self.full(rel), e))?;
+        if buf.len() as u64 > MAX_READ {
+            return Err(Violation::TooLarge(self.full(rel), buf.len() as u64));
+        }
         Ok(Some(buf))
     }
 
@@ -478,6 +591,101 @@ mod tests {
             tr.write(Path::new("etc/fifo"), b"x", Owner::mode(0o644))
                 .is_err()
         );
+    }
+
+    /// A tree shaped like a real Debian root: merged /usr, os-release a relative link,
+    /// an absolute link, and links that try to leave the tree.
+    fn debian_like() -> (tempfile::TempDir, PathBuf) {
+        let (t, root) = tree();
+        std::fs::create_dir_all(root.join("usr/lib/systemd/system")).unwrap();
+        std::fs::write(root.join("usr/lib/os-release"), "ID=debian\n").unwrap();
+        std::fs::write(root.join("usr/lib/systemd/system/ssh.service"), "[Unit]\n").unwrap();
+        symlink("../usr/lib/os-release", root.join("etc/os-release")).unwrap();
+        symlink("usr/lib", root.join("lib")).unwrap();
+        symlink("/usr/lib/os-release", root.join("etc/abs-release")).unwrap();
+        symlink("../../../../outside", root.join("etc/dotdot")).unwrap();
+        symlink(t.path().join("outside"), root.join("etc/absolute-out")).unwrap();
+        symlink("loop-b", root.join("etc/loop-a")).unwrap();
+        symlink("loop-a", root.join("etc/loop-b")).unwrap();
+        symlink("/proc/self/root/etc/hostname", root.join("etc/magic")).unwrap();
+        (t, root)
+    }
+
+    #[test]
+    fn facts_resolve_symlinks_inside_the_tree() {
+        let (_t, root) = debian_like();
+        let tr = Tree::open(&root).unwrap();
+        let read = |p: &str| tr.read_resolved(Path::new(p));
+        assert_eq!(read("etc/os-release").unwrap().unwrap(), b"ID=debian\n");
+        assert_eq!(read("etc/abs-release").unwrap().unwrap(), b"ID=debian\n");
+        assert_eq!(
+            read("lib/systemd/system/ssh.service").unwrap().unwrap(),
+            b"[Unit]\n"
+        );
+        assert_eq!(
+            tr.entry_resolved(Path::new("lib/systemd/system"))
+                .unwrap()
+                .unwrap()
+                .kind,
+            EntryKind::Dir
+        );
+        // `..` stops at the tree's root and an absolute target resolves against it: the
+        // file outside is never reached (the same name inside would be).
+        assert!(read("etc/dotdot").unwrap().is_none());
+        assert!(read("etc/absolute-out").unwrap().is_none());
+        assert!(matches!(read("etc/loop-a"), Err(Violation::WrongKind(..))));
+        assert!(read("etc/magic").is_err() || read("etc/magic").unwrap().is_none());
+        // Writes and managed reads still refuse every symlink.
+        assert!(matches!(
+            tr.read(Path::new("etc/os-release")),
+            Err(Violation::Symlink(_))
+        ));
+        assert!(matches!(
+            tr.write(Path::new("lib/x"), b"x", Owner::mode(0o644)),
+            Err(Violation::Symlink(_))
+        ));
+    }
+
+    #[test]
+    fn a_fact_that_resolves_to_a_folder_or_device_is_refused() {
+        let (_t, root) = debian_like();
+        symlink("/usr/lib", root.join("etc/passwd")).unwrap();
+        let tr = Tree::open(&root).unwrap();
+        assert!(matches!(
+            tr.read_resolved(Path::new("etc/passwd")),
+            Err(Violation::WrongKind(..))
+        ));
+    }
+
+    /// A character device with a major number no driver has: opening it fails with ENXIO, so
+    /// a refusal that is not an I/O error proves it was never opened.
+    #[test]
+    fn device_nodes_are_never_opened() {
+        if !rustix::process::geteuid().is_root() {
+            panic!("device_nodes_are_never_opened needs root (mknod)");
+        }
+        let (_t, root) = tree();
+        let dev = rustix::fs::makedev(234, 77);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("etc/fstab"),
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o644),
+            dev,
+        )
+        .unwrap();
+        symlink("fstab", root.join("etc/fstab-link")).unwrap();
+        let tr = Tree::open(&root).unwrap();
+        for r in [
+            tr.read(Path::new("etc/fstab")),
+            tr.read_resolved(Path::new("etc/fstab")),
+            tr.read_resolved(Path::new("etc/fstab-link")),
+        ] {
+            assert!(
+                matches!(r, Err(Violation::WrongKind(_, k)) if k.contains("device")),
+                "{r:?}"
+            );
+        }
     }
 
     #[test]

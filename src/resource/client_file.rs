@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+
 use super::{Action, Change, Ctx, diff, host_join};
 use crate::host::atomic::Owner;
 use crate::host::confined::{EntryKind, Tree};
@@ -14,6 +16,11 @@ use crate::render::fence;
 pub enum Want {
     /// A file with exactly this content.
     Content(Vec<u8>),
+    /// `cmdline.txt` with this content, or an equivalent one another tool regenerated (see
+    /// [`crate::pios::cmdline_equivalent`]).
+    Cmdline(String),
+    /// A file others own, with these lines in pinetboot's fenced block (created when missing).
+    Block(Vec<String>),
     /// A bootloader image with exactly this content (diffed by its embedded config).
     Eeprom(Vec<u8>),
     /// The client's fstab, without the SD-card lines (left alone when absent).
@@ -24,6 +31,12 @@ pub enum Want {
     Link(String),
     /// A folder.
     Dir,
+    /// An SSH host key generated for this client, once (the path is the private key; its
+    /// `.pub` goes beside it). An existing key is the client's and is never replaced.
+    SshHostKey {
+        /// The comment of the public key (`root@HOSTNAME`).
+        comment: String,
+    },
 }
 
 /// One path inside a client root.
@@ -66,6 +79,11 @@ impl ClientFile {
     fn desired(&self, current: Option<&[u8]>) -> Option<Vec<u8>> {
         match &self.want {
             Want::Content(c) | Want::Eeprom(c) => Some(c.clone()),
+            Want::Cmdline(c) => Some(c.clone().into_bytes()),
+            Want::Block(lines) => {
+                let text = current.map(String::from_utf8_lossy).unwrap_or_default();
+                Some(fence::splice(&text, lines).into_bytes())
+            }
             Want::FilterFstab => {
                 current.map(|c| crate::pios::filter_fstab(&String::from_utf8_lossy(c)).into_bytes())
             }
@@ -73,7 +91,7 @@ impl ClientFile {
                 let text = current.map(String::from_utf8_lossy).unwrap_or_default();
                 Some(hosts_with(&text, h).into_bytes())
             }
-            Want::Link(_) | Want::Dir => None,
+            Want::Link(_) | Want::Dir | Want::SshHostKey { .. } => None,
         }
     }
 
@@ -135,6 +153,7 @@ impl ClientFile {
                     ),
                 });
             }
+            Want::SshHostKey { .. } => return self.check_host_key(tree, entry),
             _ => {}
         }
         tree.check_replaceable(&self.rel)?;
@@ -142,8 +161,14 @@ impl ClientFile {
         let Some(desired) = self.desired(current.as_deref()) else {
             return Ok(None);
         };
+        let equivalent = |c: &[u8]| match &self.want {
+            Want::Cmdline(d) => {
+                std::str::from_utf8(c).is_ok_and(|c| crate::pios::cmdline_equivalent(c, d))
+            }
+            _ => false,
+        };
         let mut change = match &current {
-            Some(c) if *c == desired => {
+            Some(c) if *c == desired || equivalent(c) => {
                 let e = entry.expect("file exists");
                 let owner_ok = self.owner.uid.is_none_or(|u| u == e.uid)
                     && self.owner.gid.is_none_or(|g| g == e.gid);
@@ -165,6 +190,67 @@ impl ClientFile {
             _ => text_diff(current.as_deref().unwrap_or_default(), &desired),
         });
         Ok(Some(change))
+    }
+
+    fn pub_rel(&self) -> PathBuf {
+        let mut p = self.rel.clone().into_os_string();
+        p.push(".pub");
+        PathBuf::from(p)
+    }
+
+    fn check_host_key(
+        &self,
+        tree: &Tree,
+        entry: Option<crate::host::confined::Entry>,
+    ) -> anyhow::Result<Option<Change>> {
+        tree.check_replaceable(&self.rel)?;
+        tree.check_replaceable(&self.pub_rel())?;
+        let public = tree.entry(&self.pub_rel())?.is_some();
+        Ok(match (entry.is_some(), public) {
+            (true, true) => None,
+            (true, false) => Some(
+                Change::new(
+                    Action::Create,
+                    "file",
+                    host_join(&self.root, &self.pub_rel()),
+                )
+                .detail("public half of the client's SSH host key"),
+            ),
+            (false, _) => {
+                Some(Change::new(Action::Create, "file", self.full()).detail(
+                    "ed25519, generated for this client; its public half goes to known_hosts",
+                ))
+            }
+        })
+    }
+
+    fn apply_host_key(&self, tree: &Tree, comment: &str) -> anyhow::Result<()> {
+        tree.check_replaceable(&self.rel)?;
+        tree.check_replaceable(&self.pub_rel())?;
+        let public = Owner {
+            mode: 0o644,
+            uid: Some(0),
+            gid: Some(0),
+        };
+        if let Some(private) = tree.read(&self.rel)? {
+            // The key is the client's: only its missing public half is restored.
+            let line = crate::sshkeys::public_of(&private)
+                .with_context(|| format!("{} is not an OpenSSH private key", self.full()))?;
+            return Ok(tree.write(&self.pub_rel(), &line, public)?);
+        }
+        let (private, line) = crate::sshkeys::generate(comment)?;
+        // The public half first: a key is only complete once its private half exists.
+        tree.write(&self.pub_rel(), &line, public)?;
+        tree.write(
+            &self.rel,
+            &private,
+            Owner {
+                mode: 0o600,
+                uid: Some(0),
+                gid: Some(0),
+            },
+        )?;
+        Ok(())
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
@@ -202,6 +288,7 @@ impl ClientFile {
                 Ok(())
             }
             Want::Link(target) => Ok(tree.symlink(&self.rel, target.as_bytes())?),
+            Want::SshHostKey { comment } => self.apply_host_key(&tree, comment),
             _ => {
                 tree.check_replaceable(&self.rel)?;
                 let current = tree.read(&self.rel)?;

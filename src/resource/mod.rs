@@ -8,6 +8,7 @@ pub mod dir;
 pub mod fstab;
 pub mod host_file;
 pub mod image;
+pub mod known_hosts;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -114,6 +115,8 @@ pub enum Resource {
     Unbind(bind::Unbind),
     /// A disk image unpacked into the image store (applied before every client root).
     Image(image::Image),
+    /// The server's `known_hosts` of client SSH host keys.
+    KnownHosts(known_hosts::KnownHosts),
 }
 
 impl Resource {
@@ -126,7 +129,10 @@ impl Resource {
             Resource::Unbind(r) => Some(&r.client),
             Resource::Dir(r) => r.client.as_deref(),
             Resource::RemoveDir(r) => Some(&r.client),
-            Resource::HostFile(_) | Resource::Fstab(_) | Resource::Image(_) => None,
+            Resource::HostFile(_)
+            | Resource::Fstab(_)
+            | Resource::Image(_)
+            | Resource::KnownHosts(_) => None,
         }
     }
 
@@ -142,6 +148,7 @@ impl Resource {
             Resource::Bind(r) => r.check(ctx)?,
             Resource::Unbind(r) => r.check(ctx)?,
             Resource::Image(r) => r.check(ctx)?,
+            Resource::KnownHosts(r) => r.check(ctx)?,
         };
         Ok(change.map(|mut c| {
             c.client = self.client().map(str::to_owned);
@@ -170,6 +177,7 @@ impl Resource {
             Resource::Bind(r) => r.apply(ctx),
             Resource::Unbind(r) => r.apply(ctx),
             Resource::Image(r) => r.apply(ctx),
+            Resource::KnownHosts(r) => r.apply(ctx),
         }
     }
 }

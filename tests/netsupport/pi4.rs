@@ -1042,15 +1042,64 @@ impl Session {
             (Get, "bcm2711-rpi-4-b.dtb", true),
             (Get, "overlays/overlay_map.dtb", false),
             (Get, "cmdline.txt", true),
-            (Get, "kernel8.img", true),
-            (Get, "initramfs8", true),
         ];
         for (step, f, required) in seq {
             let (remote, local) = p(f);
             run(&mut report, *step, remote, local, *required);
         }
+        // start4.elf loads the kernel and initramfs config.txt names.
+        let config = report
+            .entries
+            .iter()
+            .find_map(|e| match &e.outcome {
+                Outcome::Fetched { bytes, .. } if e.path == format!("{serial}/config.txt") => {
+                    Some(String::from_utf8_lossy(bytes).into_owned())
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        let (kernel, initramfs) = boot_images(&config);
+        for f in std::iter::once(kernel).chain(initramfs) {
+            let (remote, local) = p(&f);
+            run(&mut report, Get, remote, local, true);
+        }
         report
     }
+}
+
+/// The kernel and initramfs a Pi 4's start4.elf loads, from config.txt (sections other than
+/// `[all]` and `[pi4]` ignored; the last setting wins): `kernel=` (default `kernel8.img` with
+/// `arm_64bit=1`, else `kernel7l.img`), `initramfs NAME [followkernel]`, or with
+/// `auto_initramfs=1` the default kernel's `initramfs8`/`initramfs7l`.
+pub fn boot_images(config: &str) -> (String, Option<String>) {
+    let mut active = true;
+    let (mut kernel, mut initramfs, mut auto, mut arm64) = (None, None, false, false);
+    for line in config.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            active = matches!(section, "all" | "pi4");
+            continue;
+        }
+        if !active {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("initramfs ") {
+            initramfs = rest.split_whitespace().next().map(str::to_owned);
+        } else if let Some((k, v)) = line.split_once('=') {
+            match (k.trim(), v.trim()) {
+                ("kernel", v) => kernel = Some(v.to_owned()),
+                ("auto_initramfs", v) => auto = v == "1",
+                ("arm_64bit", v) => arm64 = v == "1",
+                _ => {}
+            }
+        }
+    }
+    let default = if arm64 { "kernel8.img" } else { "kernel7l.img" };
+    let kernel = kernel.unwrap_or_else(|| default.to_owned());
+    if initramfs.is_none() && auto && kernel == default {
+        initramfs = Some(default.replace("kernel", "initramfs").replace(".img", ""));
+    }
+    (kernel, initramfs)
 }
 
 /// How a file was asked for.
@@ -1221,15 +1270,20 @@ pub fn assert_boots(pi: &EmulatedPi, folder: &Path, blksize: u16, server: Ipv4Ad
         .unwrap_or_else(|e| panic!("DHCP phase failed: {e}"));
     assert!(report.booted() && report.all_ok(), "{report}");
     assert_eq!(report.tftp_server, server);
+    let config = std::fs::read_to_string(folder.join("config.txt")).unwrap_or_default();
+    let (kernel, initramfs) = boot_images(&config);
+    let images: Vec<String> = std::iter::once(kernel).chain(initramfs).collect();
+    assert_eq!(images.len(), 2, "config.txt names no initramfs:\n{config}");
     for f in [
         "config.txt",
         "start4.elf",
         "fixup4.dat",
         "bcm2711-rpi-4-b.dtb",
         "cmdline.txt",
-        "kernel8.img",
-        "initramfs8",
-    ] {
+    ]
+    .into_iter()
+    .chain(images.iter().map(String::as_str))
+    {
         let path = format!("{}/{f}", pi.prefix());
         assert!(
             report.entries.iter().any(|e| e.path == path

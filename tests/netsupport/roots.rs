@@ -60,7 +60,7 @@ pub fn os_tree(dir: &Path, codename: &str, seed: u64) {
     }
     write(
         &b.join("config.txt"),
-        b"[all]\narm_64bit=1\nkernel=kernel8.img\n",
+        b"[all]\narm_64bit=1\nkernel=kernel8.img\nauto_initramfs=1\n",
     );
     write(&b.join("cmdline.txt"), b"console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n");
     write(&b.join("kernel8.img"), &filler(3 << 20, seed));
