@@ -381,3 +381,58 @@ fn a_bind_mount_remounted_writable_is_repaired() {
     env.apply_ok();
     env.assert_converged();
 }
+
+/// A character device with a major number no driver has: opening it fails (ENXIO), so a
+/// conflict that says "device" rather than an I/O error proves it was never opened.
+fn plant_device(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let st = std::process::Command::new("mknod")
+        .arg(path)
+        .args(["c", "234", "77"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mknod (needs root)");
+}
+
+#[test]
+fn a_device_planted_as_a_fact_file_is_never_opened() {
+    // etc/passwd is only read (where root's home is), never written.
+    let env = setup();
+    plant_device(&victim(&env, "etc/passwd"));
+    attack(&env, "etc/passwd");
+    let plan = env.pt(&["plan"]);
+    assert!(
+        plan.stdout
+            .contains("etc/passwd is a fifo, socket or device, not a file")
+            && plan
+                .stdout
+                .contains("something inside /nfs/raspi1 is not what a Raspberry Pi OS root holds"),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[test]
+fn a_device_in_the_image_is_a_conflict_that_names_the_image() {
+    let env = Env::new();
+    let image = env.add_image("bookworm-lite", Release::Bookworm, false);
+    plant_device(&image.join("etc/passwd"));
+    env.write_config(
+        &Cfg::default().image("bookworm-lite").client(ClientCfg::new(
+            "raspi1",
+            S1,
+            "bookworm-lite",
+        )),
+    );
+    let plan = env.pt(&["plan"]);
+    assert!(
+        plan.stdout.contains("etc/passwd is a fifo, socket or device, not a file")
+            && plan.stdout.contains(
+                "the image bookworm-lite (/srv/rootfs/bookworm-lite) holds something pinetboot will not read"
+            )
+            && !plan.stdout.contains("something inside /nfs/raspi1"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!env.path("/nfs/raspi1").exists());
+}
