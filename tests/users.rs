@@ -90,7 +90,7 @@ fn a_bad_password_hash_is_refused_with_a_hint() {
 }
 
 #[test]
-fn a_tree_that_looks_booted_is_warned_about() {
+fn a_booted_image_is_warned_about_a_booted_client_root_is_not() {
     let env = Env::new();
     let img = env.add_image("bookworm", Release::Bookworm, false);
     std::fs::write(
@@ -104,7 +104,7 @@ fn a_tree_that_looks_booted_is_warned_about() {
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
     assert!(
-        plan.stdout.contains("! client raspi1: its root looks already booted (etc/machine-id is set and SSH host keys exist)"),
+        plan.stdout.contains("! image bookworm (/srv/rootfs/bookworm) looks already booted (etc/machine-id is set and SSH host keys exist)"),
         "{}",
         plan.stdout
     );
@@ -113,6 +113,22 @@ fn a_tree_that_looks_booted_is_warned_about() {
     assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1), "{v}");
     // A fresh image (machine-id "uninitialized") gets no warning.
     std::fs::write(img.join("etc/machine-id"), "uninitialized\n").unwrap();
+    std::fs::remove_file(img.join("etc/ssh/ssh_host_ed25519_key")).unwrap();
+    let plan = env.pt(&["plan"]);
+    assert!(
+        !plan.stdout.contains("looks already booted"),
+        "{}",
+        plan.stdout
+    );
+    // A client root that has booted holds its own identity (pinetboot gave it a host key;
+    // the Pi set its machine-id): that is the expected state, not a warning.
+    env.apply_ok();
+    std::fs::write(
+        env.path("/nfs/raspi1/etc/machine-id"),
+        "fedcba9876543210fedcba9876543210\n",
+    )
+    .unwrap();
+    assert!(env.path("/nfs/raspi1/etc/ssh/ssh_host_ed25519_key").is_file());
     let plan = env.pt(&["plan"]);
     assert!(
         !plan.stdout.contains("looks already booted"),
