@@ -15,6 +15,11 @@
 #[path = "netsupport/mod.rs"]
 mod support;
 
+#[path = "realos/mod.rs"]
+mod realos;
+
+use realos::fixture;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -29,35 +34,9 @@ use support::roots::{generated_conf, write};
 const MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x5e, 0xed, 0x01];
 const SERIAL: &str = "5eed0001";
 
-/// The real OS fixture's cache folder (built once per machine).
-fn fixture() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/realos/build-debian-raspi.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("bash runs the fixture build script");
-    assert!(
-        out.status.success(),
-        "building the real Debian image failed (needs root, mmdebstrap, qemu-user-static; \
-         .ci/run installs them):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = PathBuf::from(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap(),
-    );
-    assert!(dir.join("done").is_file(), "{}", dir.display());
-    dir
-}
-
 fn info(fixture: &Path, key: &str) -> String {
-    fs::read_to_string(fixture.join("info.env"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+    realos::fixture_info(fixture)
+        .remove(key)
         .unwrap_or_else(|| panic!("{key} missing from info.env"))
 }
 

@@ -128,7 +128,10 @@ fn a_booted_image_is_warned_about_a_booted_client_root_is_not() {
         "fedcba9876543210fedcba9876543210\n",
     )
     .unwrap();
-    assert!(env.path("/nfs/raspi1/etc/ssh/ssh_host_ed25519_key").is_file());
+    assert!(
+        env.path("/nfs/raspi1/etc/ssh/ssh_host_ed25519_key")
+            .is_file()
+    );
     let plan = env.pt(&["plan"]);
     assert!(
         !plan.stdout.contains("looks already booted"),

@@ -1102,6 +1102,34 @@ pub fn boot_images(config: &str) -> (String, Option<String>) {
     (kernel, initramfs)
 }
 
+#[cfg(test)]
+mod boot_images_tests {
+    use super::boot_images;
+
+    #[test]
+    fn config_txt_sections_kernel_and_initramfs() {
+        // Debian's raspi-firmware: kernel and initramfs named.
+        let debian = "[pi3]\nkernel=no.img\n[all]\narm_64bit=1\nkernel=vmlinuz-6.1.0-50-arm64 # k\n\
+                      initramfs initrd.img-6.1.0-50-arm64 followkernel\n[cm4]\nkernel=cm4.img\n";
+        assert_eq!(
+            boot_images(debian),
+            (
+                "vmlinuz-6.1.0-50-arm64".to_owned(),
+                Some("initrd.img-6.1.0-50-arm64".to_owned())
+            )
+        );
+        // Raspberry Pi OS Bookworm: the default kernel and auto_initramfs.
+        assert_eq!(
+            boot_images("[all]\narm_64bit=1\nauto_initramfs=1\n"),
+            ("kernel8.img".to_owned(), Some("initramfs8".to_owned()))
+        );
+        assert_eq!(
+            boot_images("arm_64bit=1\n"),
+            ("kernel8.img".to_owned(), None)
+        );
+    }
+}
+
 /// How a file was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
