@@ -436,3 +436,35 @@ fn a_device_in_the_image_is_a_conflict_that_names_the_image() {
     );
     assert!(!env.path("/nfs/raspi1").exists());
 }
+
+#[test]
+fn a_host_key_the_pi_made_unreadable_is_left_alone_and_stops_nothing() {
+    // Root on the Pi replaces its host key with garbage and deletes the public half: that is
+    // the Pi's own business. It must not stop the apply for every other client (an error
+    // that is not a conflict aborts the whole apply).
+    let env = setup();
+    let key = victim(&env, "etc/ssh/ssh_host_ed25519_key");
+    std::fs::write(&key, "not a key\n").unwrap();
+    std::fs::remove_file(victim(&env, "etc/ssh/ssh_host_ed25519_key.pub")).unwrap();
+    let apply = env.pt(&["apply"]);
+    apply.expect_code(0);
+    env.assert_converged();
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), "not a key\n");
+    assert!(!victim(&env, "etc/ssh/ssh_host_ed25519_key.pub").exists());
+    assert_eq!(env.read("/nfs/raspi2/etc/hostname"), "raspi2\n");
+    // A public half that can be derived is restored from the Pi's own key.
+    std::fs::remove_file(env.path("/nfs/raspi2/etc/ssh/ssh_host_ed25519_key.pub")).unwrap();
+    let plan = env.pt(&["plan"]);
+    assert!(
+        plan.stdout.contains(
+            "+ file /nfs/raspi2/etc/ssh/ssh_host_ed25519_key.pub (public half of the client's SSH host key)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    env.apply_ok();
+    env.assert_converged();
+    let public = env.read("/nfs/raspi2/etc/ssh/ssh_host_ed25519_key.pub");
+    let key_b64 = public.split_whitespace().nth(1).unwrap();
+    assert!(env.read("/var/lib/pinetboot/known_hosts").contains(key_b64));
+}

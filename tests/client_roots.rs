@@ -350,3 +350,83 @@ fn trixie_root_boots_over_nfs_with_cloud_init_disabled() {
         cmdline: "console=serial0,115200 console=tty1 root=/dev/nfs nfsroot=192.168.2.209:/nfs/trix,vers=3 rw ip=dhcp rootwait\n",
     });
 }
+
+/// An image with every network stack pinetboot knows and Debian's raspi-firmware hook gets
+/// each drop-in (and nothing else changes in the files others own: dhcpcd.conf and
+/// /etc/default/raspi-firmware keep every byte outside pinetboot's fence).
+#[test]
+fn network_stacks_and_raspi_firmware_get_their_nfs_root_settings() {
+    let env = Env::new();
+    let img = env.add_image("bookworm", Release::Bookworm, false);
+    let put = |rel: &str, text: &str| {
+        let p = img.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    put("lib/systemd/system/networking.service", "[Unit]\n");
+    put(
+        "usr/lib/systemd/system/systemd-networkd.service",
+        "[Unit]\n",
+    );
+    put("etc/NetworkManager/NetworkManager.conf", "[main]\n");
+    put(
+        "etc/dhcpcd.conf",
+        "hostname\n# the admin's line\nslaac private",
+    );
+    put("etc/kernel/postinst.d/z50-raspi-firmware", "#!/bin/sh\n");
+    put(
+        "etc/default/raspi-firmware",
+        "#CMA=64M\nROOTPART=PARTUUID=4e639091-02\n",
+    );
+    env.write_config(
+        &Cfg::default()
+            .image("bookworm")
+            .client(ClientCfg::new("raspi1", "0c4c21e5", "bookworm")),
+    );
+    env.apply_ok();
+    env.assert_converged();
+    let read = |rel: &str| env.read(&format!("/nfs/raspi1/{rel}"));
+    for unit in ["networking.service", "ifup@.service"] {
+        assert!(
+            read(&format!(
+                "etc/systemd/system/{unit}.d/pinetboot-nfsroot.conf"
+            ))
+            .ends_with("[Service]\nExecStop=\n"),
+            "{unit}"
+        );
+    }
+    assert!(
+        read("etc/systemd/network/00-pinetboot-nfsroot.network")
+            .ends_with("[Match]\nType=ether\n\n[Network]\nDHCP=ipv4\nKeepConfiguration=yes\n")
+    );
+    assert!(
+        read("etc/NetworkManager/conf.d/pinetboot-nfsroot.conf")
+            .ends_with("[keyfile]\nunmanaged-devices=type:ethernet\n")
+    );
+    assert_eq!(
+        read("etc/dhcpcd.conf"),
+        "hostname\n# the admin's line\nslaac private\n# BEGIN pinetboot\n\
+         # The wired interface is the kernel's (NFS root): dhcpcd leaves it alone.\n\
+         denyinterfaces eth0 end0 enx*\n# END pinetboot\n"
+    );
+    assert_eq!(
+        read("etc/default/raspi-firmware"),
+        format!(
+            "#CMA=64M\nROOTPART=PARTUUID=4e639091-02\n# BEGIN pinetboot\n\
+             # The root is on NFS (pinetboot.yaml): raspi-firmware writes these arguments into cmdline.txt.\n\
+             ROOTPART='/dev/nfs nfsroot={SERVER}:/nfs/raspi1,vers=3 ip=dhcp'\n# END pinetboot\n"
+        )
+    );
+    let mount = read("etc/systemd/system/boot-firmware.mount");
+    assert!(
+        mount.contains("What=/boot/firmware\nWhere=/boot/firmware\nType=none\nOptions=bind\n"),
+        "{mount}"
+    );
+    assert_eq!(
+        std::fs::read_link(
+            env.path("/nfs/raspi1/etc/systemd/system/local-fs.target.wants/boot-firmware.mount")
+        )
+        .unwrap(),
+        Path::new("/etc/systemd/system/boot-firmware.mount")
+    );
+}

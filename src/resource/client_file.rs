@@ -4,8 +4,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-
 use super::{Action, Change, Ctx, diff, host_join};
 use crate::host::atomic::Owner;
 use crate::host::confined::{EntryKind, Tree};
@@ -198,6 +196,14 @@ impl ClientFile {
         PathBuf::from(p)
     }
 
+    /// The public line of the client's existing private key, if it has one that parses. A key
+    /// the Pi made unreadable is the Pi's business: never an error that stops every apply.
+    fn derivable_public(&self, tree: &Tree) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(tree
+            .read(&self.rel)?
+            .and_then(|private| crate::sshkeys::public_of(&private).ok()))
+    }
+
     fn check_host_key(
         &self,
         tree: &Tree,
@@ -208,14 +214,14 @@ impl ClientFile {
         let public = tree.entry(&self.pub_rel())?.is_some();
         Ok(match (entry.is_some(), public) {
             (true, true) => None,
-            (true, false) => Some(
+            (true, false) => self.derivable_public(tree)?.map(|_| {
                 Change::new(
                     Action::Create,
                     "file",
                     host_join(&self.root, &self.pub_rel()),
                 )
-                .detail("public half of the client's SSH host key"),
-            ),
+                .detail("public half of the client's SSH host key")
+            }),
             (false, _) => {
                 Some(Change::new(Action::Create, "file", self.full()).detail(
                     "ed25519, generated for this client; its public half goes to known_hosts",
@@ -232,11 +238,13 @@ impl ClientFile {
             uid: Some(0),
             gid: Some(0),
         };
-        if let Some(private) = tree.read(&self.rel)? {
-            // The key is the client's: only its missing public half is restored.
-            let line = crate::sshkeys::public_of(&private)
-                .with_context(|| format!("{} is not an OpenSSH private key", self.full()))?;
-            return Ok(tree.write(&self.pub_rel(), &line, public)?);
+        if tree.entry(&self.rel)?.is_some() {
+            // The key is the client's: only a missing public half it can be derived from is
+            // restored.
+            return match self.derivable_public(tree)? {
+                Some(line) => Ok(tree.write(&self.pub_rel(), &line, public)?),
+                None => Ok(()),
+            };
         }
         let (private, line) = crate::sshkeys::generate(comment)?;
         // The public half first: a key is only complete once its private half exists.
