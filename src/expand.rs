@@ -15,7 +15,7 @@ use crate::host::confined::Tree;
 use crate::image::store::{self, Origin};
 use crate::pios;
 use crate::render;
-use crate::resource::bind::{Bind, Unbind};
+use crate::resource::bind::{Bind, BindGuard, Unbind};
 use crate::resource::client_file::{ClientFile, Want};
 use crate::resource::client_root::ClientRoot;
 use crate::resource::dir::{Dir, RemoveDir};
@@ -79,9 +79,13 @@ fn tftp_of(valid: &Valid, serial: &str) -> String {
 pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired> {
     let mut out = Desired {
         resources: vec![
+            // Client roots hold what their Pis planted (setuid-root files, device nodes, the
+            // Pi's secrets): no local user of the server may enter. The NFS server is not
+            // hindered: the export's path is resolved by root, and nfsd checks permissions
+            // from the export's root down, never above it.
             Resource::Dir(Dir {
                 path: valid.paths.nfs.clone(),
-                mode: 0o755,
+                mode: 0o700,
                 enforce_mode: true,
                 client: None,
             }),
@@ -112,7 +116,6 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
         previous: old.clone(),
     };
     let mut binds = Vec::new();
-    let mut fstab_lines = Vec::new();
     let mut served = Vec::new();
     out.resources.extend(disk_images(valid));
     for (name, client) in &valid.clients {
@@ -160,10 +163,6 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                     enforce_mode: false,
                     client: Some(name.clone()),
                 }));
-                let source = crate::resource::host_join(&root, &client_out.boot_dir);
-                fstab_lines.push(format!(
-                    "{source} {tftp} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0"
-                ));
                 binds.push(Resource::Bind(Bind {
                     client: name.clone(),
                     root: root.clone(),
@@ -204,9 +203,6 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                 // Keep serving what already works: its record and mount stay as they are.
                 if let Some(rec) = old.clients.get(name) {
                     out.state.clients.insert(name.clone(), rec.clone());
-                    if let Some(line) = old_fstab_line(host, valid, rec) {
-                        fstab_lines.push(line);
-                    }
                 }
                 if root_exists {
                     served.push(name.clone());
@@ -225,17 +221,24 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
         content: render::dnsmasq::render(valid),
         handler: Some(Handler::RestartDnsmasq),
     }));
-    let mut block = Vec::new();
-    if !fstab_lines.is_empty() {
-        block.push(
-            "# Boot folders of Raspberry Pi clients, bind-mounted onto the TFTP root.".to_owned(),
-        );
-        block.extend(fstab_lines);
-    }
+    // Earlier versions recorded the bind mounts as fstab lines; mount(8) resolves those paths
+    // inside untrusted roots at boot. The block goes; `pinetboot mount` (pinetboot-mount.service)
+    // makes the mounts at boot by descriptor instead.
     out.resources.push(Resource::Fstab(FstabBlock {
         path: valid.paths.fstab.clone(),
-        lines: block,
+        lines: Vec::new(),
     }));
+    // A served mount whose boot folder stopped being a real folder goes, conflict or not.
+    for (name, rec) in &out.state.clients {
+        if let Some(boot) = &rec.boot_dir {
+            out.resources.push(Resource::BindGuard(BindGuard {
+                client: name.clone(),
+                root: rec.root.clone(),
+                boot_dir: PathBuf::from(boot),
+                target: rec.tftp.clone(),
+            }));
+        }
+    }
     out.resources.extend(binds);
     // The public halves of the clients' SSH host keys, after the keys are made.
     out.resources.push(Resource::KnownHosts(KnownHosts {
@@ -416,15 +419,6 @@ fn disk_image_dir(
         pending: true,
     }));
     Ok(None)
-}
-
-/// The fstab line a conflicted client had, so its working mount is not dropped at boot.
-fn old_fstab_line(host: &Host, valid: &Valid, rec: &ClientRecord) -> Option<String> {
-    let text = host.read(&valid.paths.fstab).ok()??;
-    let text = String::from_utf8_lossy(&text).into_owned();
-    render::fence::extract(&text)?
-        .into_iter()
-        .find(|l| l.split_whitespace().nth(1) == Some(rec.tftp.as_str()))
 }
 
 struct ClientOut {

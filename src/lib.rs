@@ -7,6 +7,7 @@
 
 pub mod bootloader;
 pub mod bootlog;
+pub mod bootmount;
 pub mod cli;
 pub mod clientos;
 pub mod commands;

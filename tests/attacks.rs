@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -467,4 +467,219 @@ fn a_host_key_the_pi_made_unreadable_is_left_alone_and_stops_nothing() {
     let public = env.read("/nfs/raspi2/etc/ssh/ssh_host_ed25519_key.pub");
     let key_b64 = public.split_whitespace().nth(1).unwrap();
     assert!(env.read("/var/lib/pinetboot/known_hosts").contains(key_b64));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Boot-time mounts (issue 13, item 1): no path inside a client root is ever handed to mount(8).
+
+/// Stands in for a server reboot: every bind mount under /tftpboot goes.
+fn unmount_all_tftp(env: &Env) {
+    for serial in [S1, S2] {
+        let t = env.path(&format!("/tftpboot/{serial}"));
+        env.ns.sh(&format!(
+            "while mountpoint -q '{0}'; do umount '{0}'; done",
+            t.display()
+        ));
+    }
+}
+
+#[test]
+fn a_boot_folder_replaced_by_a_symlink_is_unmounted_and_never_mounted_at_the_next_boot() {
+    let env = setup();
+    env.apply_ok();
+    // No line in the host's fstab names a path inside a client root: mount(8) would resolve it.
+    let fstab = env.read("/etc/fstab");
+    assert!(!fstab.contains("/nfs/"), "{fstab}");
+    let tftp1 = env.path(&format!("/tftpboot/{S1}"));
+    let tftp2 = env.path(&format!("/tftpboot/{S2}"));
+    assert!(!env.ns.mounts_under(&tftp1).is_empty());
+
+    // Root on the Pi swaps its boot folder for a link to the host's /etc.
+    replace_with_symlink(&victim(&env, "boot/firmware"), Path::new("/etc"));
+    let plan = env.pt(&["plan"]);
+    assert!(
+        plan.stdout.contains(&format!(
+            "  - bind mount /tftpboot/{S1} (client raspi1: its boot folder is no longer a real folder ("
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("  ! client raspi1: "),
+        "{}",
+        plan.stdout
+    );
+    let apply = env.pt(&["apply"]);
+    apply.expect_code(1);
+    assert!(
+        env.ns.mounts_under(&tftp1).is_empty(),
+        "the mount of a boot folder that became a symlink is still served"
+    );
+    assert!(
+        !env.ns.mounts_under(&tftp2).is_empty(),
+        "raspi2 lost its mount"
+    );
+    assert!(!env.read("/etc/fstab").contains("/nfs/"));
+
+    // The server reboots: pinetboot-mount.service runs `pinetboot mount`.
+    unmount_all_tftp(&env);
+    let mount = env.pt(&["mount"]);
+    mount.expect_code(1);
+    assert!(
+        mount.stderr.contains("client raspi1: ")
+            && mount
+                .stderr
+                .contains("/nfs/raspi1/boot/firmware is or passes through a symlink"),
+        "{}",
+        mount.stderr
+    );
+    assert!(
+        mount
+            .stdout
+            .contains(&format!("+ bind mount /tftpboot/{S2} from ")),
+        "{}",
+        mount.stdout
+    );
+    assert!(
+        env.ns.mounts_under(&tftp1).is_empty(),
+        "raspi1 was mounted at boot"
+    );
+    assert_eq!(
+        env.ns.dev_ino(&tftp2),
+        env.ns.dev_ino(&env.path("/nfs/raspi2/boot/firmware"))
+    );
+    assert_ne!(env.ns.dev_ino(&tftp1), env.ns.dev_ino(&env.path("/etc")));
+    assert_ne!(env.ns.dev_ino(&tftp1), env.ns.dev_ino(Path::new("/etc")));
+
+    // The Pi puts its real folder back: apply mounts it again.
+    std::fs::remove_file(victim(&env, "boot/firmware")).unwrap();
+    std::fs::rename(
+        victim(&env, "boot/firmware.real"),
+        victim(&env, "boot/firmware"),
+    )
+    .unwrap();
+    env.apply_ok();
+    env.assert_converged();
+    assert_eq!(
+        env.ns.dev_ino(&tftp1),
+        env.ns.dev_ino(&env.path("/nfs/raspi1/boot/firmware"))
+    );
+}
+
+#[test]
+fn mount_at_boot_restores_every_recorded_mount_with_the_safe_options_and_is_idempotent() {
+    let env = setup();
+    env.apply_ok();
+    unmount_all_tftp(&env);
+    let mount = env.pt(&["mount"]);
+    mount.expect_code(0);
+    for (serial, name) in [(S1, "raspi1"), (S2, "raspi2")] {
+        let t = env.path(&format!("/tftpboot/{serial}"));
+        assert_eq!(
+            env.ns.dev_ino(&t),
+            env.ns
+                .dev_ino(&env.path(&format!("/nfs/{name}/boot/firmware"))),
+            "{name}"
+        );
+        let opts = env
+            .ns
+            .sh(&format!("findmnt -n -o VFS-OPTIONS '{}'", t.display()));
+        for o in ["ro", "nosuid", "nodev", "noexec", "nosymfollow"] {
+            assert!(opts.split(',').any(|x| x.trim() == o), "{name}: {opts}");
+        }
+    }
+    // Nothing left for apply; a second run keeps the mounts (same mount ids).
+    env.assert_converged();
+    let before = env.ns.mounts();
+    let again = env.pt(&["mount"]);
+    again.expect_code(0);
+    assert!(
+        again
+            .stdout
+            .contains(&format!("ok: /tftpboot/{S1} (client raspi1)")),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(before, env.ns.mounts());
+}
+
+#[test]
+fn the_fstab_block_of_earlier_versions_is_removed_and_foreign_lines_stay() {
+    let env = setup();
+    let fstab = env.path("/etc/fstab");
+    let foreign = std::fs::read_to_string(&fstab).unwrap();
+    let legacy = format!(
+        "{foreign}# BEGIN pinetboot\n# Boot folders of Raspberry Pi clients, bind-mounted onto the TFTP root.\n/nfs/raspi1/boot/firmware /tftpboot/{S1} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0\n# END pinetboot\nUUID=1234-5678 /data ext4 defaults 0 2\n"
+    );
+    std::fs::write(&fstab, &legacy).unwrap();
+    let plan = env.pt(&["plan"]);
+    assert!(
+        plan.stdout.contains("  - fstab block /etc/fstab"),
+        "{}",
+        plan.stdout
+    );
+    env.apply_ok();
+    env.assert_converged();
+    assert_eq!(
+        std::fs::read_to_string(&fstab).unwrap(),
+        format!("{foreign}UUID=1234-5678 /data ext4 defaults 0 2\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local users of the server (issue 13, item 2)
+
+#[test]
+fn a_setuid_file_planted_in_a_client_root_is_out_of_reach_of_the_servers_local_users() {
+    let env = setup();
+    env.apply_ok();
+    // Root on the Pi plants a setuid-root copy of `id` in its root.
+    let planted = victim(&env, "usr/local/bin/rootme");
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::fs::copy("/usr/bin/id", &planted).unwrap();
+    std::os::unix::fs::chown(&planted, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    // The server's user `nobody` tries to run it, and to read the Pi's files.
+    let as_nobody = |args: &[&str]| {
+        // runuser, not setpriv: setpriv keeps root's capabilities until the exec.
+        let mut full = vec!["-u", "nobody", "--"];
+        full.extend_from_slice(args);
+        env.ns.run("runuser", &full)
+    };
+    let p = planted.to_str().unwrap().to_owned();
+    let r = as_nobody(&[&p, "-u"]);
+    assert_ne!(
+        r.stdout.trim(),
+        "0",
+        "a setuid file in a client root ran as root"
+    );
+    assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
+    let hostname = victim(&env, "etc/hostname");
+    let r = as_nobody(&["cat", hostname.to_str().unwrap()]);
+    assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
+    let mode = std::fs::metadata(env.path("/nfs"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o700);
+
+    // An admin's stricter mode is kept; a looser one is taken back to 0700.
+    std::fs::set_permissions(env.path("/nfs"), std::fs::Permissions::from_mode(0o500)).unwrap();
+    env.assert_converged();
+    std::fs::set_permissions(env.path("/nfs"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plan = env.pt(&["plan"]);
+    assert!(
+        plan.stdout
+            .contains("  ~ directory /nfs (mode 0755 → 0700)"),
+        "{}",
+        plan.stdout
+    );
+    env.apply_ok();
+    let mode = std::fs::metadata(env.path("/nfs"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o700);
 }

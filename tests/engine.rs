@@ -1,7 +1,7 @@
 //! The plan/apply engine on the real binary against throwaway roots, with bind mounts inside a
 //! private mount namespace: invariants 1 (plan changes nothing), 2 (idempotence), 3 (crash
 //! safety), 5 (prune keeps client data), 6 (one apply at a time) and 8 (safe defaults), the
-//! exit codes, the JSON plan's shape, drift repair and the fstab fence. Needs root.
+//! exit codes, the JSON plan's shape, drift repair and the host's fstab. Needs root.
 
 mod support;
 
@@ -109,7 +109,7 @@ fn second_apply_changes_nothing_no_mtime_no_remount_no_handler() {
     assert!(
         first
             .stdout
-            .ends_with("Apply complete: 31 added, 8 changed, 0 removed.\n"),
+            .ends_with("Apply complete: 30 added, 8 changed, 0 removed.\n"),
         "{}",
         first.stdout
     );
@@ -140,7 +140,7 @@ fn detailed_exitcode_is_2_pending_0_converged_1_bad_config() {
     r.expect_code(2);
     assert!(
         r.stdout
-            .ends_with("Plan: 19 to add, 4 to change, 0 to remove.\n"),
+            .ends_with("Plan: 18 to add, 4 to change, 0 to remove.\n"),
         "{}",
         r.stdout
     );
@@ -287,32 +287,26 @@ fn plan_json_has_a_stable_shape() {
     let r = env.pt(&["plan", "--json"]);
     r.expect_code(0);
     let v = check_json_plan(&env, &r.stdout);
-    assert_eq!(v["summary"]["add"], Value::from(31));
+    assert_eq!(v["summary"]["add"], Value::from(30));
     assert_eq!(v["summary"]["change"], Value::from(8));
     assert_eq!(v["summary"]["remove"], Value::from(0));
     assert_eq!(
         v["handlers"],
-        serde_json::json!(["reload-exports", "restart-dnsmasq", "daemon-reload"])
+        serde_json::json!(["reload-exports", "restart-dnsmasq"])
     );
     let first = &v["changes"][0];
     assert_eq!(first["action"], "create");
     assert_eq!(first["kind"], "directory");
     assert_eq!(first["path"], "/nfs");
     assert_eq!(first["client"], Value::Null);
-    assert_eq!(first["detail"], "mode 0755");
-    let fstab: Vec<&Value> = v["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["kind"] == "fstab block")
-        .collect();
-    assert_eq!(fstab.len(), 1);
-    assert_eq!(fstab[0]["handler"], "daemon-reload");
+    assert_eq!(first["detail"], "mode 0700");
+    // No fstab line: the boot-time mounts are pinetboot-mount.service's.
     assert!(
-        fstab[0]["diff"]
-            .as_str()
+        !v["changes"]
+            .as_array()
             .unwrap()
-            .contains("+# BEGIN pinetboot\n")
+            .iter()
+            .any(|c| c["kind"] == "fstab block")
     );
     assert_eq!(v["conflicts"], serde_json::json!([]));
     assert_eq!(v["kept"], serde_json::json!([]));
@@ -320,7 +314,7 @@ fn plan_json_has_a_stable_shape() {
     let text = env.pt(&["plan"]);
     assert!(
         text.stdout
-            .ends_with("Plan: 31 to add, 8 to change, 0 to remove.\n"),
+            .ends_with("Plan: 30 to add, 8 to change, 0 to remove.\n"),
         "{}",
         text.stdout
     );
@@ -378,23 +372,18 @@ fn plan_json_has_a_stable_shape() {
 // Drift
 
 #[test]
-fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
+fn drift_is_shown_and_repaired_and_the_hosts_fstab_is_never_touched() {
     let env = env_with(&["raspi1"], false);
     env.apply_ok();
     let fstab_applied = env.read("/etc/fstab");
     let conf = env.path("/etc/dnsmasq.d/pinetboot.conf");
     let dnsmasq = env.read("/etc/dnsmasq.d/pinetboot.conf");
     let cmdline = env.read("/nfs/raspi1/boot/firmware/cmdline.txt");
-    // Someone edits the drop-in, the block, adds a foreign line, unmounts, edits cmdline.txt,
+    // Someone edits the drop-in, adds a line to the host's fstab, unmounts, edits cmdline.txt,
     // and chmods the TFTP root 0777.
     std::fs::write(&conf, format!("{dnsmasq}dhcp-range=0.0.0.0,proxy\n")).unwrap();
     let foreign = "10.0.0.5:/srv/media /media nfs defaults,_netdev 0 0\n";
-    let edited = fstab_applied.replace(
-        " none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0",
-        " none bind 0 0",
-    );
-    assert_ne!(edited, fstab_applied);
-    std::fs::write(env.path("/etc/fstab"), format!("{edited}{foreign}")).unwrap();
+    std::fs::write(env.path("/etc/fstab"), format!("{fstab_applied}{foreign}")).unwrap();
     let tftp = env.path(&format!("/tftpboot/{S1}"));
     env.ns.sh(&format!("umount '{}'", tftp.display()));
     std::fs::write(
@@ -416,7 +405,6 @@ fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
             "  ~ directory /tftpboot (mode 0777 → 0755)".to_owned(),
             "  ~ file /nfs/raspi1/boot/firmware/cmdline.txt".to_owned(),
             "  ~ file /etc/dnsmasq.d/pinetboot.conf".to_owned(),
-            "  ~ fstab block /etc/fstab".to_owned(),
             format!("  + bind mount /tftpboot/{S1} (from /nfs/raspi1/boot/firmware (not mounted))"),
         ],
         "{}",
@@ -435,7 +423,7 @@ fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
     );
     assert!(
         plan.stdout
-            .ends_with("Plan: 1 to add, 4 to change, 0 to remove.\n"),
+            .ends_with("Plan: 1 to add, 3 to change, 0 to remove.\n"),
         "{}",
         plan.stdout
     );
@@ -447,7 +435,6 @@ fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
             "~ directory /tftpboot".to_owned(),
             "~ file /nfs/raspi1/boot/firmware/cmdline.txt".to_owned(),
             "~ file /etc/dnsmasq.d/pinetboot.conf".to_owned(),
-            "~ fstab block /etc/fstab".to_owned(),
             format!("+ bind mount /tftpboot/{S1}"),
         ],
         "{}",
@@ -456,7 +443,7 @@ fn drift_is_shown_and_repaired_and_foreign_fstab_lines_survive() {
     assert!(
         apply
             .stdout
-            .ends_with("Apply complete: 1 added, 4 changed, 0 removed.\n")
+            .ends_with("Apply complete: 1 added, 3 changed, 0 removed.\n")
     );
     env.assert_converged();
     assert_eq!(env.read("/etc/fstab"), format!("{fstab_applied}{foreign}"));
@@ -629,7 +616,6 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
         change_lines(&plan.stdout),
         vec![
             "  ~ file /etc/exports.d/pinetboot.exports".to_owned(),
-            "  ~ fstab block /etc/fstab".to_owned(),
             "  ~ file /var/lib/pinetboot/known_hosts".to_owned(),
             format!("  - bind mount /tftpboot/{S2} (client raspi2 is no longer declared)"),
             format!("  - directory /tftpboot/{S2} (client raspi2 is no longer declared)"),
@@ -642,7 +628,7 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     ), "{}", plan.stdout);
     assert!(
         plan.stdout
-            .ends_with("Plan: 0 to add, 3 to change, 2 to remove.\n"),
+            .ends_with("Plan: 0 to add, 2 to change, 2 to remove.\n"),
         "{}",
         plan.stdout
     );
@@ -654,7 +640,7 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     assert!(
         apply
             .stdout
-            .ends_with("Apply complete: 0 added, 3 changed, 2 removed.\n"),
+            .ends_with("Apply complete: 0 added, 2 changed, 2 removed.\n"),
         "{}",
         apply.stdout
     );
@@ -669,19 +655,7 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     let exports = env.read("/etc/exports.d/pinetboot.exports");
     assert!(!exports.contains("/nfs/raspi2"), "{exports}");
     assert!(exports.contains("/nfs/raspi1 "), "{exports}");
-    let fstab = env.read("/etc/fstab");
-    assert!(!fstab.contains(S2), "{fstab}");
-    let line1 = format!(
-        "/nfs/raspi1/boot/firmware /tftpboot/{S1} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0\n"
-    );
-    assert_eq!(
-        fstab,
-        fstab_before.replace(
-            &format!("/nfs/raspi2/boot/firmware /tftpboot/{S2} none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0\n"),
-            ""
-        )
-    );
-    assert!(fstab.contains(&line1));
+    assert_eq!(env.read("/etc/fstab"), fstab_before);
     assert_same(
         &kept,
         &snapshot(&root2),
@@ -826,7 +800,7 @@ fn apply_waits_for_the_lock_or_fails_fast_with_no_wait() {
     );
     let stdout = std::fs::read_to_string(&out).unwrap();
     assert!(
-        stdout.ends_with("Apply complete: 19 added, 4 changed, 0 removed.\n"),
+        stdout.ends_with("Apply complete: 18 added, 4 changed, 0 removed.\n"),
         "{stdout}"
     );
     env.assert_converged();
@@ -877,7 +851,7 @@ fn two_applies_started_together_never_interleave() {
     assert_eq!(
         summaries,
         vec![
-            "Apply complete: 43 added, 12 changed, 0 removed.".to_owned(),
+            "Apply complete: 42 added, 12 changed, 0 removed.".to_owned(),
             "Apply complete: no changes.".to_owned()
         ],
         "\n--- a\n{}\n--- b\n{}",
@@ -919,7 +893,7 @@ fn check_safe_defaults(env: &Env, before: &Snapshot) {
         dnsmasq.contains("pxe-service=tag:pinetboot,0,\"Raspberry Pi Boot\"\n"),
         "{dnsmasq}"
     );
-    // Every folder pinetboot created outside client roots is 0755.
+    // Every folder pinetboot created outside client roots is 0755, /nfs 0700.
     let after = snapshot(&env.root);
     let mut created = Vec::new();
     for (p, e) in &after {
@@ -947,7 +921,8 @@ fn check_safe_defaults(env: &Env, before: &Snapshot) {
         "var/log/pinetboot",
     ]
     .iter()
-    .map(|p| format!("{p} 0755"))
+    // The client roots' folder is the server's local users' business no more (0700).
+    .map(|p| format!("{p} {}", if *p == "nfs" { "0700" } else { "0755" }))
     .collect();
     assert_eq!(
         created, expected,
@@ -970,7 +945,7 @@ fn safe_cfg() -> Cfg {
 }
 
 #[test]
-fn safe_defaults_no_star_exports_and_0755_folders() {
+fn safe_defaults_no_star_exports_and_0755_folders_but_a_private_nfs() {
     let env = Env::new();
     env.add_image("bookworm-lite", Release::Bookworm, false);
     env.write_config(&safe_cfg());
@@ -1010,7 +985,7 @@ fn safe_defaults_hold_under_umask_000() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The fstab fence, as a property
+// The host's fstab, as a property
 
 /// (before the block, the block's inner lines, after the block); no block: (text, None, "").
 fn split_fence(text: &str) -> (String, Option<Vec<String>>, String) {
@@ -1085,52 +1060,36 @@ fn subset(mask: u8) -> Vec<&'static str> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
 
+    /// The host's fstab: pinetboot writes no line of its own any more; a block an earlier
+    /// version wrote is removed, and every other byte stays.
     #[test]
-    fn bytes_outside_the_fstab_fence_never_change(
+    fn bytes_outside_the_legacy_fstab_block_never_change(
         prefix in foreign_text(),
         suffix in foreign_text(),
+        legacy in 0u8..8,
         a in 0u8..8,
-        b in 0u8..8,
     ) {
         let env = Env::new();
         env.add_image("bookworm-lite", Release::Bookworm, false);
         let fstab = env.path("/etc/fstab");
-        std::fs::write(&fstab, &prefix).unwrap();
-        let set_a = subset(a);
-        env.write_config(&cfg(&set_a));
+        let sep = if prefix.is_empty() || prefix.ends_with('\n') { "" } else { "\n" };
+        let old = match expected_block(&subset(legacy)) {
+            Some(lines) => format!(
+                "{prefix}{sep}# BEGIN pinetboot\n{}\n# END pinetboot\n{suffix}",
+                lines.join("\n")
+            ),
+            None => format!("{prefix}{suffix}"),
+        };
+        std::fs::write(&fstab, &old).unwrap();
+        env.write_config(&cfg(&subset(a)));
         env.apply_ok();
-        let t1 = std::fs::read_to_string(&fstab).unwrap();
-        let (before1, block1, after1) = split_fence(&t1);
-        prop_assert_eq!(&block1, &expected_block(&set_a));
-        if set_a.is_empty() {
-            prop_assert_eq!(&t1, &prefix);
+        let now = std::fs::read_to_string(&fstab).unwrap();
+        let (_, block, _) = split_fence(&now);
+        prop_assert_eq!(block, None);
+        if legacy == 0 {
+            prop_assert_eq!(&now, &old);
         } else {
-            let sep = if prefix.is_empty() || prefix.ends_with('\n') { "" } else { "\n" };
-            prop_assert_eq!(before1, format!("{prefix}{sep}"));
-            prop_assert_eq!(after1, "");
-        }
-        // The admin appends foreign lines after pinetboot's block, then the client set changes.
-        let t1b = format!("{t1}{suffix}");
-        std::fs::write(&fstab, &t1b).unwrap();
-        let set_b = subset(b);
-        env.write_config(&cfg(&set_b));
-        env.apply_ok();
-        let t2 = std::fs::read_to_string(&fstab).unwrap();
-        let (before_in, block_in, after_in) = split_fence(&t1b);
-        let (before2, block2, after2) = split_fence(&t2);
-        prop_assert_eq!(&block2, &expected_block(&set_b));
-        match (block_in.is_some(), set_b.is_empty()) {
-            (true, false) => {
-                prop_assert_eq!(&before2, &before_in);
-                prop_assert_eq!(&after2, &after_in);
-            }
-            (true, true) => prop_assert_eq!(&t2, &format!("{before_in}{after_in}")),
-            (false, true) => prop_assert_eq!(&t2, &t1b),
-            (false, false) => {
-                let sep = if t1b.is_empty() || t1b.ends_with('\n') { "" } else { "\n" };
-                prop_assert_eq!(&before2, &format!("{t1b}{sep}"));
-                prop_assert_eq!(&after2, "");
-            }
+            prop_assert_eq!(&now, &format!("{prefix}{sep}{suffix}"));
         }
         env.assert_converged();
     }

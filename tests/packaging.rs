@@ -242,39 +242,43 @@ fn unit_values(text: &str, key: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 // Unit files, without a package
 
+/// Options that give a service its own mount namespace (or worse): its bind mounts would
+/// vanish when it exits.
+const PRIVATE_NAMESPACE_KEYS: &[&str] = &[
+    "PrivateTmp",
+    "PrivateMounts",
+    "PrivateDevices",
+    "ProtectSystem",
+    "ProtectHome",
+    "ProtectKernelTunables",
+    "ProtectKernelModules",
+    "ProtectControlGroups",
+    "ProtectKernelLogs",
+    "ProtectClock",
+    "ProtectProc",
+    "ProcSubset",
+    "ReadOnlyPaths",
+    "ReadWritePaths",
+    "InaccessiblePaths",
+    "ExecPaths",
+    "NoExecPaths",
+    "TemporaryFileSystem",
+    "BindPaths",
+    "BindReadOnlyPaths",
+    "RootDirectory",
+    "RootImage",
+    "MountFlags",
+    "DynamicUser",
+    "NetworkNamespacePath",
+    "PrivateNetwork",
+];
+
 /// The service must not get a private mount namespace: its bind mounts would vanish.
 #[test]
 fn service_has_no_private_mount_namespace() {
     let text =
         fs::read_to_string(Path::new(MANIFEST_DIR).join("packaging/pinetboot.service")).unwrap();
-    for key in [
-        "PrivateTmp",
-        "PrivateMounts",
-        "PrivateDevices",
-        "ProtectSystem",
-        "ProtectHome",
-        "ProtectKernelTunables",
-        "ProtectKernelModules",
-        "ProtectControlGroups",
-        "ProtectKernelLogs",
-        "ProtectClock",
-        "ProtectProc",
-        "ProcSubset",
-        "ReadOnlyPaths",
-        "ReadWritePaths",
-        "InaccessiblePaths",
-        "ExecPaths",
-        "NoExecPaths",
-        "TemporaryFileSystem",
-        "BindPaths",
-        "BindReadOnlyPaths",
-        "RootDirectory",
-        "RootImage",
-        "MountFlags",
-        "DynamicUser",
-        "NetworkNamespacePath",
-        "PrivateNetwork",
-    ] {
+    for key in PRIVATE_NAMESPACE_KEYS {
         assert!(
             unit_values(&text, key).is_empty(),
             "pinetboot.service sets {key}=, which gives it its own mount namespace (or worse)"
@@ -293,6 +297,35 @@ fn service_has_no_private_mount_namespace() {
         !text.lines().any(|line| line.trim() == "[Install]"),
         "pinetboot.service must stay static: only the timer is enabled"
     );
+}
+
+/// The boot-time mounts: before dnsmasq and the NFS server, in the host's mount namespace,
+/// enabled for boot, running `pinetboot mount`.
+#[test]
+fn mount_service_runs_before_the_servers_in_the_hosts_namespace() {
+    let text =
+        fs::read_to_string(Path::new(MANIFEST_DIR).join("packaging/pinetboot-mount.service"))
+            .unwrap();
+    for key in PRIVATE_NAMESPACE_KEYS {
+        assert!(
+            unit_values(&text, key).is_empty(),
+            "pinetboot-mount.service sets {key}=, which gives it its own mount namespace"
+        );
+    }
+    assert_eq!(unit_values(&text, "Type"), ["oneshot"]);
+    assert_eq!(unit_values(&text, "RemainAfterExit"), ["yes"]);
+    assert_eq!(
+        unit_values(&text, "ExecStart"),
+        ["/usr/bin/pinetboot mount --config /etc/pinetboot/pinetboot.yaml"]
+    );
+    let before = unit_values(&text, "Before").join(" ");
+    for unit in ["dnsmasq.service", "nfs-server.service", "pinetboot.service"] {
+        assert!(
+            before.split_whitespace().any(|u| u == unit),
+            "Before={before}"
+        );
+    }
+    assert_eq!(unit_values(&text, "WantedBy"), ["multi-user.target"]);
 }
 
 /// `OnCalendar=` parses (`systemd-analyze calendar`, offline) and the timer catches up.
@@ -350,6 +383,7 @@ fn systemd_analyze_verify_is_silent_on_the_unpacked_package() {
             &root,
             "pinetboot.service",
             "pinetboot.timer",
+            "pinetboot-mount.service",
         ],
         "systemd-analyze",
     );
@@ -420,7 +454,11 @@ fn package_fields_contents_and_scripts() {
     expected.extend(pages.iter().map(|p| format!("/usr/share/man/man1/{p}.gz")));
     let missing: Vec<&String> = expected.iter().filter(|p| !files.contains(*p)).collect();
     assert!(missing.is_empty(), "missing from the package: {missing:?}");
-    for unit in ["pinetboot.service", "pinetboot.timer"] {
+    for unit in [
+        "pinetboot.service",
+        "pinetboot.timer",
+        "pinetboot-mount.service",
+    ] {
         assert!(
             files.contains(&format!("/usr/lib/systemd/system/{unit}"))
                 || files.contains(&format!("/lib/systemd/system/{unit}")),
@@ -439,6 +477,10 @@ fn package_fields_contents_and_scripts() {
         "{postinst}"
     );
     assert!(!postinst.contains("enable pinetboot.service"), "{postinst}");
+    assert!(
+        postinst.contains("deb-systemd-helper enable pinetboot-mount.service"),
+        "{postinst}"
+    );
     assert!(
         !postinst.contains("_dh_action=start") && !postinst.contains("deb-systemd-invoke start"),
         "postinst starts a unit on install:\n{postinst}"
@@ -538,13 +580,22 @@ fn installs_into_a_throwaway_root() {
     check(
         run(
             "systemctl",
-            &[&root_arg, "enable", "pinetboot.timer"],
+            &[
+                &root_arg,
+                "enable",
+                "pinetboot.timer",
+                "pinetboot-mount.service",
+            ],
             "systemctl",
         ),
-        "systemctl --root enable pinetboot.timer",
+        "systemctl --root enable pinetboot.timer pinetboot-mount.service",
     );
     assert!(
         root.join("etc/systemd/system/timers.target.wants/pinetboot.timer")
+            .is_symlink()
+    );
+    assert!(
+        root.join("etc/systemd/system/multi-user.target.wants/pinetboot-mount.service")
             .is_symlink()
     );
     let state = run(
@@ -554,6 +605,7 @@ fn installs_into_a_throwaway_root() {
             "is-enabled",
             "pinetboot.timer",
             "pinetboot.service",
+            "pinetboot-mount.service",
         ],
         "systemctl",
     );
@@ -561,7 +613,7 @@ fn installs_into_a_throwaway_root() {
         String::from_utf8_lossy(&state.stdout)
             .lines()
             .collect::<Vec<_>>(),
-        ["enabled", "static"]
+        ["enabled", "static", "enabled"]
     );
 
     // The man page renders, with its EXIT STATUS section.

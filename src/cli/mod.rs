@@ -66,6 +66,12 @@ pub enum Command {
     /// SD card that switches a factory Pi to network boot.
     #[command(subcommand)]
     Eeprom(EepromCommand),
+    /// Bind-mount every recorded client's boot folder onto its TFTP folder, as the last apply
+    /// made them (run at server boot by pinetboot-mount.service, before dnsmasq and the NFS
+    /// server). Each folder is opened inside its client root without following a symlink, and
+    /// only a real folder is mounted (read-only, nosuid, nodev, noexec, nosymfollow); what is
+    /// not is named and left unmounted (exit status 1). Mounts already right are kept.
+    Mount,
     /// Delete the root folder of a client that is no longer declared (client data: only on
     /// request, by name).
     Purge(PurgeArgs),

@@ -8,6 +8,7 @@ mod apply;
 mod discover;
 mod doctor;
 mod eeprom;
+mod mount;
 mod plan;
 mod purge;
 mod reprovision;
@@ -23,6 +24,7 @@ pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
         Command::Schema => schema::run(printer),
         Command::Plan(args) => plan::run(&cli.global, args, printer),
         Command::Apply(args) => apply::run(&cli.global, args, printer),
+        Command::Mount => mount::run(&cli.global, printer),
         Command::Purge(args) => purge::run(&cli.global, args, printer),
         Command::Reprovision(args) => reprovision::run(&cli.global, args, printer),
         Command::Doctor(args) => doctor::run(&cli.global, args, printer),

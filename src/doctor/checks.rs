@@ -680,9 +680,9 @@ fn client(f: &Facts, c: &ClientFacts, out: &mut Vec<Finding>) {
         ));
         return;
     };
+    // Never `mount --bind SOURCE`: mount(8) would resolve a path inside the client root.
     let remount = format!(
-        "`mount --bind {source} {}` (or `mount {}`: the line is in pinetboot's fstab block), or `pinetboot apply`",
-        c.target, c.target
+        "`pinetboot mount` (mounts {source} by descriptor, refusing a symlink; pinetboot-mount.service does it at boot), or `pinetboot apply`"
     );
     if !c.mounted {
         out.push(Finding::problem(

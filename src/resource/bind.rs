@@ -111,3 +111,55 @@ impl Unbind {
         Ok(())
     }
 }
+
+/// A served client's bind mount whose recorded boot folder is no longer a real folder inside
+/// the client root (the Pi replaced it with a symlink, or removed it). The mount goes, even
+/// while the client is in conflict: pinetboot never keeps serving a folder it would refuse
+/// to mount. (Its `client()` is none, so a conflict never drops it.)
+#[derive(Debug, Clone)]
+pub struct BindGuard {
+    /// The client.
+    pub client: String,
+    /// Host path of the client root.
+    pub root: String,
+    /// The boot folder, relative to the root, as recorded when it was mounted.
+    pub boot_dir: std::path::PathBuf,
+    /// Host path of the TFTP folder.
+    pub target: String,
+}
+
+impl BindGuard {
+    /// Why the source is no longer mountable, or `None` while it is a real folder.
+    fn refused(&self, ctx: &Ctx) -> Option<String> {
+        let root = ctx.host.path(&self.root);
+        let tree = match crate::host::confined::Tree::open(&root) {
+            Ok(t) => t,
+            Err(v) => return Some(v.to_string()),
+        };
+        match tree.open_dir(&self.boot_dir) {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(format!("{} is gone", root.join(&self.boot_dir).display())),
+            Err(v) => Some(v.to_string()),
+        }
+    }
+
+    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
+        if ctx.mount_at(&self.target).is_none() {
+            return Ok(None);
+        }
+        Ok(self.refused(ctx).map(|why| {
+            Change::new(Action::Remove, "bind mount", &self.target).detail(format!(
+                "client {}: its boot folder is no longer a real folder ({why}); not served until it is",
+                self.client
+            ))
+        }))
+    }
+
+    pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        Unbind {
+            client: self.client.clone(),
+            target: self.target.clone(),
+        }
+        .apply(ctx)
+    }
+}

@@ -13,7 +13,8 @@ pub struct Dir {
     pub path: String,
     /// Permission bits.
     pub mode: u32,
-    /// Whether an existing folder's mode is corrected (not for mount points).
+    /// Whether an existing folder's mode is corrected (not for mount points): permission bits
+    /// beyond `mode` are taken away, a stricter mode an admin chose is kept.
     pub enforce_mode: bool,
     /// The client it serves, if any.
     pub client: Option<String>,
@@ -26,10 +27,10 @@ impl Dir {
                 Change::new(Action::Create, "directory", &self.path)
                     .detail(format!("mode {:04o}", self.mode)),
             ),
-            Kind::Dir(m) if m == self.mode || !self.enforce_mode => None,
+            Kind::Dir(m) if m & !self.mode == 0 || !self.enforce_mode => None,
             Kind::Dir(m) => Some(
                 Change::new(Action::Update, "directory", &self.path)
-                    .detail(format!("mode {m:04o} → {:04o}", self.mode)),
+                    .detail(format!("mode {m:04o} → {:04o}", m & self.mode)),
             ),
             Kind::File | Kind::Other => anyhow::bail!(
                 "{} exists and is not a folder; move it away so pinetboot can create the folder",
@@ -51,7 +52,10 @@ impl Dir {
         if !self.enforce_mode {
             return Ok(());
         }
-        std::fs::set_permissions(&full, std::fs::Permissions::from_mode(self.mode))
+        let Kind::Dir(now) = ctx.host.kind(&self.path)? else {
+            anyhow::bail!("{} is not a folder", full.display());
+        };
+        std::fs::set_permissions(&full, std::fs::Permissions::from_mode(now & self.mode))
             .with_context(|| format!("setting the mode of {}", full.display()))
     }
 }

@@ -113,6 +113,8 @@ pub enum Resource {
     Bind(bind::Bind),
     /// A bind mount of a client no longer declared.
     Unbind(bind::Unbind),
+    /// A served client's bind mount whose boot folder stopped being a real folder.
+    BindGuard(bind::BindGuard),
     /// A disk image unpacked into the image store (applied before every client root).
     Image(image::Image),
     /// The server's `known_hosts` of client SSH host keys.
@@ -130,6 +132,7 @@ impl Resource {
             Resource::Dir(r) => r.client.as_deref(),
             Resource::RemoveDir(r) => Some(&r.client),
             Resource::HostFile(_)
+            | Resource::BindGuard(_)
             | Resource::Fstab(_)
             | Resource::Image(_)
             | Resource::KnownHosts(_) => None,
@@ -147,6 +150,7 @@ impl Resource {
             Resource::ClientFile(r) => r.check(ctx)?,
             Resource::Bind(r) => r.check(ctx)?,
             Resource::Unbind(r) => r.check(ctx)?,
+            Resource::BindGuard(r) => r.check(ctx)?,
             Resource::Image(r) => r.check(ctx)?,
             Resource::KnownHosts(r) => r.check(ctx)?,
         };
@@ -176,6 +180,7 @@ impl Resource {
             Resource::ClientFile(r) => r.apply(ctx),
             Resource::Bind(r) => r.apply(ctx),
             Resource::Unbind(r) => r.apply(ctx),
+            Resource::BindGuard(r) => r.apply(ctx),
             Resource::Image(r) => r.apply(ctx),
             Resource::KnownHosts(r) => r.apply(ctx),
         }

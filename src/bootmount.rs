@@ -1,0 +1,136 @@
+//! The boot folders' bind mounts at server boot (`pinetboot mount`, run by
+//! `pinetboot-mount.service` before dnsmasq and the NFS server).
+//!
+//! A bind line in `/etc/fstab` would name a path inside an untrusted client root, and mount(8)
+//! resolves it: a Pi whose root replaced `boot/firmware` with `ln -s /etc boot/firmware` would
+//! have the host's /etc served by TFTP after the next server reboot. So pinetboot writes no
+//! fstab lines; this step re-creates each mount the last apply recorded in the state file the
+//! way apply makes it: the client root and its boot folder opened confined (no symlink on the
+//! way or at the end), the folder checked to be a real folder, and the mount made from that
+//! descriptor. What is not a real folder is refused, named, and left unmounted.
+
+use std::path::{Path, PathBuf};
+
+use crate::host::Host;
+use crate::host::confined::Tree;
+use crate::host::mount;
+use crate::host::mountinfo;
+use crate::state::{ClientRecord, State};
+
+/// What happened to one recorded mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already mounted from the right folder with the safe options.
+    AlreadyMounted,
+    /// Mounted now.
+    Mounted,
+    /// Not mounted, and why (something that must be fixed in the client root or by apply).
+    Refused(String),
+}
+
+/// One recorded client's mount and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The client.
+    pub client: String,
+    /// Host path of the TFTP folder.
+    pub target: String,
+    /// Host path of the boot folder (as recorded).
+    pub source: String,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// Re-creates every recorded boot-folder mount that is missing or wrong. Never fails as a
+/// whole: each client's problem is its own [`Outcome::Refused`].
+pub fn restore(host: &Host, state: &State) -> Vec<Report> {
+    state
+        .clients
+        .iter()
+        .map(|(name, rec)| {
+            let boot = rec.boot_dir.as_deref().unwrap_or("");
+            let source = crate::resource::host_join(&rec.root, Path::new(boot));
+            let outcome = restore_one(host, rec).unwrap_or_else(Outcome::Refused);
+            match &outcome {
+                Outcome::Refused(why) => {
+                    tracing::error!(client = %name, target = %rec.tftp, "not mounted: {why}")
+                }
+                Outcome::Mounted => {
+                    tracing::info!(client = %name, target = %rec.tftp, source = %source, "mounted")
+                }
+                Outcome::AlreadyMounted => {}
+            }
+            Report {
+                client: name.clone(),
+                target: rec.tftp.clone(),
+                source,
+                outcome,
+            }
+        })
+        .collect()
+}
+
+fn restore_one(host: &Host, rec: &ClientRecord) -> Result<Outcome, String> {
+    let Some(boot_dir) = rec.boot_dir.as_deref() else {
+        return Err(
+            "the state file records no boot folder for this client; run `pinetboot apply`".into(),
+        );
+    };
+    let root = host.path(&rec.root);
+    let tree = Tree::open(&root).map_err(|v| format!("{v}"))?;
+    let fd = match tree.open_dir(Path::new(boot_dir)) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => {
+            return Err(format!(
+                "{} does not exist; run `pinetboot apply`",
+                root.join(boot_dir).display()
+            ));
+        }
+        Err(v) => {
+            return Err(format!(
+                "{v} — not a real folder inside the client root (a planted symlink?); pinetboot will not mount it"
+            ));
+        }
+    };
+    let target = host.path(&rec.tftp);
+    match std::fs::symlink_metadata(&target) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(format!(
+                "{} is not a folder; run `pinetboot apply`",
+                target.display()
+            ));
+        }
+        Err(e) => return Err(format!("{}: {e}; run `pinetboot apply`", target.display())),
+    }
+    let stacked = mounts_at(&target)?;
+    if let Some(top) = stacked.last()
+        && top.has_options(mount::BIND_OPTIONS)
+    {
+        let src = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
+        if host.dev_ino(&rec.tftp).map_err(|e| e.to_string())? == Some((src.st_dev, src.st_ino)) {
+            return Ok(Outcome::AlreadyMounted);
+        }
+    }
+    for _ in &stacked {
+        mount::unbind(&target).map_err(|e| format!("unmounting {}: {e}", target.display()))?;
+    }
+    mount::bind(&fd, &target).map_err(|e| {
+        format!(
+            "bind-mounting {} onto {}: {e} (needs root)",
+            root.join(boot_dir).display(),
+            target.display()
+        )
+    })?;
+    Ok(Outcome::Mounted)
+}
+
+/// The mounts stacked at `target`, bottom first.
+fn mounts_at(target: &PathBuf) -> Result<Vec<mountinfo::Mount>, String> {
+    let target = target.to_string_lossy();
+    Ok(mountinfo::read()
+        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?
+        .into_iter()
+        .filter(|m| m.mount_point == target)
+        .collect())
+}
