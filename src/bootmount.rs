@@ -9,7 +9,7 @@
 //! way or at the end), the folder checked to be a real folder, and the mount made from that
 //! descriptor. What is not a real folder is refused, named, and left unmounted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::host::Host;
 use crate::host::confined::Tree;
@@ -126,7 +126,7 @@ fn restore_one(host: &Host, rec: &ClientRecord) -> Result<Outcome, String> {
 }
 
 /// The mounts stacked at `target`, bottom first.
-fn mounts_at(target: &PathBuf) -> Result<Vec<mountinfo::Mount>, String> {
+fn mounts_at(target: &Path) -> Result<Vec<mountinfo::Mount>, String> {
     let target = target.to_string_lossy();
     Ok(mountinfo::read()
         .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?
