@@ -154,11 +154,11 @@ pub fn apply(
     // Scratch folders of tool checks a killed apply left: ours to remove, under the lock.
     crate::host::scratch::prepare(host, &valid.paths.state)?;
     let (desired, ctx, first) = observe_and_plan(valid, host)?;
-    // Disk images first: client roots are cloned from the image store, and what goes inside
+    // What killed applies left, first: it can be tens of gigabytes the images need.
+    let leftovers = apply_leftovers(&desired, &ctx, &mut on_change)?;
+    // Disk images next: client roots are cloned from the image store, and what goes inside
     // a root can only be planned once its image is unpacked. So: fetch and unpack every
     // pending image, then observe and plan again, and apply the rest of that plan.
-    // What killed applies left first: it can be tens of gigabytes the images need.
-    let leftovers = apply_leftovers(&desired, &ctx, &mut on_change)?;
     let images = apply_images(&desired, &ctx, &mut on_change);
     let (desired, ctx, first) = if images.applied.is_empty() {
         (desired, ctx, first)

@@ -1005,11 +1005,13 @@ fn check_safe_defaults(env: &Env, before: &Snapshot) {
         "var",
         "var/lib",
         "var/lib/pinetboot",
+        "var/lib/pinetboot/tmp",
         "var/log",
         "var/log/pinetboot",
     ]
     .iter()
-    .map(|p| format!("{p} 0755"))
+    // The tool checks' scratch folder is private.
+    .map(|p| format!("{p} {}", if p.ends_with("/tmp") { "0700" } else { "0755" }))
     .collect();
     assert_eq!(
         created, expected,

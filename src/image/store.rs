@@ -5,7 +5,8 @@
 //!
 //! An entry appears atomically: it is unpacked into `images/.<sha256>.staging/` and renamed
 //! into place only when complete (manifest written last), so an interrupted unpack leaves no
-//! half entry; the next run removes the leftover staging folder first and starts clean.
+//! half entry. A staging folder a killed apply left is shown by the next `plan` and removed by
+//! the next `apply` before it fetches anything (`resource/leftover.rs`); the unpack starts over.
 //! `images/` itself is `0700`: the trees hold setuid binaries, `/etc/shadow` and
 //! world-writable folders that other users of the server must not reach.
 

@@ -308,7 +308,7 @@ mod tests {
         symlink(outside.join("keep"), top.join("keep-link")).unwrap();
         rustix::fs::mknodat(
             CWD,
-            &top.join("fifo"),
+            top.join("fifo"),
             FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
