@@ -26,6 +26,7 @@ pub fn observe_and_plan(valid: &Valid, host: &Host) -> anyhow::Result<(Desired, 
         host: host.clone(),
         mounts: crate::host::mountinfo::read().context("reading /proc/self/mountinfo")?,
         clients: desired.clients.clone(),
+        scratch: host.path(crate::host::scratch::host_path(&valid.paths.state)),
     };
     let p = plan(&desired, &ctx, host.root())?;
     Ok((desired, ctx, p))
@@ -65,6 +66,8 @@ pub struct Report {
     pub conflicts: Vec<crate::expand::Conflict>,
     /// Client data kept.
     pub kept: Vec<crate::expand::Kept>,
+    /// Leftovers of killed applies not removed, and why (a mount inside).
+    pub refused: Vec<String>,
 }
 
 /// What applying the disk images did.
@@ -117,14 +120,43 @@ fn apply_images(desired: &Desired, ctx: &Ctx, on_change: &mut impl FnMut(&Change
     done
 }
 
+/// Removes the leftovers of killed applies (staging folders, unused downloads). The caller
+/// holds the exclusive lock, so none belongs to a running apply. An error stops the apply
+/// before anything else changed.
+fn apply_leftovers(
+    desired: &Desired,
+    ctx: &Ctx,
+    on_change: &mut impl FnMut(&Change),
+) -> anyhow::Result<Vec<Change>> {
+    for why in &desired.refused {
+        tracing::warn!("{why}");
+    }
+    let mut applied = Vec::new();
+    for r in &desired.resources {
+        if !matches!(r, crate::resource::Resource::Leftover(_)) {
+            continue;
+        }
+        if let Some(change) = r.check(ctx)? {
+            r.apply(ctx)?;
+            on_change(&change);
+            applied.push(change);
+        }
+    }
+    Ok(applied)
+}
+
 /// Applies the config to the host (the caller holds the exclusive lock).
 pub fn apply(
     valid: &Valid,
     host: &Host,
     mut on_change: impl FnMut(&Change),
 ) -> Result<Report, CommandError> {
+    // Scratch folders of tool checks a killed apply left: ours to remove, under the lock.
+    crate::host::scratch::prepare(host, &valid.paths.state)?;
     let (desired, ctx, first) = observe_and_plan(valid, host)?;
-    // Disk images first: client roots are cloned from the image store, and what goes inside
+    // What killed applies left, first: it can be tens of gigabytes the images need.
+    let leftovers = apply_leftovers(&desired, &ctx, &mut on_change)?;
+    // Disk images next: client roots are cloned from the image store, and what goes inside
     // a root can only be planned once its image is unpacked. So: fetch and unpack every
     // pending image, then observe and plan again, and apply the rest of that plan.
     let images = apply_images(&desired, &ctx, &mut on_change);
@@ -141,7 +173,8 @@ pub fn apply(
         .collect();
     let mut report = Report {
         kept: first.kept.clone(),
-        applied: images.applied,
+        refused: desired.refused.clone(),
+        applied: leftovers.into_iter().chain(images.applied).collect(),
         ..Report::default()
     };
     // Record ownership of everything we may create before creating it (crash safety).
@@ -165,7 +198,7 @@ pub fn apply(
         // Re-check now: an earlier step (a new root) may have changed what is there.
         let result = r.check(&ctx).and_then(|change| {
             if let Some(change) = change {
-                crate::validate_tools::before_apply(r, host)?;
+                crate::validate_tools::before_apply(r, host, &ctx.scratch)?;
                 let mut change = change;
                 if let Some(note) = r.apply_noted(&ctx)? {
                     change.detail = Some(note);

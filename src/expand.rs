@@ -2,7 +2,7 @@
 //! own cmdline.txt, users) becomes the ordered list of desired resources. A client whose tree
 //! cannot be read safely becomes a conflict instead; the others still expand.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -58,6 +58,9 @@ pub struct Desired {
     pub kept: Vec<Kept>,
     /// Things that work but deserve a look.
     pub warnings: Vec<String>,
+    /// Leftovers of killed applies that are not removed (a mount inside), and why; also in
+    /// `warnings`.
+    pub refused: Vec<String>,
     /// Where each client's files are.
     pub clients: HashMap<String, ClientPaths>,
     /// The state to record after a successful apply.
@@ -108,6 +111,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
         conflicts: Vec::new(),
         kept: Vec::new(),
         warnings: Vec::new(),
+        refused: Vec::new(),
         clients: HashMap::new(),
         state: State {
             version: crate::state::VERSION,
@@ -117,7 +121,30 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
     };
     let mut binds = Vec::new();
     let mut served = Vec::new();
-    out.resources.extend(disk_images(valid));
+    let images = disk_images(valid);
+    // What killed applies left (staging folders, unused downloads): removed first.
+    let resumed: BTreeSet<String> = images
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Image(i) if !store::is_present(host, &valid.paths.state, &i.sha256) => {
+                Some(i.sha256.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let declared: BTreeSet<String> = valid.clients.keys().cloned().collect();
+    let found = crate::resource::leftover::find(
+        host,
+        &valid.paths.nfs,
+        &valid.paths.state,
+        &declared,
+        &resumed,
+    )?;
+    out.warnings.extend(found.refused.iter().cloned());
+    out.refused = found.refused;
+    out.resources
+        .splice(0..0, found.leftovers.into_iter().map(Resource::Leftover));
+    out.resources.extend(images);
     for (name, client) in &valid.clients {
         let root = root_of(valid, name);
         let image = valid.images.get(&client.image).context("validated image")?;

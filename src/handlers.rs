@@ -3,6 +3,7 @@
 //! run `systemctl daemon-reload`. With `--root` other than `/` the host's daemons are not ours:
 //! those handlers are reported as skipped (the check still runs when dnsmasq is installed).
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context as _;
@@ -10,13 +11,14 @@ use anyhow::Context as _;
 use crate::host::{Host, tools};
 use crate::resource::Handler;
 
-/// Checks dnsmasq drop-in content with the real dnsmasq (`--test`) in a scratch folder.
-pub fn dnsmasq_test(host_path: &str, content: &str) -> anyhow::Result<()> {
+/// Checks dnsmasq drop-in content with the real dnsmasq (`--test`) in a folder of its own in
+/// `scratch` (pinetboot's scratch space, [`crate::host::scratch`]).
+pub fn dnsmasq_test(host_path: &str, content: &str, scratch: &Path) -> anyhow::Result<()> {
     let Some(dnsmasq) = tools::which("dnsmasq") else {
         tracing::warn!("dnsmasq is not installed: {host_path} was not checked with dnsmasq --test");
         return Ok(());
     };
-    let dir = tempfile::tempdir().context("making a scratch folder for dnsmasq --test")?;
+    let dir = crate::host::scratch::tempdir(scratch, "dnsmasq --test")?;
     std::fs::write(dir.path().join("pinetboot.conf"), content)?;
     tools::run(
         Command::new(dnsmasq)

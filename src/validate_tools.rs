@@ -74,8 +74,9 @@ fn file_line(content: &str, reported: usize) -> Option<usize> {
 
 /// Checks exports(5) text with the real `exportfs -ra` in an isolated namespace (needs root).
 /// `host_path` names the file in messages and decides where it is put (`*.exports` go in
-/// `/etc/exports.d`, anything else is checked as `/etc/exports`). Returns `exportfs -s`.
-pub fn exports_check(host_path: &str, content: &str) -> anyhow::Result<String> {
+/// `/etc/exports.d`, anything else is checked as `/etc/exports`). The copies are made in a
+/// folder of their own in `scratch` (pinetboot's scratch space). Returns `exportfs -s`.
+pub fn exports_check(host_path: &str, content: &str, scratch: &Path) -> anyhow::Result<String> {
     let Some(exportfs) = tools::which("exportfs") else {
         bail!(
             "exportfs is not installed (apt install nfs-kernel-server): cannot check {host_path}"
@@ -86,7 +87,7 @@ pub fn exports_check(host_path: &str, content: &str) -> anyhow::Result<String> {
             "checking {host_path} with exportfs needs root (a private mount namespace); run as root"
         );
     }
-    let dir = tempfile::tempdir().context("making a scratch folder for exportfs")?;
+    let dir = crate::host::scratch::tempdir(scratch, "exportfs")?;
     let t = dir.path();
     std::fs::create_dir(t.join("exports.d"))?;
     std::fs::create_dir(t.join("varlib"))?;
@@ -145,13 +146,14 @@ pub fn fstab_under(root: &Path, lines: &[String]) -> String {
         .collect()
 }
 
-/// Checks fstab text with `findmnt --verify --verbose --tab-file F`. findmnt requires the
-/// targets to exist: call it where they do (after their folders are made).
-pub fn fstab_check(host_path: &str, text: &str) -> anyhow::Result<String> {
+/// Checks fstab text with `findmnt --verify --verbose --tab-file F` (F in a folder of its own
+/// in `scratch`). findmnt requires the targets to exist: call it where they do (after their
+/// folders are made).
+pub fn fstab_check(host_path: &str, text: &str, scratch: &Path) -> anyhow::Result<String> {
     let Some(findmnt) = tools::which("findmnt") else {
         bail!("findmnt is not installed (apt install util-linux): cannot check {host_path}");
     };
-    let dir = tempfile::tempdir().context("making a scratch folder for findmnt")?;
+    let dir = crate::host::scratch::tempdir(scratch, "findmnt --verify")?;
     let file = dir.path().join("fstab");
     std::fs::write(&file, text)?;
     tools::run(
@@ -164,8 +166,9 @@ pub fn fstab_check(host_path: &str, text: &str) -> anyhow::Result<String> {
 
 /// Runs the tool check for a resource about to be applied: the exports drop-in with
 /// `exportfs`, the fstab block with `findmnt --verify`. (The dnsmasq drop-in is checked by
-/// its resource itself with `dnsmasq --test`.) An error stops the apply before the file lands.
-pub fn before_apply(r: &Resource, host: &Host) -> anyhow::Result<()> {
+/// its resource itself with `dnsmasq --test`.) Scratch copies go in `scratch`. An error stops
+/// the apply before the file lands.
+pub fn before_apply(r: &Resource, host: &Host, scratch: &Path) -> anyhow::Result<()> {
     match r {
         Resource::HostFile(f) if f.handler == Some(Handler::ReloadExports) => {
             if tools::which("exportfs").is_none() || !rustix::process::geteuid().is_root() {
@@ -175,7 +178,7 @@ pub fn before_apply(r: &Resource, host: &Host) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            exports_check(&f.path, &exports_under(host.root(), &f.content))
+            exports_check(&f.path, &exports_under(host.root(), &f.content), scratch)
                 .with_context(|| format!("{} was not written", f.path))?;
         }
         Resource::Fstab(b) if !b.lines.is_empty() => {
@@ -183,7 +186,7 @@ pub fn before_apply(r: &Resource, host: &Host) -> anyhow::Result<()> {
                 tracing::warn!("{} was not checked with findmnt (util-linux)", b.path);
                 return Ok(());
             }
-            fstab_check(&b.path, &fstab_under(host.root(), &b.lines))
+            fstab_check(&b.path, &fstab_under(host.root(), &b.lines), scratch)
                 .with_context(|| format!("{} was not written", b.path))?;
         }
         _ => {}

@@ -83,8 +83,8 @@ fn attack(env: &Env, rel: &str) {
         );
     }
 
-    // 2. The plan shows raspi1 as a conflict, and only raspi2's change.
-    plan.expect_code(0);
+    // 2. The plan shows raspi1 as a conflict, and only raspi2's change; a conflict exits 1.
+    plan.expect_code(1);
     let want = format!("/nfs/raspi1/{rel}");
     assert!(
         plan.stdout
@@ -122,7 +122,7 @@ fn attack(env: &Env, rel: &str) {
         "changes planned inside the attacked root:\n{}",
         plan.stdout
     );
-    json.expect_code(0);
+    json.expect_code(1);
     let v: Value = serde_json::from_str(&json.stdout).unwrap();
     let conflicts = v["conflicts"].as_array().unwrap();
     assert_eq!(conflicts.len(), 1, "{}", json.stdout);
@@ -148,8 +148,8 @@ fn attack(env: &Env, rel: &str) {
         apply.stdout
     );
 
-    // 4. Afterwards: nothing pending but the standing conflict.
-    again.expect_code(0);
+    // 4. Afterwards: nothing pending but the standing conflict, which is still an error.
+    again.expect_code(1);
     assert!(
         again.stdout.contains("  ! client raspi1: "),
         "{}",

@@ -172,6 +172,61 @@ fn detailed_exitcode_is_2_pending_0_converged_1_bad_config() {
     assert_same(&before, &snapshot(&base(&env)), Cmp::ALL, "bad config");
 }
 
+/// A client in conflict is an error for plan as for apply: exit 1 with or without
+/// `--detailed-exitcode`, in text and JSON, also when changes are pending too (1 wins over 2:
+/// Terraform's 1 is an error, 2 a clean plan with changes), and while nothing else is pending.
+#[test]
+fn plan_exits_1_while_a_client_is_in_conflict() {
+    let env = env_with(&["raspi1", "raspi2"], false);
+    env.apply_ok();
+    // raspi1: a symlink where pinetboot writes (a conflict); raspi2: drift (a change).
+    let hostname1 = env.path("/nfs/raspi1/etc/hostname");
+    std::fs::remove_file(&hostname1).unwrap();
+    std::os::unix::fs::symlink(env.outside.join("secret"), &hostname1).unwrap();
+    std::fs::write(env.path("/nfs/raspi2/etc/hostname"), "drifted\n").unwrap();
+    let said = "error: 1 client is in conflict, which apply would leave untouched: raspi1";
+    for args in [
+        &["plan"][..],
+        &["plan", "--detailed-exitcode"],
+        &["plan", "--json"],
+        &["plan", "--json", "--detailed-exitcode"],
+    ] {
+        let r = env.pt(args);
+        r.expect_code(1);
+        assert!(r.stderr.contains(said), "{args:?}: {}", r.stderr);
+        if args.contains(&"--json") {
+            let v = check_json_plan(&env, &r.stdout);
+            assert_eq!(v["conflicts"][0]["client"], "raspi1");
+            assert_eq!(v["summary"]["change"], Value::from(1), "{}", r.stdout);
+        } else {
+            assert!(r.stdout.contains("  ! client raspi1: "), "{}", r.stdout);
+            assert_eq!(
+                change_lines(&r.stdout),
+                vec!["  ~ file /nfs/raspi2/etc/hostname".to_owned()],
+                "{}",
+                r.stdout
+            );
+        }
+    }
+    // Apply repairs raspi2 and exits 1; the conflict alone still makes plan exit 1.
+    env.pt(&["apply"]).expect_code(1);
+    assert_eq!(env.read("/nfs/raspi2/etc/hostname"), "raspi2\n");
+    let r = env.pt(&["plan", "--detailed-exitcode"]);
+    r.expect_code(1);
+    assert!(change_lines(&r.stdout).is_empty(), "{}", r.stdout);
+    let r = env.pt(&["plan", "--json", "--detailed-exitcode"]);
+    r.expect_code(1);
+    assert_eq!(
+        check_json_plan(&env, &r.stdout)["changes"],
+        serde_json::json!([])
+    );
+    // Resolved: 2 (raspi1's hostname to write), then 0.
+    std::fs::remove_file(&hostname1).unwrap();
+    env.pt(&["plan", "--detailed-exitcode"]).expect_code(2);
+    env.apply_ok();
+    env.assert_converged();
+}
+
 // ---------------------------------------------------------------------------------------------
 // plan --json
 
@@ -212,13 +267,17 @@ fn check_json_plan(env: &Env, text: &str) -> Value {
     let changes = v["changes"].as_array().expect("changes is an array");
     let mut counts = [0u64; 3];
     for c in changes {
-        assert_eq!(
-            keys(c),
-            set(&[
-                "action", "kind", "path", "client", "detail", "diff", "handler"
-            ]),
-            "{c}"
-        );
+        // A leftover's removal also says its apparent size.
+        let leftover = ["staging folder", "download"].contains(&c["kind"].as_str().unwrap_or(""));
+        let mut want = set(&[
+            "action", "kind", "path", "client", "detail", "diff", "handler",
+        ]);
+        if leftover {
+            want.insert("bytes".into());
+            assert!(c["bytes"].is_u64(), "{c}");
+            assert_eq!(c["action"], "remove", "{c}");
+        }
+        assert_eq!(keys(c), want, "{c}");
         let action = c["action"].as_str().expect("action is a string");
         match action {
             "create" => counts[0] += 1,
@@ -234,7 +293,9 @@ fn check_json_plan(env: &Env, text: &str) -> Value {
                 "fstab block",
                 "client root",
                 "link",
-                "bind mount"
+                "bind mount",
+                "staging folder",
+                "download"
             ]
             .contains(&kind),
             "kind {kind}"
@@ -339,8 +400,9 @@ fn plan_json_has_a_stable_shape() {
     )
     .unwrap();
     env.write_config(&cfg(&["raspi1"]));
+    // A conflict is an error: 1, though changes are pending too.
     let r = env.pt(&["plan", "--json", "--detailed-exitcode"]);
-    r.expect_code(2);
+    r.expect_code(1);
     let v = check_json_plan(&env, &r.stdout);
     assert_eq!(v["conflicts"].as_array().unwrap().len(), 1);
     assert_eq!(v["conflicts"][0]["client"], "raspi1");
@@ -917,12 +979,17 @@ fn check_safe_defaults(env: &Env, before: &Snapshot) {
         "var",
         "var/lib",
         "var/lib/pinetboot",
+        "var/lib/pinetboot/tmp",
         "var/log",
         "var/log/pinetboot",
     ]
     .iter()
-    // The client roots' folder is the server's local users' business no more (0700).
-    .map(|p| format!("{p} {}", if *p == "nfs" { "0700" } else { "0755" }))
+    // The client roots' folder (no local user enters a client root) and the tool checks'
+    // scratch folder are private.
+    .map(|p| {
+        let private = *p == "nfs" || p.ends_with("/tmp");
+        format!("{p} {}", if private { "0700" } else { "0755" })
+    })
     .collect();
     assert_eq!(
         created, expected,
@@ -1093,4 +1160,210 @@ proptest! {
         }
         env.assert_converged();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leftovers of killed applies, and the tool checks' scratch space
+
+/// Staging folders a killed apply left in the client-root folder, of a client no longer
+/// declared and of one still declared, are shown by plan (text and JSON, with their apparent
+/// size) and removed by apply without following a symlink out of them; one with a mount inside
+/// is a warning and left alone until unmounted; a root moved aside by `reprovision` is client
+/// data and never touched.
+#[test]
+fn leftover_staging_folders_are_shown_and_removed_never_through_links_or_mounts() {
+    let env = env_with(&["raspi1"], false);
+    env.apply_ok();
+    let outside_before = snapshot(&env.outside);
+    // A removed client's interrupted clone: 3 MiB apparent (sparse), links out of it.
+    let gone = env.path("/nfs/.raspi9.pinetboot-staging");
+    std::fs::create_dir_all(gone.join("usr/bin")).unwrap();
+    File::create(gone.join("usr/bin/big"))
+        .unwrap()
+        .set_len(3 << 20)
+        .unwrap();
+    std::os::unix::fs::symlink(&env.outside, gone.join("etc")).unwrap();
+    std::os::unix::fs::symlink(env.outside.join("secret"), gone.join("usr/bin/secret")).unwrap();
+    std::fs::hard_link(env.outside.join("secret"), gone.join("usr/bin/hardlink")).unwrap();
+    // A declared client's (its root exists: the clone it belonged to is long over).
+    let mine = env.path("/nfs/.raspi1.pinetboot-staging");
+    std::fs::create_dir_all(mine.join("boot")).unwrap();
+    std::fs::write(mine.join("boot/x"), vec![7u8; 1000]).unwrap();
+    // Client data a reprovision moved aside.
+    let aside = env.path("/nfs/.raspi1.pinetboot-old-20260101T000000Z");
+    std::fs::create_dir_all(&aside).unwrap();
+    std::fs::write(aside.join("notes"), "mine\n").unwrap();
+    // A leftover with a mount inside (in the test's namespace).
+    let mounted = env.path("/nfs/.raspi8.pinetboot-staging");
+    std::fs::create_dir_all(mounted.join("mnt")).unwrap();
+    env.ns.sh(&format!(
+        "mount --bind {} {}",
+        env.outside.display(),
+        mounted.join("mnt").display()
+    ));
+
+    let plan = env.pt(&["plan", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    let secret_len = std::fs::metadata(env.outside.join("secret")).unwrap().len();
+    assert_eq!(
+        change_lines(&plan.stdout),
+        vec![
+            "  - staging folder /nfs/.raspi1.pinetboot-staging (an interrupted clone of client raspi1's root; the clone starts over; 1000 B)".to_owned(),
+            "  - staging folder /nfs/.raspi9.pinetboot-staging (an interrupted clone of client raspi9's root; raspi9 is no longer declared; 3.0 MiB)".to_owned(),
+        ],
+        "{}",
+        plan.stdout
+    );
+    let refusal = "/nfs/.raspi8.pinetboot-staging is left from an interrupted apply but /nfs/.raspi8.pinetboot-staging/mnt is a mount point: pinetboot never removes anything through a mount; unmount it, then apply again";
+    assert!(plan.stdout.contains(refusal), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .ends_with("Plan: 0 to add, 0 to change, 2 to remove.\n"),
+        "{}",
+        plan.stdout
+    );
+    let json = env.pt(&["plan", "--json"]);
+    json.expect_code(0);
+    let v = check_json_plan(&env, &json.stdout);
+    assert_eq!(v["changes"][0]["kind"], "staging folder");
+    assert_eq!(v["changes"][0]["bytes"], Value::from(1000));
+    assert_eq!(v["changes"][1]["path"], "/nfs/.raspi9.pinetboot-staging");
+    assert_eq!(
+        v["changes"][1]["bytes"],
+        Value::from((3u64 << 20) + secret_len)
+    );
+    assert_eq!(v["changes"][1]["client"], Value::Null);
+    assert!(
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(refusal))
+    );
+
+    let r = env.apply_ok();
+    assert!(
+        r.stdout
+            .contains("- staging folder /nfs/.raspi9.pinetboot-staging\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("not removed: {refusal}")),
+        "{}",
+        r.stdout
+    );
+    assert!(!gone.exists() && !mine.exists());
+    assert_eq!(
+        std::fs::read_to_string(aside.join("notes")).unwrap(),
+        "mine\n"
+    );
+    assert!(mounted.join("mnt").is_dir());
+    assert_eq!(
+        env.ns.mounts_under(&mounted).len(),
+        1,
+        "the mount is left alone"
+    );
+    assert_same(
+        &outside_before,
+        &snapshot(&env.outside),
+        Cmp::CONTENT,
+        "outside",
+    );
+
+    // Unmounted: removed by the next apply.
+    env.ns
+        .sh(&format!("umount {}", mounted.join("mnt").display()));
+    let plan = env.pt(&["plan", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert_eq!(
+        change_lines(&plan.stdout),
+        vec!["  - staging folder /nfs/.raspi8.pinetboot-staging (an interrupted clone of client raspi8's root; raspi8 is no longer declared; 0 B)".to_owned()]
+    );
+    env.apply_ok();
+    assert!(!mounted.exists());
+    assert!(aside.join("notes").is_file());
+    env.assert_converged();
+    assert_same(
+        &outside_before,
+        &snapshot(&env.outside),
+        Cmp::CONTENT,
+        "outside",
+    );
+}
+
+fn need_tool(tool: &str, package: &str) {
+    assert!(
+        pinetboot::host::tools::which(tool).is_some(),
+        "this test needs {tool} (apt install {package})"
+    );
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The tool checks (dnsmasq --test, exportfs, findmnt --verify) make their scratch folders in
+/// `<paths.state>/tmp` (0700), never in `$TMPDIR`: an apply that runs all three works with
+/// `TMPDIR` naming nothing, and leaves an empty `TMPDIR` empty. A check killed midway (SIGKILL
+/// by pid) leaves its folder there, and the next apply removes it, and anything else left
+/// there, without following a link out of it.
+#[test]
+fn tool_checks_work_in_pinetboots_scratch_folder_which_the_next_apply_empties() {
+    need_tool("dnsmasq", "dnsmasq");
+    need_tool("exportfs", "nfs-kernel-server");
+    need_tool("findmnt", "util-linux");
+    let env = env_with(&["raspi1"], false);
+    let nowhere = base(&env).join("no-such-tmpdir");
+    let r = env.pt_env(&[("TMPDIR", nowhere.to_str().unwrap())], &["apply"]);
+    r.expect_code(0);
+    assert!(
+        !r.stderr.contains("was not checked") && !r.stderr.contains("not installed"),
+        "a tool check did not run: {}",
+        r.stderr
+    );
+    assert!(!nowhere.exists());
+    let scratch = env.path("/var/lib/pinetboot/tmp");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&scratch).unwrap().permissions(),
+    ) & 0o7777;
+    assert_eq!(mode, 0o700);
+    assert!(names_in(&scratch).is_empty());
+
+    // A new client changes the exports, the dnsmasq drop-in and the fstab block: the first
+    // check is killed while its scratch folder is there.
+    env.write_config(&cfg(&["raspi1", "raspi2"]));
+    let tmpdir = base(&env).join("tmpdir");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let vars = [("TMPDIR", tmpdir.to_str().unwrap())];
+    let paused = Paused::start(&env, "tool-check", &vars, &["apply"]);
+    let left = names_in(&scratch);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(".tmp"), "{left:?}");
+    paused.kill();
+    assert_eq!(names_in(&scratch), left, "a killed check leaves its folder");
+    assert!(names_in(&tmpdir).is_empty());
+    // Anything else there goes too, never through a link.
+    let outside_before = snapshot(&env.outside);
+    let planted = scratch.join(".tmpPlanted");
+    std::fs::create_dir_all(planted.join("varlib")).unwrap();
+    std::os::unix::fs::symlink(&env.outside, planted.join("etc")).unwrap();
+    std::os::unix::fs::symlink(env.outside.join("secret"), planted.join("varlib/etab")).unwrap();
+    std::fs::write(planted.join("exports"), "/nfs/x 10.0.0.0/24(rw)\n").unwrap();
+
+    let r = env.pt_env(&vars, &["apply"]);
+    r.expect_code(0);
+    assert!(names_in(&scratch).is_empty(), "{:?}", names_in(&scratch));
+    assert!(names_in(&tmpdir).is_empty());
+    assert_same(
+        &outside_before,
+        &snapshot(&env.outside),
+        Cmp::CONTENT,
+        "outside",
+    );
+    env.assert_converged();
 }

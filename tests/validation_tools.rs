@@ -40,9 +40,11 @@ fn generated_exports_pass_exportfs_needs_root() {
     for c in ["raspi1", "raspi2"] {
         fs::create_dir_all(root.path().join("nfs").join(c)).unwrap();
     }
+    let scratch = tempfile::tempdir().unwrap();
     let out = exports_check(
         "/etc/exports.d/pinetboot.exports",
         &exports_under(root.path(), &text),
+        scratch.path(),
     )
     .unwrap();
     // `exportfs -s` lists what the kernel would export.
@@ -74,7 +76,8 @@ fn broken_exports_fail_with_exportfs_own_message_needs_root() {
     let bad = format!(
         "# head\n# er\n{r}/nfs/a 10.0.0.0/24(rw,no_subtree_check)\n{r}/nfs/a 10.0.0.1(rw,bogus)\n"
     );
-    let e = exports_check("/etc/exports.d/pinetboot.exports", &bad).unwrap_err();
+    let scratch = tempfile::tempdir().unwrap();
+    let e = exports_check("/etc/exports.d/pinetboot.exports", &bad, scratch.path()).unwrap_err();
     let msg = format!("{e:#}");
     assert!(
         msg.starts_with("exportfs rejects /etc/exports.d/pinetboot.exports (line 4 of the file): "),
@@ -88,6 +91,7 @@ fn broken_exports_fail_with_exportfs_own_message_needs_root() {
     let e = exports_check(
         "/etc/exports.d/pinetboot.exports",
         &format!("{r}/nfs/missing 10.0.0.0/24(rw,no_subtree_check)\n"),
+        scratch.path(),
     )
     .unwrap_err();
     let msg = format!("{e:#}");
@@ -105,10 +109,14 @@ fn broken_dnsmasq_drop_in_fails_with_dnsmasq_own_message() {
     need("dnsmasq");
     let valid = pinetboot::config::load_str(Path::new("t.yaml"), CONFIG).unwrap();
     let good = pinetboot::render::dnsmasq::render(&valid);
-    pinetboot::handlers::dnsmasq_test("/etc/dnsmasq.d/pinetboot.conf", &good).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    pinetboot::handlers::dnsmasq_test("/etc/dnsmasq.d/pinetboot.conf", &good, scratch.path())
+        .unwrap();
     let bad = good.replace("dhcp-range=10.99.0.0,proxy", "dhcp-range=10.99.0.300,proxy");
     assert_ne!(bad, good);
-    let e = pinetboot::handlers::dnsmasq_test("/etc/dnsmasq.d/pinetboot.conf", &bad).unwrap_err();
+    let e =
+        pinetboot::handlers::dnsmasq_test("/etc/dnsmasq.d/pinetboot.conf", &bad, scratch.path())
+            .unwrap_err();
     let msg = format!("{e:#}");
     let line = bad
         .lines()
@@ -136,14 +144,25 @@ fn fstab_block_passes_findmnt_verify() {
         "# Boot folders of Raspberry Pi clients, bind-mounted onto the TFTP root.".to_owned(),
         "/nfs/raspi1/boot/firmware /tftpboot/0c4c21e5 none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0".to_owned(),
     ];
-    let out = fstab_check("/etc/fstab", &fstab_under(root.path(), &lines)).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let out = fstab_check(
+        "/etc/fstab",
+        &fstab_under(root.path(), &lines),
+        scratch.path(),
+    )
+    .unwrap();
     assert!(
         out.contains("Success, no errors or warnings detected"),
         "{out}"
     );
     // A target that does not exist is findmnt's error.
     let lines = vec!["/nfs/raspi2/boot /tftpboot/abcd1234 none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0".to_owned()];
-    let e = fstab_check("/etc/fstab", &fstab_under(root.path(), &lines)).unwrap_err();
+    let e = fstab_check(
+        "/etc/fstab",
+        &fstab_under(root.path(), &lines),
+        scratch.path(),
+    )
+    .unwrap_err();
     let msg = format!("{e:#}");
     assert!(
         msg.starts_with("findmnt --verify rejects pinetboot's block for /etc/fstab: ")
@@ -151,7 +170,7 @@ fn fstab_block_passes_findmnt_verify() {
         "{msg}"
     );
     // A line findmnt cannot parse.
-    let e = fstab_check("/etc/fstab", "/nfs/x\n").unwrap_err();
+    let e = fstab_check("/etc/fstab", "/nfs/x\n", scratch.path()).unwrap_err();
     assert!(format!("{e:#}").contains("parse error at line 1"), "{e:#}");
 }
 

@@ -130,7 +130,7 @@ fn exit_status_section(cmd: &clap::Command) -> Option<String> {
     let changes = match cmd.get_display_name().unwrap_or_else(|| cmd.get_name()) {
         "pinetboot" => "Changes are pending (only from plan --detailed-exitcode).",
         "pinetboot-plan" => {
-            "Changes are pending (only with --detailed-exitcode; without it, pending changes exit 0)."
+            "Changes are pending and no client is in conflict (only with --detailed-exitcode; without it, pending changes exit 0)."
         }
         _ => return None,
     };

@@ -112,7 +112,8 @@ pub struct PlanArgs {
     /// Print the plan as JSON (format: docs/plan-json.md).
     #[arg(long)]
     pub json: bool,
-    /// Exit 0 when there are no changes, 2 when changes are pending, 1 on error.
+    /// Exit 0 when there are no changes, 2 when changes are pending, 1 on an error or a
+    /// conflict (also when changes are pending too).
     #[arg(long)]
     pub detailed_exitcode: bool,
 }

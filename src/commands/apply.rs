@@ -45,6 +45,9 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> CommandR
             k.path, k.client, k.note
         ));
     }
+    for why in &report.refused {
+        printer.line(&format!("not removed: {why}"));
+    }
     let (mut add, mut change, mut remove) = (0, 0, 0);
     for c in &report.applied {
         match c.action {

@@ -3,12 +3,14 @@
 use crate::cli::{GlobalArgs, PlanArgs};
 use crate::config;
 use crate::engine;
-use crate::error::{CommandResult, EXIT_CHANGES, EXIT_OK};
+use crate::error::{CommandError, CommandResult, EXIT_CHANGES, EXIT_OK};
 use crate::host::lock::Mode;
 use crate::output::Printer;
 use crate::plan::{render_json, render_text};
 
-/// Prints what apply would change; changes nothing.
+/// Prints what apply would change; changes nothing. Exits 1 when a client is in conflict
+/// (also with `--detailed-exitcode`, even when changes are pending), else 2 with
+/// `--detailed-exitcode` when changes are pending, else 0.
 pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> CommandResult {
     let valid = config::load(&global.config)?;
     let host = super::host(global)?;
@@ -23,6 +25,21 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> CommandRe
         printer.raw(&render_json(&plan));
     } else {
         printer.raw(&render_text(&plan, printer));
+    }
+    // A conflict is an error (exit 1), with or without --detailed-exitcode, and wins over
+    // pending changes (Terraform's convention: 1 is an error, 2 only a clean plan with
+    // changes): monitoring built on the exit status must see a client left untouched.
+    if !plan.conflicts.is_empty() {
+        let n = plan.conflicts.len();
+        let names: Vec<&str> = plan.conflicts.iter().map(|c| c.client.as_str()).collect();
+        return Err(CommandError::conflict(
+            format!(
+                "{n} client{} in conflict, which apply would leave untouched: {}",
+                if n == 1 { " is" } else { "s are" },
+                names.join(", ")
+            ),
+            "each conflict's hint is in the plan above; the other changes are planned as shown",
+        ));
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
         EXIT_CHANGES

@@ -72,8 +72,9 @@ pub fn run(global: &GlobalArgs, args: &PurgeArgs, printer: &Printer) -> CommandR
             ),
         ));
     }
-    // remove_dir_all never follows symlinks inside the tree.
-    std::fs::remove_dir_all(&full).with_context(|| format!("deleting {}", full.display()))?;
+    // By descriptor: no symlink inside the tree is followed, and a mount made inside it since
+    // the check above is refused before anything is deleted.
+    crate::tree::remove::remove(&full).with_context(|| format!("deleting {}", full.display()))?;
     let mut state = State::load(&host, &valid.paths.state)?;
     if state.clients.remove(&args.client).is_some() {
         state.save(&host, &valid.paths.state)?;

@@ -133,3 +133,18 @@ pub fn crash_point(_label: &str) -> bool {
     };
     PASSED.fetch_add(1, Ordering::SeqCst) + 1 == target
 }
+
+/// Test hook for kill tests: `PINETBOOT_PAUSE_AT=LABEL` makes the process stop itself
+/// (SIGSTOP, every thread) the first time it passes the pause point `LABEL`, so a test can
+/// SIGKILL it right there, mid-work. Never set in production.
+pub fn pause_point(label: &str) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WANTED: OnceLock<Option<String>> = OnceLock::new();
+    static PAUSED: AtomicBool = AtomicBool::new(false);
+    let wanted = WANTED.get_or_init(|| std::env::var("PINETBOOT_PAUSE_AT").ok());
+    if wanted.as_deref() == Some(label) && !PAUSED.swap(true, Ordering::SeqCst) {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+    }
+}

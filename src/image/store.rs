@@ -5,7 +5,8 @@
 //!
 //! An entry appears atomically: it is unpacked into `images/.<sha256>.staging/` and renamed
 //! into place only when complete (manifest written last), so an interrupted unpack leaves no
-//! half entry; the next run removes the leftover staging folder first and starts clean.
+//! half entry. A staging folder a killed apply left is shown by the next `plan` and removed by
+//! the next `apply` before it fetches anything (`resource/leftover.rs`); the unpack starts over.
 //! `images/` itself is `0700`: the trees hold setuid binaries, `/etc/shadow` and
 //! world-writable folders that other users of the server must not reach.
 
@@ -167,10 +168,13 @@ pub fn ensure(
     let images = host.path(images_dir(state));
     make_private_dir(&images)?;
     let staging = host.path(staging_dir(state, sha256));
-    if std::fs::symlink_metadata(&staging).is_ok() {
-        tracing::info!(path = %staging.display(), "removing an interrupted unpack");
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("removing the interrupted unpack {}", staging.display()))?;
+    // A leftover of a killed unpack (the plan shows it, and apply removes it before this;
+    // this is for a race): no symlink in it is followed, no mount entered.
+    if crate::tree::remove::remove(&staging)
+        .with_context(|| format!("removing the interrupted unpack {}", staging.display()))?
+        .is_some()
+    {
+        tracing::info!(path = %staging.display(), "removed an interrupted unpack");
     }
     let file: PathBuf = match origin {
         Origin::File(p) => host.path(p),
@@ -187,6 +191,9 @@ pub fn ensure(
             let phase = if total == file_bytes {
                 "verifying + decompressing"
             } else {
+                if done > 0 {
+                    crate::host::atomic::pause_point("unpack");
+                }
                 "writing files"
             };
             progress.update(phase, done, total);
@@ -231,8 +238,8 @@ pub fn ensure(
             Ok(m)
         }
         Err(e) => {
-            if let Err(e2) = std::fs::remove_dir_all(&staging) {
-                tracing::warn!(path = %staging.display(), error = %e2, "cannot remove a failed unpack");
+            if let Err(e2) = crate::tree::remove::remove(&staging) {
+                tracing::warn!(path = %staging.display(), "cannot remove a failed unpack: {e2:#}");
             }
             if let (Origin::Url(_), Some(super::ImageError::Sha256Mismatch { .. })) =
                 (origin, e.downcast_ref::<super::ImageError>())

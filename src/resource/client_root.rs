@@ -61,14 +61,28 @@ impl ClientRoot {
             return Ok(None);
         }
         let staging = ctx.host.path(self.staging());
-        // A staging folder left by an interrupted apply is ours and incomplete: start over.
-        if std::fs::symlink_metadata(&staging).is_ok() {
-            std::fs::remove_dir_all(&staging)
-                .with_context(|| format!("removing the interrupted copy {}", staging.display()))?;
-        }
+        // A staging folder left by an interrupted apply is ours and incomplete: start over
+        // (the plan shows it as a leftover, removed before this; this is for a race). Its
+        // content came from an image: no symlink is followed, no mount entered.
+        crate::tree::remove::remove(&staging)
+            .with_context(|| format!("removing the interrupted copy {}", staging.display()))?;
         let source = ctx.host.path(&self.source);
-        let stats = crate::tree::copy_tree(&source, &staging)
-            .with_context(|| format!("copying image {} into {}", self.image, staging.display()))?;
+        let stats = match crate::tree::copy_tree(&source, &staging) {
+            Ok(stats) => stats,
+            Err(e) => {
+                // A failed copy leaves nothing behind (a killed one is a leftover the next
+                // plan shows).
+                if let Err(e2) = crate::tree::remove::remove(&staging) {
+                    tracing::warn!(
+                        "cannot remove the failed copy {}: {e2:#}",
+                        staging.display()
+                    );
+                }
+                return Err(e).with_context(|| {
+                    format!("copying image {} into {}", self.image, staging.display())
+                });
+            }
+        };
         tracing::info!(
             client = %self.client,
             files = stats.files,

@@ -40,7 +40,7 @@ impl HostFile {
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
         if self.handler == Some(Handler::RestartDnsmasq) {
-            crate::handlers::dnsmasq_test(&self.path, &self.content)?;
+            crate::handlers::dnsmasq_test(&self.path, &self.content, &ctx.scratch)?;
         }
         let full = ctx.host.path(&self.path);
         if let Some(parent) = full.parent() {

@@ -9,6 +9,7 @@ pub mod fstab;
 pub mod host_file;
 pub mod image;
 pub mod known_hosts;
+pub mod leftover;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,9 @@ pub struct Change {
     pub diff: Option<String>,
     /// The handler this change fires.
     pub handler: Option<Handler>,
+    /// Apparent size (bytes of file data) of a leftover to remove; absent for other changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 impl Change {
@@ -85,6 +89,7 @@ impl Change {
             detail: None,
             diff: None,
             handler: None,
+            bytes: None,
         }
     }
 
@@ -119,6 +124,8 @@ pub enum Resource {
     Image(image::Image),
     /// The server's `known_hosts` of client SSH host keys.
     KnownHosts(known_hosts::KnownHosts),
+    /// A staging folder or download a killed apply left (removed before images are fetched).
+    Leftover(leftover::Leftover),
 }
 
 impl Resource {
@@ -135,7 +142,8 @@ impl Resource {
             | Resource::BindGuard(_)
             | Resource::Fstab(_)
             | Resource::Image(_)
-            | Resource::KnownHosts(_) => None,
+            | Resource::KnownHosts(_)
+            | Resource::Leftover(_) => None,
         }
     }
 
@@ -153,6 +161,7 @@ impl Resource {
             Resource::BindGuard(r) => r.check(ctx)?,
             Resource::Image(r) => r.check(ctx)?,
             Resource::KnownHosts(r) => r.check(ctx)?,
+            Resource::Leftover(r) => r.check(ctx)?,
         };
         Ok(change.map(|mut c| {
             c.client = self.client().map(str::to_owned);
@@ -183,6 +192,7 @@ impl Resource {
             Resource::BindGuard(r) => r.apply(ctx),
             Resource::Image(r) => r.apply(ctx),
             Resource::KnownHosts(r) => r.apply(ctx),
+            Resource::Leftover(r) => r.apply(ctx),
         }
     }
 }
@@ -205,6 +215,9 @@ pub struct Ctx {
     pub mounts: Vec<Mount>,
     /// Per client: its root and image.
     pub clients: HashMap<String, ClientPaths>,
+    /// pinetboot's scratch space for tool checks (`<state>/tmp` under the root prefix; made
+    /// and emptied by apply, see [`crate::host::scratch`]).
+    pub scratch: PathBuf,
 }
 
 impl Ctx {

@@ -156,6 +156,7 @@ impl Copier {
                 self.stats.files += 1;
                 self.stats.bytes += out.bytes;
                 self.stats.reflinked += u64::from(out.reflinked);
+                crate::host::atomic::pause_point("clone");
             }
             _ => {
                 let (fd, st) = open_same(dir, name, OFlags::PATH, &st, &full)?;

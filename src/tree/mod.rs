@@ -21,6 +21,7 @@
 
 mod copy;
 mod pool;
+pub mod remove;
 mod writer;
 mod xattr;
 
