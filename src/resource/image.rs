@@ -76,6 +76,16 @@ impl Image {
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        if let Origin::File(p) = &self.origin {
+            // A fifo there would block the unpack forever, a device would be read without end.
+            crate::host::bounded::open_regular(&ctx.host.path(p)).map_err(|e| {
+                anyhow::Error::new(e).context(format!(
+                    "image {} ({})",
+                    self.name,
+                    self.origin.describe()
+                ))
+            })?;
+        }
         let progress = Progress::new(&format!("image {}", self.name));
         let started = std::time::Instant::now();
         let m = store::ensure(
