@@ -19,6 +19,8 @@ pub struct Image {
     pub state_dir: String,
     /// The clients provisioned from it (a failure makes them conflicts).
     pub clients: Vec<String>,
+    /// Download limits (`downloads:`), for a URL.
+    pub limits: crate::image::fetch::Limits,
 }
 
 impl Image {
@@ -93,6 +95,7 @@ impl Image {
             &self.state_dir,
             &self.sha256,
             &self.origin,
+            &self.limits,
             &progress,
         )
         .map_err(|e| e.context(format!("image {} ({})", self.name, self.origin.describe())))?;
