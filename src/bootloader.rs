@@ -27,7 +27,7 @@ pub struct Update {
 /// Reads and parses the base image at a host path.
 pub fn base_image(host: &Host, path: &Path) -> anyhow::Result<EepromImage> {
     let bytes = host
-        .read(path)
+        .read_max(path, crate::eeprom::MAX_FILE_BYTES)
         .with_context(|| format!("reading {}", path.display()))?
         .with_context(|| format!("the bootloader image {} does not exist", path.display()))?;
     EepromImage::parse(bytes)

@@ -344,6 +344,7 @@ fn disk_images(valid: &Valid) -> Vec<Resource> {
             origin,
             state_dir: valid.paths.state.clone(),
             clients,
+            limits: valid.downloads,
         }));
     }
     out

@@ -1191,7 +1191,7 @@ const FILES: &[Case] = &[
         expect: &[eh(
             "0:0",
             "",
-            "bytes; pinetboot reads at most 1048576",
+            "more than 1 MiB; pinetboot reads at most 1048576 bytes",
             "right file",
         )],
     },

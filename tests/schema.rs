@@ -177,6 +177,7 @@ paths:
   state: /var/lib/x
 nfs: {options: [ro], scope: 10.0.0.0/24}
 bootloader: {image: /srv/eeprom/pieeprom.bin, recovery: /srv/eeprom/recovery.bin}
+downloads: {max_size: 8 GiB, low_speed_limit: 1024, low_speed_time: 30, connect_timeout: 10, max_time: 3600}
 images:
   lite:
     source: /srv/lite.img.xz

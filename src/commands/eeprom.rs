@@ -13,8 +13,13 @@ use crate::output::Printer;
 pub fn run(global: &GlobalArgs, cmd: &EepromCommand, printer: &Printer) -> CommandResult {
     match cmd {
         EepromCommand::Show { file } => {
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = crate::host::bounded::read(file, crate::eeprom::MAX_FILE_BYTES)
+                .map_err(|e| {
+                    CommandError::user(
+                        format!("cannot read the bootloader image: {e}"),
+                        "name a Pi 4 bootloader image (`pieeprom-*.bin`, 512 KiB) or a `pieeprom.upd`",
+                    )
+                })?;
             let image = EepromImage::parse(bytes).with_context(|| format!("{}", file.display()))?;
             printer.raw(
                 &image
@@ -40,12 +45,15 @@ pub fn run(global: &GlobalArgs, cmd: &EepromCommand, printer: &Printer) -> Comma
                 .clone()
                 .context("checked by settings_for")?;
             let host = super::host(global)?;
-            let recovery = host.read(&recovery_path)?.with_context(|| {
-                format!(
-                    "{} does not exist (set bootloader.recovery)",
-                    recovery_path.display()
-                )
-            })?;
+            let recovery = host
+                .read_max(&recovery_path, crate::eeprom::MAX_FILE_BYTES)
+                .with_context(|| format!("reading {}", recovery_path.display()))?
+                .with_context(|| {
+                    format!(
+                        "{} does not exist (set bootloader.recovery)",
+                        recovery_path.display()
+                    )
+                })?;
             let update = bootloader::build(&base, &settings, None, bootloader::now())?;
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             for (name, bytes) in [

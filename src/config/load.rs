@@ -8,7 +8,8 @@ use super::diagnostic::{ConfigError, Diagnostic};
 use super::locate::{Locator, Position};
 use super::model::Config;
 
-/// Configs are small; anything bigger is a mistake or an attack.
+/// The most pinetboot reads from a config file (1 MiB, counted as read, not from `st_size`).
+/// Configs are a few kilobytes; anything bigger is a mistake or an attack.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
 /// The parsed document with the index of where each field stands.
@@ -35,11 +36,6 @@ fn options() -> serde_saphyr::Options {
             max_merge_keys: 1_000,
         },
     }
-}
-
-fn problem(file: &Path, position: Position, path: String, message: String) -> ConfigError {
-    let hint = hint_for(&message);
-    problem_with_hint(file, position, path, message, hint)
 }
 
 fn problem_with_hint(
@@ -70,6 +66,8 @@ fn hint_for(message: &str) -> Option<String> {
         "check the spelling against `pinetboot schema` (or let your editor complete it from the schema)"
     } else if m.contains("budget") || m.contains("limit") {
         BUDGET_HINT
+    } else if m.contains("expected a nonzero") {
+        "write a whole number of at least 1"
     } else if m.contains("bool") {
         "write true or false (yes/no/on/off are not booleans here)"
     } else if m.contains("missing field") {
@@ -161,7 +159,7 @@ fn describe(err: &serde_saphyr::Error) -> (String, Option<String>) {
 /// Parses `text` (the contents of `file`) into a [`Config`], or says exactly where and why not.
 pub fn parse(file: &Path, text: &str) -> Result<Parsed, ConfigError> {
     if text.len() > MAX_CONFIG_BYTES {
-        return Err(too_big(file, text.len() as u64));
+        return Err(too_big(file));
     }
     // serde_path_to_error knows the field path; the error itself must still flow out of the
     // closure so serde-saphyr stops there (and attaches the location).
@@ -227,33 +225,42 @@ fn located(file: &Path, text: &str, path: String, err: &serde_saphyr::Error) -> 
     problem_with_hint(file, position, path, message, hint)
 }
 
-fn too_big(file: &Path, len: u64) -> ConfigError {
+fn too_big(file: &Path) -> ConfigError {
     problem_with_hint(
         file,
         Position::default(),
         String::new(),
-        format!("the file is {len} bytes; pinetboot reads at most {MAX_CONFIG_BYTES}"),
+        format!(
+            "the file holds more than 1 MiB; pinetboot reads at most {MAX_CONFIG_BYTES} bytes of a config"
+        ),
         Some("a pinetboot config is a few kilobytes; is this the right file?".into()),
     )
 }
 
-/// Reads and parses the config file at `file`.
+/// Reads and parses the config file at `file`: a regular file (a fifo, device or folder is
+/// refused without being opened, so `--config` naming a fifo with no writer cannot block), of
+/// at most [`MAX_CONFIG_BYTES`] bytes counted as they are read.
 pub fn read(file: &Path) -> Result<(String, Parsed), ConfigError> {
-    let bytes = match std::fs::metadata(file) {
-        Ok(m) if m.len() > MAX_CONFIG_BYTES as u64 => return Err(too_big(file, m.len())),
-        Ok(_) => std::fs::read(file),
-        Err(e) => Err(e),
-    };
-    let bytes = bytes.map_err(|e| {
-        let mut err = problem(
+    use crate::host::bounded::{self, ReadError};
+    let bytes = bounded::read(file, MAX_CONFIG_BYTES as u64).map_err(|e| match e {
+        ReadError::TooLarge { .. } => too_big(file),
+        ReadError::NotRegular { what, .. } => problem_with_hint(
             file,
             Position::default(),
             String::new(),
-            format!("cannot read the config: {e}"),
-        );
-        err.diagnostics[0].hint =
-            Some("pass the file with --config FILE (default /etc/pinetboot/pinetboot.yaml)".into());
-        err
+            format!("the config is {what}, not a regular file"),
+            Some(
+                "pass a YAML file with --config FILE (default /etc/pinetboot/pinetboot.yaml)"
+                    .into(),
+            ),
+        ),
+        ReadError::Io { source, .. } => problem_with_hint(
+            file,
+            Position::default(),
+            String::new(),
+            format!("cannot read the config: {source}"),
+            Some("pass the file with --config FILE (default /etc/pinetboot/pinetboot.yaml)".into()),
+        ),
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();

@@ -7,6 +7,7 @@ pub mod locate;
 pub mod model;
 pub mod net;
 pub mod schema;
+pub mod size;
 pub mod validate;
 
 use std::path::Path;

@@ -6,10 +6,12 @@
 //! problem at once with its position and a hint.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::size::ByteSize;
 pub use crate::eeprom::EepromSettings;
 
 /// The desired state of one pinetboot boot server.
@@ -35,6 +37,9 @@ pub struct Config {
     /// The bootloader image that clients' `eeprom:` settings are embedded into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootloader: Option<Bootloader>,
+    /// Limits on image downloads (images whose `source` is a URL).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub downloads: Downloads,
     /// The Raspberry Pis that boot from this server, by name. The name is the client's NFS root
     /// folder (`/nfs/NAME`) and its default hostname.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -133,6 +138,46 @@ pub struct Image {
     /// inside the boot folder, from absolute host paths (e.g. a newer `start4.elf`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+}
+
+/// Limits on downloading an image. Each one ends a download with an error naming the limit;
+/// the partial download is kept and the next `apply` resumes it, except past `max_size`,
+/// where it is deleted. The apply lock is released either way. Sizes are a number of bytes
+/// or a number with one of the units B, KiB, MiB, GiB, TiB (powers of 1024).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Downloads {
+    /// The largest image file downloaded, e.g. `16 GiB` (the default: five times the largest
+    /// Raspberry Pi OS download, and room for an uncompressed `.img`). A server announcing
+    /// more (`Content-Length`) is refused before a byte is written; a body growing past it is
+    /// stopped and deleted.
+    pub max_size: ByteSize,
+    /// The slowest transfer accepted, in bytes per second, e.g. `10 KiB` (the default; a
+    /// 1 GiB image would take over a day). A download averaging less over
+    /// `low_speed_time` seconds is stopped, as curl's `--speed-limit`. `0` turns the speed
+    /// check off; a transfer that stalls completely is still stopped after `low_speed_time`.
+    pub low_speed_limit: ByteSize,
+    /// Seconds over which `low_speed_limit` is measured (curl's `--speed-time`), and the
+    /// longest wait for the server's answer or for any single read. Default 60.
+    pub low_speed_time: NonZeroU32,
+    /// Seconds to connect to the server (TCP and TLS). Default 30.
+    pub connect_timeout: NonZeroU32,
+    /// The longest one image download may take in one run, in seconds. Default 21600 (6
+    /// hours), so a nightly apply never runs into the next one; the next run resumes.
+    pub max_time: NonZeroU32,
+}
+
+impl Default for Downloads {
+    fn default() -> Self {
+        let secs = |n| NonZeroU32::new(n).expect("non-zero constant");
+        Downloads {
+            max_size: ByteSize(16 << 30),
+            low_speed_limit: ByteSize(10 << 10),
+            low_speed_time: secs(60),
+            connect_timeout: secs(30),
+            max_time: secs(6 * 3600),
+        }
+    }
 }
 
 /// Settings every client inherits.

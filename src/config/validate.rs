@@ -32,6 +32,8 @@ pub struct Valid {
     pub clients: BTreeMap<String, ValidClient>,
     /// The base bootloader image and recovery.bin (host paths), if declared.
     pub bootloader: Option<(PathBuf, PathBuf)>,
+    /// Limits on image downloads.
+    pub downloads: crate::image::fetch::Limits,
 }
 
 /// Where an image comes from.
@@ -264,6 +266,7 @@ fn check(c: &mut Checker<'_>, cfg: &Config) -> Valid {
         nfs_scope,
         images,
         clients,
+        downloads: (&cfg.downloads).into(),
     }
 }
 

@@ -557,7 +557,13 @@ fn dnsmasq_confs(host: &Host, drop_in: &str) -> (Vec<ConfFile>, Option<String>) 
     let mut confs = Vec::new();
     let mut own = None;
     for p in paths {
-        let Ok(text) = std::fs::read_to_string(host.path(&p)) else {
+        // Bounded, and never blocked by a fifo someone left in /etc/dnsmasq.d.
+        let Some(text) = host
+            .read(&p)
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+        else {
             continue;
         };
         if p == Path::new(drop_in) {
@@ -643,7 +649,7 @@ fn read_either(host: &Host, path: &str) -> String {
     host.read(path)
         .ok()
         .flatten()
-        .or_else(|| std::fs::read(path).ok())
+        .or_else(|| crate::host::bounded::read(Path::new(path), crate::host::MAX_HOST_FILE).ok())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
 }

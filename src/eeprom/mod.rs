@@ -33,6 +33,12 @@ pub use settings::{
 /// Size of a Raspberry Pi 4 bootloader EEPROM image: 512 KiB.
 pub const IMAGE_SIZE: usize = 512 * 1024;
 
+/// The most pinetboot reads from a bootloader file (`eeprom show FILE`, `bootloader.image`,
+/// `bootloader.recovery`): 2 MiB, the size of the largest bootloader image Raspberry Pi ships
+/// (the Pi 5's BCM2712; a Pi 4's is [`IMAGE_SIZE`], its `recovery.bin` about 100 KiB). A Pi 5
+/// image is still read whole, so the error says its exact size; anything bigger is not read.
+pub const MAX_FILE_BYTES: u64 = 2 << 20;
+
 /// Largest config (or other modifiable file) the image can hold: one 4 KiB erase block less
 /// the 20-byte file header.
 pub const MAX_CONFIG_SIZE: usize = 4096 - 20;

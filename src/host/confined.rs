@@ -132,18 +132,6 @@ fn entry_of(st: &rustix::fs::Stat) -> Entry {
     }
 }
 
-/// Opens for reading the inode an `O_PATH` descriptor holds, through `/proc/self/fd` (the
-/// one way to reopen a handle without resolving its path again).
-fn reopen_for_reading(path_fd: &OwnedFd) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    let link = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
-    Ok(rustix::fs::open(
-        link.as_str(),
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
 fn resolve() -> ResolveFlags {
     ResolveFlags::BENEATH
         | ResolveFlags::NO_SYMLINKS
@@ -351,7 +339,8 @@ impl Tree {
         }
         // Reopen the very inode the O_PATH handle holds (not the path again: it could have
         // been swapped for a device in between), then make sure it is still that inode.
-        let fd = reopen_for_reading(&path_fd).map_err(|e| Violation::Io(self.full(rel), e))?;
+        let fd = super::bounded::reopen_for_reading(&path_fd)
+            .map_err(|e| Violation::Io(self.full(rel), e))?;
         let again = rustix::fs::fstat(&fd).map_err(|e| self.map_err(rel, e))?;
         if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino)
             || FileType::from_raw_mode(again.st_mode) != FileType::RegularFile

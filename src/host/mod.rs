@@ -3,6 +3,7 @@
 //! ([`confined`]), reads the mount table ([`mountinfo`]) and makes bind mounts ([`mount`]).
 
 pub mod atomic;
+pub mod bounded;
 pub mod confined;
 pub mod lock;
 pub mod mount;
@@ -13,6 +14,11 @@ pub mod tools;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+
+/// The most [`Host::read`] reads from one host file: 64 MiB. The host files pinetboot reads
+/// (`/etc/fstab`, its drop-ins, `state.json`, `known_hosts`, firmware overrides such as a
+/// `start4.elf`, a kernel or an initramfs) are far smaller; anything bigger is a mistake.
+pub const MAX_HOST_FILE: u64 = 64 << 20;
 
 /// The host as seen through a root prefix.
 #[derive(Debug, Clone)]
@@ -62,13 +68,15 @@ impl Host {
         out
     }
 
-    /// Reads a host file; `None` when it does not exist.
+    /// Reads a host file (a regular file, at most [`MAX_HOST_FILE`] bytes); `None` when it
+    /// does not exist. A fifo, device, socket or folder there is an error naming it.
     pub fn read(&self, host_path: impl AsRef<Path>) -> io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.path(host_path)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.read_max(host_path, MAX_HOST_FILE)
+    }
+
+    /// As [`Host::read`], with a cap of `max` bytes (counted as read, not from `st_size`).
+    pub fn read_max(&self, host_path: impl AsRef<Path>, max: u64) -> io::Result<Option<Vec<u8>>> {
+        Ok(bounded::read_if_exists(&self.path(host_path), max)?)
     }
 
     /// What a host path holds (symlinks are not followed).

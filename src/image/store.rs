@@ -160,6 +160,7 @@ pub fn ensure(
     state: &str,
     sha256: &str,
     origin: &Origin,
+    limits: &fetch::Limits,
     progress: &Progress,
 ) -> anyhow::Result<Manifest> {
     if let Some(m) = manifest(host, state, sha256) {
@@ -178,7 +179,7 @@ pub fn ensure(
     }
     let file: PathBuf = match origin {
         Origin::File(p) => host.path(p),
-        Origin::Url(url) => fetch::download(url, &images, sha256, &|done, total| {
+        Origin::Url(url) => fetch::download(url, &images, sha256, limits, &|done, total| {
             progress.update("downloading", done, total)
         })?,
     };

@@ -19,6 +19,8 @@ pub struct Image {
     pub state_dir: String,
     /// The clients provisioned from it (a failure makes them conflicts).
     pub clients: Vec<String>,
+    /// Download limits (`downloads:`), for a URL.
+    pub limits: crate::image::fetch::Limits,
 }
 
 impl Image {
@@ -76,6 +78,16 @@ impl Image {
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        if let Origin::File(p) = &self.origin {
+            // A fifo there would block the unpack forever, a device would be read without end.
+            crate::host::bounded::open_regular(&ctx.host.path(p)).map_err(|e| {
+                anyhow::Error::new(e).context(format!(
+                    "image {} ({})",
+                    self.name,
+                    self.origin.describe()
+                ))
+            })?;
+        }
         let progress = Progress::new(&format!("image {}", self.name));
         let started = std::time::Instant::now();
         let m = store::ensure(
@@ -83,6 +95,7 @@ impl Image {
             &self.state_dir,
             &self.sha256,
             &self.origin,
+            &self.limits,
             &progress,
         )
         .map_err(|e| e.context(format!("image {} ({})", self.name, self.origin.describe())))?;

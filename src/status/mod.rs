@@ -50,24 +50,40 @@ pub struct Log {
     pub text: String,
 }
 
-/// Reads dnsmasq's log: the file at host path `path` (under `--root`), else, on the real
-/// host, dnsmasq's journal; else an empty log with a note.
+/// The most of dnsmasq's log `status` and `discover` read: its last 64 MiB (some 300 000
+/// lines with `log-dhcp`), from the first whole line. A log is never read whole: it grows
+/// without bound when nothing rotates it, and its latest lines are what a status is about.
+pub const MAX_LOG_BYTES: u64 = 64 << 20;
+
+/// The most lines read from dnsmasq's journal (about [`MAX_LOG_BYTES`] of text).
+pub const MAX_JOURNAL_LINES: u32 = 300_000;
+
+/// Reads dnsmasq's log: the end of the file at host path `path` (under `--root`, at most
+/// [`MAX_LOG_BYTES`]), else, on the real host, dnsmasq's journal; else an empty log with a
+/// note. Anything but a regular file at `path` (a fifo would block) is an error naming it.
 pub fn read_log(host: &Host, path: &str) -> anyhow::Result<Log> {
     let full = host.path(path);
-    match std::fs::read(&full) {
-        Ok(bytes) => {
+    match crate::host::bounded::read_tail(&full, MAX_LOG_BYTES) {
+        Ok(tail) => {
+            let note = tail.cut.then(|| {
+                format!(
+                    "read the last {} of this {}-byte log",
+                    crate::config::size::ByteSize(MAX_LOG_BYTES),
+                    tail.size
+                )
+            });
             return Ok(Log {
                 info: LogInfo {
                     source: "file",
                     path: path.to_owned(),
-                    note: None,
+                    note,
                 },
-                text: String::from_utf8_lossy(&bytes).into_owned(),
+                text: String::from_utf8_lossy(&tail.bytes).into_owned(),
             });
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.is_not_found() => {}
         Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("reading {}", full.display())));
+            return Err(anyhow::Error::new(e).context(format!("reading dnsmasq's log {path}")));
         }
     }
     let missing = format!("{path} does not exist");
@@ -101,6 +117,8 @@ pub fn read_log(host: &Host, path: &str) -> anyhow::Result<Log> {
         "short",
         "--no-pager",
         "-q",
+        "--lines",
+        &MAX_JOURNAL_LINES.to_string(),
     ])) {
         Ok(text) => Ok(Log {
             info: LogInfo {

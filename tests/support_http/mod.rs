@@ -1,7 +1,8 @@
 //! A tiny HTTP/1.1 file server on 127.0.0.1 for image-download tests: GET and HEAD, `Range:
-//! bytes=N-`, request counting, and an optional cut of the connection mid-file. Each
-//! connection is served to completion on the accept thread, then closed. The server stops
-//! when dropped.
+//! bytes=N-`, request counting, an optional cut of the connection mid-file, and hostile
+//! servers: an endless body, a `Content-Length` it never sends, a body trickled byte by byte.
+//! Each connection is served on a thread of its own (a trickle never holds up the next
+//! request), then closed. The server stops when dropped.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -27,13 +28,30 @@ pub struct Seen {
     pub sent: u64,
 }
 
+/// What a path serves.
+#[derive(Debug, Clone)]
+enum Route {
+    /// A file (with Range support), its body sent one byte per `trickle` when set.
+    File {
+        path: PathBuf,
+        trickle: Option<std::time::Duration>,
+    },
+    /// `200` without a length, then zeros until the client goes away (or `cap` bytes, so a
+    /// client without a limit fails a test instead of filling the disk).
+    Endless { cap: u64 },
+    /// `200` announcing `length` bytes, then `sent` zeros and the end of the connection.
+    Claim { length: u64, sent: u64 },
+}
+
 #[derive(Default)]
 struct Shared {
-    files: Mutex<HashMap<String, PathBuf>>,
+    files: Mutex<HashMap<String, Route>>,
     seen: Mutex<Vec<Seen>>,
     /// Cut the next GET's body after this many bytes (0: never).
     cut_after: AtomicU64,
     stop: AtomicBool,
+    /// Connections being served.
+    active: AtomicU64,
 }
 
 /// The server.
@@ -56,7 +74,12 @@ impl HttpServer {
                     break;
                 }
                 if let Ok(c) = conn {
-                    let _ = serve(&s, c);
+                    let s = s.clone();
+                    s.active.fetch_add(1, Ordering::SeqCst);
+                    std::thread::spawn(move || {
+                        let _ = serve(&s, c);
+                        s.active.fetch_sub(1, Ordering::SeqCst);
+                    });
                 }
             }
         });
@@ -67,14 +90,45 @@ impl HttpServer {
         }
     }
 
-    /// Serves `file` at `/name`; returns its URL.
-    pub fn add(&self, name: &str, file: PathBuf) -> String {
+    fn route(&self, name: &str, route: Route) -> String {
         self.shared
             .files
             .lock()
             .unwrap()
-            .insert(format!("/{name}"), file);
+            .insert(format!("/{name}"), route);
         format!("http://{}/{name}", self.addr)
+    }
+
+    /// Serves `file` at `/name`; returns its URL.
+    pub fn add(&self, name: &str, file: PathBuf) -> String {
+        self.route(
+            name,
+            Route::File {
+                path: file,
+                trickle: None,
+            },
+        )
+    }
+
+    /// Serves `file` at `/name`, one byte of its body every `every`; returns its URL.
+    pub fn add_trickle(&self, name: &str, file: PathBuf, every: std::time::Duration) -> String {
+        self.route(
+            name,
+            Route::File {
+                path: file,
+                trickle: Some(every),
+            },
+        )
+    }
+
+    /// Serves an endless body of zeros (no `Content-Length`; at most `cap` bytes) at `/name`.
+    pub fn add_endless(&self, name: &str, cap: u64) -> String {
+        self.route(name, Route::Endless { cap })
+    }
+
+    /// Serves `200` with `Content-Length: length`, then `sent` zeros and a closed connection.
+    pub fn add_claim(&self, name: &str, length: u64, sent: u64) -> String {
+        self.route(name, Route::Claim { length, sent })
     }
 
     /// Cuts the connection of the next GET after `bytes` of its body (once).
@@ -85,6 +139,21 @@ impl HttpServer {
     /// Every request so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
+    }
+
+    /// GET requests so far, once every connection has been served to its end (a client that
+    /// hung up is noticed at the server's next write). Panics after 30 s.
+    pub fn settled_gets(&self) -> Vec<Seen> {
+        let start = std::time::Instant::now();
+        while self.shared.active.load(Ordering::SeqCst) > 0 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "the test server still serves {} connections after 30 s",
+                self.shared.active.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.gets()
     }
 
     /// GET requests so far.
@@ -132,7 +201,7 @@ fn serve(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
         }
     }
     let mut out = stream;
-    let file = s.files.lock().unwrap().get(&path).cloned();
+    let route = s.files.lock().unwrap().get(&path).cloned();
     let record = |status, sent| {
         s.seen.lock().unwrap().push(Seen {
             method: method.clone(),
@@ -142,11 +211,37 @@ fn serve(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
             sent,
         })
     };
-    let Some(file) = file else {
-        record(404, 0);
-        return out.write_all(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        );
+    let (file, trickle) = match route {
+        None => {
+            record(404, 0);
+            return out.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+        Some(Route::File { path, trickle }) => (path, trickle),
+        Some(Route::Endless { cap }) => {
+            out.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
+            let sent = if method == "HEAD" {
+                0
+            } else {
+                zeros(s, &mut out, cap)
+            };
+            record(200, sent);
+            return Ok(());
+        }
+        Some(Route::Claim { length, sent }) => {
+            out.write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )?;
+            let sent = if method == "HEAD" {
+                0
+            } else {
+                zeros(s, &mut out, sent)
+            };
+            record(200, sent);
+            return Ok(());
+        }
     };
     let mut f = std::fs::File::open(&file)?;
     let len = f.metadata()?.len();
@@ -199,7 +294,11 @@ fn serve(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
     let mut sent = 0u64;
     let mut buf = vec![0u8; 1 << 16];
     while sent < limit {
-        let want = buf.len().min((limit - sent) as usize);
+        if s.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let chunk = if trickle.is_some() { 1 } else { buf.len() };
+        let want = chunk.min((limit - sent) as usize);
         let n = f.read(&mut buf[..want])?;
         if n == 0 {
             break;
@@ -208,9 +307,39 @@ fn serve(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
             break;
         }
         sent += n as u64;
+        if let Some(every) = trickle {
+            let _ = out.flush();
+            sleep_unless_stopped(s, every);
+        }
     }
     record(status, sent);
     let _ = out.flush();
     // Dropping the stream closes it: a cut body ends short of Content-Length.
     Ok(())
+}
+
+/// Writes zeros until `cap` bytes, a write error (the client left) or the server stops.
+fn zeros(s: &Shared, out: &mut TcpStream, cap: u64) -> u64 {
+    let buf = vec![0u8; 1 << 16];
+    let mut sent = 0u64;
+    while sent < cap && !s.stop.load(Ordering::SeqCst) {
+        let n = buf.len().min((cap - sent) as usize);
+        if out.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+    }
+    sent
+}
+
+/// Sleeps `d` in short steps, returning early when the server stops.
+fn sleep_unless_stopped(s: &Shared, d: std::time::Duration) {
+    let end = std::time::Instant::now() + d;
+    while !s.stop.load(Ordering::SeqCst) {
+        let now = std::time::Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(std::time::Duration::from_millis(50)));
+    }
 }
