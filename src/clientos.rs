@@ -280,6 +280,7 @@ fn served_secrets(
         if let Some(e) = view.entry(&rel)?
             && e.kind == EntryKind::File
             && e.mode & 0o004 != 0
+            && view.read(&rel)?.is_some_and(|text| has_settings(&text))
         {
             warnings.push(format!(
                 "client {name}: {} is served over TFTP to anyone on the boot network (mode {:04o}) and may hold secrets (password hashes, Wi-Fi keys); if the Pi does not need it, delete it, else make it 0600 (root on the Pi still reads it over NFS)",
@@ -289,6 +290,15 @@ fn served_secrets(
         }
     }
     Ok(())
+}
+
+/// Whether a file holds more than blank lines and `#` comments (the templates an image ships,
+/// such as a commented `user-data`, hold nothing secret).
+fn has_settings(text: &[u8]) -> bool {
+    text.split(|b| *b == b'\n').any(|line| {
+        let line = line.trim_ascii();
+        !line.is_empty() && !line.starts_with(b"#")
+    })
 }
 
 /// Debian's raspi-firmware regenerates `cmdline.txt` from `/etc/default/raspi-firmware` on
@@ -592,6 +602,16 @@ mod tests {
             let err = parse_passwd_fields(uid, gid, home).unwrap_err();
             assert!(err.contains(why), "{err} (want {why})");
         }
+    }
+
+    #[test]
+    fn only_files_with_settings_may_hold_secrets() {
+        assert!(!has_settings(
+            b"#cloud-config\n# users:\n\n   # - name: pi\n"
+        ));
+        assert!(!has_settings(b""));
+        assert!(has_settings(b"#cloud-config\nusers:\n- name: pi\n"));
+        assert!(has_settings(b"#!/bin/sh\necho 'pi:$6$x' | chpasswd -e\n"));
     }
 
     #[test]

@@ -234,6 +234,14 @@ fn secrets_an_image_left_in_the_boot_folder_are_warned_about_and_kept() {
         0o755,
         "not pinetboot's to change"
     );
+    // A commented template (what an image ships as user-data) holds nothing: no warning.
+    std::fs::write(
+        env.path("/nfs/raspi1/boot/firmware/user-data"),
+        "#cloud-config\n# users:\n#   - name: pi\n",
+    )
+    .unwrap();
+    let plan = env.pt(&["plan"]);
+    assert!(!plan.stdout.contains("user-data"), "{}", plan.stdout);
     // Made root's alone on the Pi: no warning.
     std::fs::set_permissions(&firstrun, std::fs::Permissions::from_mode(0o700)).unwrap();
     let plan = env.pt(&["plan"]);
