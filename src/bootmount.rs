@@ -44,33 +44,34 @@ pub struct Report {
 /// Re-creates every recorded boot-folder mount that is missing or wrong. Never fails as a
 /// whole: each client's problem is its own [`Outcome::Refused`].
 pub fn restore(host: &Host, state: &State) -> Vec<Report> {
-    state
-        .clients
-        .iter()
-        .map(|(name, rec)| {
-            let boot = rec.boot_dir.as_deref().unwrap_or("");
-            let source = crate::resource::host_join(&rec.root, Path::new(boot));
-            let outcome = restore_one(host, rec).unwrap_or_else(Outcome::Refused);
+    let mut out = Vec::new();
+    for (name, rec) in &state.clients {
+        let boot = rec.boot_dir.as_deref().unwrap_or("");
+        let source = crate::resource::host_join(&rec.root, Path::new(boot));
+        // The serial folder, and the folders its bootloader's TFTP prefix names.
+        for target in rec.folders() {
+            let outcome = restore_one(host, rec, target).unwrap_or_else(Outcome::Refused);
             match &outcome {
                 Outcome::Refused(why) => {
-                    tracing::error!(client = %name, target = %rec.tftp, "not mounted: {why}")
+                    tracing::error!(client = %name, target = %target, "not mounted: {why}")
                 }
                 Outcome::Mounted => {
-                    tracing::info!(client = %name, target = %rec.tftp, source = %source, "mounted")
+                    tracing::info!(client = %name, target = %target, source = %source, "mounted")
                 }
                 Outcome::AlreadyMounted => {}
             }
-            Report {
+            out.push(Report {
                 client: name.clone(),
-                target: rec.tftp.clone(),
-                source,
+                target: target.clone(),
+                source: source.clone(),
                 outcome,
-            }
-        })
-        .collect()
+            });
+        }
+    }
+    out
 }
 
-fn restore_one(host: &Host, rec: &ClientRecord) -> Result<Outcome, String> {
+fn restore_one(host: &Host, rec: &ClientRecord, target_path: &str) -> Result<Outcome, String> {
     let Some(boot_dir) = rec.boot_dir.as_deref() else {
         return Err(
             "the state file records no boot folder for this client; run `pinetboot apply`".into(),
@@ -92,7 +93,7 @@ fn restore_one(host: &Host, rec: &ClientRecord) -> Result<Outcome, String> {
             ));
         }
     };
-    let target = host.path(&rec.tftp);
+    let target = host.path(target_path);
     match std::fs::symlink_metadata(&target) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -108,7 +109,7 @@ fn restore_one(host: &Host, rec: &ClientRecord) -> Result<Outcome, String> {
         && top.has_options(mount::BIND_OPTIONS)
     {
         let src = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
-        if host.dev_ino(&rec.tftp).map_err(|e| e.to_string())? == Some((src.st_dev, src.st_ino)) {
+        if host.dev_ino(target_path).map_err(|e| e.to_string())? == Some((src.st_dev, src.st_ino)) {
             return Ok(Outcome::AlreadyMounted);
         }
     }

@@ -13,6 +13,14 @@ use crate::host::confined::{EntryKind, Tree};
 use crate::resource::Resource;
 use crate::resource::client_file::{ClientFile, Want};
 
+/// A file only root may read: nothing in a boot folder that TFTP may serve, nothing a local
+/// user of the server may read.
+pub const SECRET: Owner = Owner {
+    mode: 0o600,
+    uid: Some(0),
+    gid: Some(0),
+};
+
 /// The client being expanded.
 pub struct Target<'a> {
     /// The client's name.
@@ -69,14 +77,20 @@ pub fn expand(
     ));
     // A declared user not in the tree yet: userconf.txt, read by userconfig.service on first
     // boot (which creates the user and deletes the file, so it is only wanted until then).
+    // It holds a password hash and sits in the boot folder, which TFTP serves to anyone on
+    // the boot network: root-only 0600, which dnsmasq's TFTP server refuses (it serves as an
+    // unprivileged user, or, run as root, only world-readable files) while root on the Pi
+    // reads it over NFS (no_root_squash). See README "Secrets and the TFTP folder".
     let pending_user = match &client.user {
-        Some(u) if lookup_user(view, &u.name)?.is_none() => Some(u),
+        Some(u) if !user_exists(view, &u.name)? => Some(u),
         _ => None,
     };
     if let Some(u) = pending_user {
-        out.push(file(
-            boot_dir.join("userconf.txt"),
-            Want::Content(format!("{}:{}\n", u.name, u.password_hash).into_bytes()),
+        out.push(item(
+            &boot_dir.join("userconf.txt").to_string_lossy(),
+            Want::Secret(format!("{}:{}\n", u.name, u.password_hash).into_bytes()),
+            SECRET,
+            true,
         ));
     }
     // SD-card first-boot services: masked (a link to /dev/null in etc/systemd/system).
@@ -120,6 +134,13 @@ pub fn expand(
             false,
         ));
     }
+    // pinetboot's own userconf.txt is made root's alone by the apply (above).
+    let ours: &[&str] = if pending_user.is_some() {
+        &["userconf.txt"]
+    } else {
+        &[]
+    };
+    served_secrets(view, name, boot_dir, ours, warnings)?;
     raspi_firmware(view, target, out, &item)?;
     network_stacks(view, out, &item)?;
     let Some(ssh) = &client.ssh else {
@@ -155,15 +176,11 @@ pub fn expand(
             ));
             return Ok(());
         }
-        let (uid, gid, home) = lookup_user(view, user)?.with_context(|| {
+        let PasswdUser { uid, gid, home } = lookup_user(view, user)?.with_context(|| {
             format!(
                 "user {user} does not exist in the client root's etc/passwd (Raspberry Pi OS has no default user since 2022); use root or create the user in the image"
             )
         })?;
-        let home = home.trim_start_matches('/').to_owned();
-        if home.is_empty() || home.split('/').any(|c| c == ".." || c == ".") {
-            anyhow::bail!("user {user}'s home folder in etc/passwd is not usable");
-        }
         let owner_dir = Owner {
             mode: 0o700,
             uid: Some(uid),
@@ -233,6 +250,55 @@ pub fn identity_warning(
         ));
     }
     Ok(())
+}
+
+/// Files that first-boot tools (Raspberry Pi Imager's customisation, cloud-init's NoCloud
+/// seed, userconf-pi, wpa_supplicant) read from the boot folder, and that may hold password
+/// hashes or Wi-Fi keys.
+const BOOT_FOLDER_SECRETS: &[&str] = &[
+    "firstrun.sh",
+    "userconf",
+    "userconf.txt",
+    "wpa_supplicant.conf",
+    "user-data",
+    "network-config",
+    "custom.toml",
+];
+
+/// Warns about such files in the client's boot folder that TFTP would serve to anyone on the
+/// boot network (readable by others: dnsmasq serves them), but those in `ours`. They are the
+/// client's (or its image's) files: pinetboot never changes them, it says so.
+fn served_secrets(
+    view: &Tree,
+    name: &str,
+    boot_dir: &Path,
+    ours: &[&str],
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    for file in BOOT_FOLDER_SECRETS.iter().filter(|f| !ours.contains(f)) {
+        let rel = boot_dir.join(file);
+        if let Some(e) = view.entry(&rel)?
+            && e.kind == EntryKind::File
+            && e.mode & 0o004 != 0
+            && view.read(&rel)?.is_some_and(|text| has_settings(&text))
+        {
+            warnings.push(format!(
+                "client {name}: {} is served over TFTP to anyone on the boot network (mode {:04o}) and may hold secrets (password hashes, Wi-Fi keys); if the Pi does not need it, delete it, else make it 0600 (root on the Pi still reads it over NFS)",
+                rel.display(),
+                e.mode & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file holds more than blank lines and `#` comments (the templates an image ships,
+/// such as a commented `user-data`, hold nothing secret).
+fn has_settings(text: &[u8]) -> bool {
+    text.split(|b| *b == b'\n').any(|line| {
+        let line = line.trim_ascii();
+        !line.is_empty() && !line.starts_with(b"#")
+    })
 }
 
 /// Debian's raspi-firmware regenerates `cmdline.txt` from `/etc/default/raspi-firmware` on
@@ -401,18 +467,159 @@ fn network_stacks(
     Ok(())
 }
 
-/// uid, gid and home of `user` from the tree's etc/passwd.
-fn lookup_user(view: &Tree, user: &str) -> anyhow::Result<Option<(u32, u32, String)>> {
-    let Some(passwd) = view.read_resolved(Path::new("etc/passwd"))? else {
+/// A user's line in a tree's `etc/passwd`, as pinetboot uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PasswdUser {
+    uid: u32,
+    gid: u32,
+    /// The home folder, relative to the root (no leading `/`).
+    home: String,
+}
+
+/// The uid, gid and home of a passwd line, or why pinetboot cannot use them.
+fn parse_passwd_fields(uid: &[u8], gid: &[u8], home: &[u8]) -> Result<PasswdUser, String> {
+    let id = |what: &str, raw: &[u8]| -> Result<u32, String> {
+        let text = String::from_utf8_lossy(raw);
+        // Digits only: no sign, no blanks (what `useradd` writes).
+        if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+            return Err(format!("its {what} `{text}` is not a number"));
+        }
+        match text.parse::<u32>() {
+            // (uid_t)-1 / (gid_t)-1: chown(2) reads it as "leave unchanged".
+            Ok(u32::MAX) => Err(format!(
+                "its {what} 4294967295 is ({what}_t)-1, which chown(2) takes as \"leave unchanged\""
+            )),
+            Ok(n) => Ok(n),
+            Err(_) => Err(format!("its {what} `{text}` is out of range")),
+        }
+    };
+    let uid = id("uid", uid)?;
+    let gid = id("gid", gid)?;
+    let home = std::str::from_utf8(home)
+        .map_err(|_| "its home folder is not UTF-8".to_owned())?
+        .trim_start_matches('/');
+    if home.is_empty() || home.contains('\0') || home.split('/').any(|c| c == ".." || c == ".") {
+        return Err(format!(
+            "its home folder `/{home}` is not a folder below the root"
+        ));
+    }
+    Ok(PasswdUser {
+        uid,
+        gid,
+        home: home.trim_end_matches('/').to_owned(),
+    })
+}
+
+/// The fields of `user`'s line in `passwd` (the first line with that name, as getpwnam(3)
+/// reads it); `None` when no line names the user.
+fn passwd_line<'a>(passwd: &'a [u8], user: &str) -> Option<Vec<&'a [u8]>> {
+    passwd
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .map(|l| l.split(|b| *b == b':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[0] == user.as_bytes())
+}
+
+/// Whether the tree's `etc/passwd` has a line for `user` (whatever its other fields say).
+fn user_exists(view: &Tree, user: &str) -> anyhow::Result<bool> {
+    Ok(view
+        .read_resolved(Path::new("etc/passwd"))?
+        .is_some_and(|p| passwd_line(&p, user).is_some()))
+}
+
+/// uid, gid and home of `user` from the tree's `etc/passwd`; `None` when it has no line for
+/// the user. A client root is untrusted: a line whose ids pinetboot could not set (such as
+/// 4294967295, chown's "leave unchanged") or whose home is not a folder below the root is a
+/// violation of that tree (the client's conflict), never an apply that cannot converge.
+fn lookup_user(view: &Tree, user: &str) -> anyhow::Result<Option<PasswdUser>> {
+    let rel = Path::new("etc/passwd");
+    let Some(passwd) = view.read_resolved(rel)? else {
         return Ok(None);
     };
-    let text = String::from_utf8_lossy(&passwd);
-    Ok(text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        if f.len() >= 6 && f[0] == user {
-            Some((f[2].parse().ok()?, f[3].parse().ok()?, f[5].to_owned()))
-        } else {
-            None
+    let Some(f) = passwd_line(&passwd, user) else {
+        return Ok(None);
+    };
+    parse_passwd_fields(f[2], f[3], f[5])
+        .map(Some)
+        .map_err(|why| {
+            anyhow::Error::new(crate::host::confined::Violation::WrongKind(
+                view.path().join(rel),
+                "a passwd file pinetboot cannot use",
+            ))
+            .context(format!("user {user} in etc/passwd: {why}"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_fields_pinetboot_cannot_use_are_refused() {
+        let ok = parse_passwd_fields(b"1000", b"1000", b"/home/alice/").unwrap();
+        assert_eq!(
+            ok,
+            PasswdUser {
+                uid: 1000,
+                gid: 1000,
+                home: "home/alice".into()
+            }
+        );
+        assert_eq!(
+            parse_passwd_fields(b"4294967294", b"0", b"/root")
+                .unwrap()
+                .uid,
+            u32::MAX - 1
+        );
+        for (uid, gid, home, why) in [
+            (
+                &b"4294967295"[..],
+                &b"0"[..],
+                &b"/root"[..],
+                "uid 4294967295 is (uid_t)-1",
+            ),
+            (b"0", b"4294967295", b"/root", "gid 4294967295 is (gid_t)-1"),
+            (
+                b"4294967296",
+                b"0",
+                b"/root",
+                "uid `4294967296` is out of range",
+            ),
+            (b"+0", b"0", b"/root", "uid `+0` is not a number"),
+            (b" 0", b"0", b"/root", "uid ` 0` is not a number"),
+            (b"", b"0", b"/root", "uid `` is not a number"),
+            (b"0", b"-1", b"/root", "gid `-1` is not a number"),
+            (b"0", b"0", b"/", "home folder `/` is not"),
+            (
+                b"0",
+                b"0",
+                b"/home/../etc",
+                "is not a folder below the root",
+            ),
+            (b"0", b"0", b"/ho\xffme", "home folder is not UTF-8"),
+            (b"0", b"0", b"/ho\0me", "is not a folder below the root"),
+        ] {
+            let err = parse_passwd_fields(uid, gid, home).unwrap_err();
+            assert!(err.contains(why), "{err} (want {why})");
         }
-    }))
+    }
+
+    #[test]
+    fn only_files_with_settings_may_hold_secrets() {
+        assert!(!has_settings(
+            b"#cloud-config\n# users:\n\n   # - name: pi\n"
+        ));
+        assert!(!has_settings(b""));
+        assert!(has_settings(b"#cloud-config\nusers:\n- name: pi\n"));
+        assert!(has_settings(b"#!/bin/sh\necho 'pi:$6$x' | chpasswd -e\n"));
+    }
+
+    #[test]
+    fn the_first_line_naming_the_user_counts() {
+        let p = b"root:x:0:0:root:/root:/bin/bash\r\nalice:x:1000:1000::/home/alice:/bin/sh\nalice:x:5:5::/x:/bin/sh\nbob:x\n";
+        assert_eq!(passwd_line(p, "alice").unwrap()[2], b"1000");
+        assert_eq!(passwd_line(p, "root").unwrap()[6], b"/bin/bash");
+        assert!(passwd_line(p, "bob").is_none());
+        assert!(passwd_line(p, "ali").is_none());
+    }
 }

@@ -74,8 +74,39 @@ pub fn root_of(valid: &Valid, name: &str) -> String {
     format!("{}/{name}", valid.paths.nfs.trim_end_matches('/'))
 }
 
-fn tftp_of(valid: &Valid, serial: &str) -> String {
-    format!("{}/{serial}", valid.paths.tftp.trim_end_matches('/'))
+fn tftp_of(valid: &Valid, folder: &str) -> String {
+    format!("{}/{folder}", valid.paths.tftp.trim_end_matches('/'))
+}
+
+/// The TFTP folders (host paths) a client's boot folder is served in besides its serial
+/// folder (where a bootloader with the factory `TFTP_PREFIX` asks, and fetches the update
+/// that sets another prefix): the folder its `eeprom.tftp_prefix` names (its MAC, or a
+/// string's folder), and the prefix folders it was served in before while its serial is the
+/// same, as its Pi may still run with such a prefix (a bootloader learns a new one only
+/// from the update it fetches in the old folder). A folder another client is declared with
+/// is that client's.
+fn tftp_folders(
+    valid: &Valid,
+    name: &str,
+    client: &ValidClient,
+    old: &State,
+    claimed: &HashMap<String, &str>,
+) -> Vec<String> {
+    let serial = tftp_of(valid, &client.serial);
+    let mut out: Vec<String> = client
+        .tftp_prefix_folder()
+        .map(|f| tftp_of(valid, &f))
+        .into_iter()
+        .collect();
+    if let Some(rec) = old.clients.get(name).filter(|r| r.serial == client.serial) {
+        for f in &rec.prefix_folders {
+            let free = claimed.get(f).is_none_or(|owner| *owner == name);
+            if free && *f != serial && !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Expands `valid` against the host.
@@ -121,6 +152,14 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
     };
     let mut binds = Vec::new();
     let mut served = Vec::new();
+    // The folders each declared client is declared with (serial, prefix): theirs alone.
+    let mut claimed: HashMap<String, &str> = HashMap::new();
+    for (name, client) in &valid.clients {
+        let prefix = client.tftp_prefix_folder();
+        for f in std::iter::once(&client.serial).chain(prefix.as_ref()) {
+            claimed.entry(tftp_of(valid, f)).or_insert(name);
+        }
+    }
     let images = disk_images(valid);
     // What killed applies left (staging folders, unused downloads): removed first.
     let resumed: BTreeSet<String> = images
@@ -183,25 +222,29 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                     }
                 }
                 let tftp = tftp_of(valid, &client.serial);
-                out.resources.push(Resource::Dir(Dir {
-                    path: tftp.clone(),
-                    mode: 0o755,
-                    // Once mounted, its mode is the client's boot folder's: not ours to change.
-                    enforce_mode: false,
-                    client: Some(name.clone()),
-                }));
-                binds.push(Resource::Bind(Bind {
-                    client: name.clone(),
-                    root: root.clone(),
-                    boot_dir: client_out.boot_dir.clone(),
-                    target: tftp.clone(),
-                }));
+                let prefix_folders = tftp_folders(valid, name, client, old, &claimed);
+                for target in std::iter::once(&tftp).chain(&prefix_folders) {
+                    out.resources.push(Resource::Dir(Dir {
+                        path: target.clone(),
+                        mode: 0o755,
+                        // Once mounted, its mode is the client's boot folder's: not ours to change.
+                        enforce_mode: false,
+                        client: Some(name.clone()),
+                    }));
+                    binds.push(Resource::Bind(Bind {
+                        client: name.clone(),
+                        root: root.clone(),
+                        boot_dir: client_out.boot_dir.clone(),
+                        target: target.clone(),
+                    }));
+                }
                 out.state.clients.insert(
                     name.clone(),
                     ClientRecord {
                         serial: client.serial.clone(),
                         root: root.clone(),
                         tftp,
+                        prefix_folders,
                         boot_dir: Some(crate::resource::rel_str(&client_out.boot_dir)),
                         image_sha256: provisioned_sha(old, name, image, root_exists),
                     },
@@ -258,12 +301,14 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
     // A served mount whose boot folder stopped being a real folder goes, conflict or not.
     for (name, rec) in &out.state.clients {
         if let Some(boot) = &rec.boot_dir {
-            out.resources.push(Resource::BindGuard(BindGuard {
-                client: name.clone(),
-                root: rec.root.clone(),
-                boot_dir: PathBuf::from(boot),
-                target: rec.tftp.clone(),
-            }));
+            for target in rec.folders() {
+                out.resources.push(Resource::BindGuard(BindGuard {
+                    client: name.clone(),
+                    root: rec.root.clone(),
+                    boot_dir: PathBuf::from(boot),
+                    target: target.clone(),
+                }));
+            }
         }
     }
     out.resources.extend(binds);
@@ -281,24 +326,25 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
             })
             .collect(),
     }));
-    // Prune what was ours and is no longer declared (or moved to another serial).
+    // Prune what was ours and is no longer declared (or moved to another serial or prefix).
+    let wanted: std::collections::HashSet<&String> = out
+        .state
+        .clients
+        .values()
+        .flat_map(|r| r.folders())
+        .collect();
+    let mut prune = Vec::new();
     for (name, rec) in &old.clients {
-        let still = out
-            .state
-            .clients
-            .get(name)
-            .is_some_and(|r| r.tftp == rec.tftp);
-        if still {
-            continue;
+        for target in rec.folders().filter(|t| !wanted.contains(t)) {
+            prune.push(Resource::Unbind(Unbind {
+                client: name.clone(),
+                target: target.clone(),
+            }));
+            prune.push(Resource::RemoveDir(RemoveDir {
+                path: target.clone(),
+                client: name.clone(),
+            }));
         }
-        out.resources.push(Resource::Unbind(Unbind {
-            client: name.clone(),
-            target: rec.tftp.clone(),
-        }));
-        out.resources.push(Resource::RemoveDir(RemoveDir {
-            path: rec.tftp.clone(),
-            client: name.clone(),
-        }));
         if !valid.clients.contains_key(name) && host.kind(&rec.root)? != crate::host::Kind::Missing
         {
             out.kept.push(Kept {
@@ -310,6 +356,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
             });
         }
     }
+    out.resources.extend(prune);
     Ok(out)
 }
 
@@ -601,6 +648,18 @@ fn expand_client(
             existing.as_deref(),
             crate::bootloader::now(),
         )?;
+        // The folder is served from the declared prefix: a base image whose own config
+        // sets another would send the flashed Pi where nothing is served.
+        let declared = settings
+            .tftp_prefix
+            .clone()
+            .unwrap_or(crate::eeprom::TftpPrefix::Serial);
+        if crate::eeprom::TftpPrefix::of_config(&update.config).as_ref() != Ok(&declared) {
+            anyhow::bail!(
+                "the bootloader image {} sets TFTP_PREFIX in its own config, which would make the Pi ask for its files in a folder pinetboot does not serve; declare `tftp_prefix` in the client's `eeprom:` settings",
+                base_path.display()
+            );
+        }
         resources.push(file(upd_rel, Want::Eeprom(update.image)));
         resources.push(file(
             boot_dir.join("pieeprom.sig"),

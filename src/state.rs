@@ -30,8 +30,13 @@ pub struct ClientRecord {
     pub serial: String,
     /// Host path of the client root.
     pub root: String,
-    /// Host path of the TFTP folder (bind mount target).
+    /// Host path of the TFTP folder named by the serial (bind mount target).
     pub tftp: String,
+    /// Host paths of the other TFTP folders the boot folder is bind-mounted onto: the one the
+    /// client's `eeprom.tftp_prefix` names, and those it named before (see
+    /// `expand::tftp_folders`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix_folders: Vec<String>,
     /// The boot folder inside the root, as detected when the root was provisioned. It is
     /// never re-detected from the (untrusted) root afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +45,13 @@ pub struct ClientRecord {
     /// or a root provisioned before this was recorded). A changed image never touches the root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_sha256: Option<String>,
+}
+
+impl ClientRecord {
+    /// Every TFTP folder of the client: the serial folder, then the prefix folders.
+    pub fn folders(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.tftp).chain(&self.prefix_folders)
+    }
 }
 
 /// Host path of the state file.

@@ -683,3 +683,78 @@ fn a_setuid_file_planted_in_a_client_root_is_out_of_reach_of_the_servers_local_u
         & 0o7777;
     assert_eq!(mode, 0o700);
 }
+
+/// Replaces the `root` line of raspi1's etc/passwd (whose home gets the declared SSH keys).
+fn plant_root_line(env: &Env, line: &[u8]) {
+    let p = victim(env, "etc/passwd");
+    let text = std::fs::read(&p).unwrap();
+    let mut out = Vec::new();
+    for l in text.split_inclusive(|b| *b == b'\n') {
+        if l.starts_with(b"root:") {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(l);
+        }
+    }
+    std::fs::write(&p, out).unwrap();
+}
+
+#[test]
+fn a_passwd_uid_or_gid_of_minus_one_is_that_clients_conflict_not_a_failed_apply() {
+    // 4294967295 is (uid_t)-1: fchown(2) reads it as "leave unchanged", so an owner pinetboot
+    // enforces could never be reached and every apply failed with "did not converge".
+    for (line, why) in [
+        (
+            &b"root:x:4294967295:0:root:/root:/bin/bash"[..],
+            "uid 4294967295 is (uid_t)-1",
+        ),
+        (
+            b"root:x:0:4294967295:root:/root:/bin/bash",
+            "gid 4294967295 is (gid_t)-1",
+        ),
+    ] {
+        let env = setup();
+        plant_root_line(&env, line);
+        attack(&env, "etc/passwd");
+        let plan = env.pt(&["plan"]);
+        assert!(
+            plan.stdout
+                .contains(&format!("user root in etc/passwd: its {why}")),
+            "{}",
+            plan.stdout
+        );
+    }
+}
+
+#[test]
+fn passwd_fields_pinetboot_cannot_use_are_conflicts() {
+    // A home that is not UTF-8 was read lossily (U+FFFD), and keys went to another folder; ids
+    // that are not plain numbers read as "no such user"; a passwd too large to be one is
+    // refused before it is read.
+    for (line, why) in [
+        (
+            &b"root:x:0:0:root:/r\xffoot:/bin/bash"[..],
+            "its home folder is not UTF-8",
+        ),
+        (
+            b"root:x:+0:0:root:/root:/bin/bash",
+            "its uid `+0` is not a number",
+        ),
+        (b"root:x:0:0:root:/:/bin/bash", "its home folder `/` is not"),
+    ] {
+        let env = setup();
+        plant_root_line(&env, line);
+        attack(&env, "etc/passwd");
+        let plan = env.pt(&["plan"]);
+        assert!(plan.stdout.contains(why), "{}", plan.stdout);
+    }
+    let env = setup();
+    let passwd = std::fs::OpenOptions::new()
+        .append(true)
+        .open(victim(&env, "etc/passwd"))
+        .unwrap();
+    passwd.set_len(4 << 30).unwrap();
+    drop(passwd);
+    attack(&env, "etc/passwd");
+}

@@ -1146,6 +1146,137 @@ fn image_and_setting_errors() {
     check_all(IMAGES_AND_SETTINGS);
 }
 
+/// Lines 1–10 (server, image, default image, a bootloader image); `clients:` on line 11.
+macro_rules! boot {
+    () => {
+        concat!(
+            base!(),
+            "bootloader:\n  image: /srv/pieeprom.bin\n",
+            "clients:\n"
+        )
+    };
+}
+
+/// The TFTP folder a client's bootloader asks in (`eeprom.tftp_prefix`) must be one pinetboot
+/// can serve, and its own.
+const TFTP_FOLDERS: &[Case] = &[
+    case(
+        "mac prefix without a declared MAC",
+        concat!(
+            boot!(),
+            "  a:\n",
+            "    serial: 0c4c21e5\n",
+            "    eeprom:\n",
+            "      tftp_prefix: mac\n",
+        ),
+        &[eh(
+            "15:20",
+            "clients.a.eeprom.tftp_prefix",
+            "`tftp_prefix: mac` names client `a`'s TFTP folder after its MAC, and the client declares none",
+            "add `mac:` to clients.a",
+        )],
+    ),
+    case(
+        "mac prefix from the defaults, for a client without a MAC",
+        concat!(
+            srv!(),
+            img!(),
+            "defaults:\n  image: img\n  eeprom:\n    tftp_prefix: mac\n",
+            "bootloader:\n  image: /srv/pieeprom.bin\n",
+            "clients:\n",
+            "  a:\n",
+            "    serial: 0c4c21e5\n",
+            "    mac: dc:a6:32:01:02:03\n",
+            "  b:\n",
+            "    serial: 0c4c21e6\n",
+        ),
+        &[e(
+            "10:18",
+            "defaults.eeprom.tftp_prefix",
+            "names client `b`'s TFTP folder after its MAC",
+        )],
+    ),
+    case(
+        "string prefixes that are not one folder",
+        concat!(
+            boot!(),
+            "  a:\n",
+            "    serial: 0c4c21e5\n",
+            "    eeprom:\n",
+            "      tftp_prefix: {string: pi-lab}\n",
+            "  b:\n",
+            "    serial: 0c4c21e6\n",
+            "    eeprom:\n",
+            "      tftp_prefix: {string: lab/pi/}\n",
+            "  c:\n",
+            "    serial: 0c4c21e7\n",
+            "    eeprom:\n",
+            "      tftp_prefix: {string: ../}\n",
+        ),
+        &[
+            eh(
+                "15:29",
+                "clients.a.eeprom.tftp_prefix.string",
+                "`pi-lab` does not end in `/`: the bootloader would ask for `pi-labstart4.elf` in the TFTP root",
+                "end it with `/`: `pi-lab/`",
+            ),
+            e(
+                "19:29",
+                "clients.b.eeprom.tftp_prefix.string",
+                "`lab/pi/` is not one folder name and a `/`",
+            ),
+            e(
+                "23:29",
+                "clients.c.eeprom.tftp_prefix.string",
+                "`../` is not one folder name and a `/`",
+            ),
+        ],
+    ),
+    case(
+        "two clients in one TFTP folder",
+        concat!(
+            boot!(),
+            "  a:\n",
+            "    serial: 0c4c21e5\n",
+            "    eeprom: {tftp_prefix: {string: lab/}}\n",
+            "  b:\n",
+            "    serial: 0c4c21e6\n",
+            "    eeprom: {tftp_prefix: {string: lab/}}\n",
+            "  c:\n",
+            "    serial: 0c4c21e7\n",
+            "    eeprom: {tftp_prefix: {string: 0c4c21e5/}}\n",
+            "  d:\n",
+            "    serial: 0c4c21e8\n",
+            "    eeprom: {tftp_prefix: {string: abcdef01/}}\n",
+            "  e:\n",
+            "    serial: abcdef01\n",
+        ),
+        &[
+            eh(
+                "17:27",
+                "clients.b.eeprom.tftp_prefix",
+                "the TFTP folder `lab` of client `b` is also client `a`'s",
+                "each client is served from folders of its own",
+            ),
+            e(
+                "20:27",
+                "clients.c.eeprom.tftp_prefix",
+                "the TFTP folder `0c4c21e5` of client `c` is also client `a`'s",
+            ),
+            e(
+                "25:13",
+                "clients.e.serial",
+                "the serial folder `abcdef01` of client `e` is the TFTP folder client `d`'s `tftp_prefix` names",
+            ),
+        ],
+    ),
+];
+
+#[test]
+fn tftp_folder_errors() {
+    check_all(TFTP_FOLDERS);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Files that are too big, hostile, not text or not there.
 

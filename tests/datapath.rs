@@ -232,3 +232,149 @@ fn ten_declared_pis_boot_at_once_each_from_its_own_root() {
         "{a}"
     );
 }
+
+const MC_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x05];
+const SC_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x06];
+
+/// Boots `pi` (asserting every file), then lets it flash what it fetched; returns the
+/// update's timestamp when it flashed.
+fn boot_and_update(pi: &mut EmulatedPi, folder: &Path, blksize: u16) -> Option<u64> {
+    let report = assert_boots(pi, folder, blksize);
+    pi.self_update(&report)
+        .unwrap_or_else(|e| panic!("self-update: {e}\n{report}"))
+}
+
+#[test]
+fn a_pi_whose_update_sets_a_mac_or_string_tftp_prefix_boots_from_that_folder_afterwards() {
+    let clients = "  mc: {serial: '11111111', mac: 'dc:a6:32:01:02:05', image: bookworm, eeprom: {tftp_prefix: mac}}\n  \
+                   sc: {serial: '22222222', mac: 'dc:a6:32:01:02:06', image: bookworm, eeprom: {tftp_prefix: {string: lab-pi/}}}\n";
+    let s = setup(clients);
+    let lab = Lab::new();
+    let ns = MountNs::new();
+    // dnsmasq runs in a copy of the namespace (`ip netns exec` makes one, slave to it): with
+    // the namespace's mounts shared, it sees the folders a later apply mounts, as on a host.
+    let shared = ns
+        .command(None, "mount")
+        .args(["--make-rshared", "/"])
+        .status()
+        .unwrap();
+    assert!(shared.success());
+    apply(&ns, &s);
+    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.holder.id()));
+    let mc_boot = s.root.join("nfs/mc/boot/firmware");
+    let sc_boot = s.root.join("nfs/sc/boot/firmware");
+    // Factory boards ask in their serial folder, fetch the update there and flash it.
+    let mut mc = EmulatedPi::new(&lab.add_pi(MC_MAC), 0x1111_1111);
+    let mut sc = EmulatedPi::new(&lab.add_pi(SC_MAC), 0x2222_2222);
+    assert_eq!(mc.tftp_prefix(), "11111111/");
+    let flashed = boot_and_update(&mut mc, &mc_boot, 1024);
+    assert!(flashed.is_some(), "mc flashed nothing");
+    assert!(boot_and_update(&mut sc, &sc_boot, 1024).is_some());
+    // From then on they ask in the folder their new config names, and boot from it.
+    assert_eq!(mc.tftp_prefix(), "dc-a6-32-01-02-05/");
+    assert_eq!(sc.tftp_prefix(), "lab-pi/");
+    assert_eq!(
+        boot_and_update(&mut mc, &mc_boot, 1468),
+        None,
+        "flashed twice"
+    );
+    assert_eq!(
+        boot_and_update(&mut sc, &sc_boot, 1468),
+        None,
+        "flashed twice"
+    );
+    // mc moves on to a string prefix: its bootloader still asks in the MAC folder, which
+    // stays served, fetches the new update there, and then boots from the new folder.
+    let yaml = fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("tftp_prefix: mac", "tftp_prefix: {string: mc-lab/}");
+    fs::write(&s.config, yaml).unwrap();
+    apply(&ns, &s);
+    assert!(boot_and_update(&mut mc, &mc_boot, 1024).is_some());
+    assert_eq!(mc.tftp_prefix(), "mc-lab/");
+    assert_eq!(boot_and_update(&mut mc, &mc_boot, 1024), None);
+    // Removing the client takes every folder it was served in away.
+    let yaml: String = fs::read_to_string(&s.config)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("mc:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&s.config, yaml).unwrap();
+    apply(&ns, &s);
+    for f in ["11111111", "dc-a6-32-01-02-05", "mc-lab"] {
+        assert!(!s.root.join("tftpboot").join(f).exists(), "{f} left behind");
+    }
+    // The other client still boots from its folder.
+    assert_eq!(boot_and_update(&mut sc, &sc_boot, 1024), None);
+}
+
+const HASH: &str = "$6$rounds=5000$saltsalt$Q2lnSGkxQ2pkRkVhZ0g0ZnVqU0RmZ2tqc2Q0ZnNkZmc";
+
+/// A client with a pending user: its `userconf.txt` (a password hash) sits in the boot folder
+/// TFTP serves until the Pi's first boot. Asked for over TFTP from the boot network, it is
+/// refused, while the boot files beside it are served. `dnsmasq_args` picks dnsmasq's
+/// privilege model; `want_uid_zero` says which one it must be running in.
+fn userconf_refused_over_tftp(dnsmasq_args: &[&str], want_uid_zero: bool) {
+    let s = setup(&format!(
+        "  bw: {{serial: 0c4c21e5, mac: 'dc:a6:32:01:02:03', image: bookworm, user: {{name: alice, password_hash: '{HASH}'}}}}\n"
+    ));
+    let lab = Lab::new();
+    let ns = MountNs::new();
+    apply(&ns, &s);
+    let userconf = s.root.join("nfs/bw/boot/firmware/userconf.txt");
+    assert_eq!(
+        fs::read_to_string(&userconf).unwrap(),
+        format!("alice:{HASH}\n")
+    );
+    let server =
+        lab.start_server_dnsmasq_in(&server_conf(&lab, &s), dnsmasq_args, Some(ns.holder.id()));
+    let status = fs::read_to_string(format!("/proc/{}/status", server.pid)).unwrap();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .to_owned();
+    assert_eq!(uid == "0", want_uid_zero, "dnsmasq runs as uid {uid}");
+    // Anyone on the boot network: here, the declared Pi's own bootloader.
+    let session = EmulatedPi::new(&lab.add_pi(BW_MAC), 0x0c4c_21e5)
+        .dhcp()
+        .unwrap();
+    let firmware = session.tftp_get("0c4c21e5/start4.elf", 1024).unwrap();
+    assert_eq!(
+        firmware,
+        fs::read(s.root.join("nfs/bw/boot/firmware/start4.elf")).unwrap()
+    );
+    match session.tftp_get("0c4c21e5/userconf.txt", 1024) {
+        Err(support::pi4::TftpError::Server {
+            code: 2, message, ..
+        }) => {
+            assert!(message.contains("Permission denied"), "{message}");
+        }
+        Ok(bytes) => panic!(
+            "userconf.txt was served over TFTP: {:?}",
+            String::from_utf8_lossy(&bytes)
+        ),
+        Err(e) => panic!("userconf.txt was not refused for its permissions: {e}"),
+    }
+    let meta = fs::metadata(&userconf).unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o600, 0, 0),
+        "userconf.txt must be root's alone"
+    );
+}
+
+#[test]
+fn userconf_txt_is_refused_over_tftp_by_a_dnsmasq_that_dropped_root() {
+    // As Debian's dnsmasq.service runs it (`-u dnsmasq`, /usr/share/dnsmasq/init-system-common).
+    userconf_refused_over_tftp(&["--user=dnsmasq"], false);
+}
+
+#[test]
+fn userconf_txt_is_refused_over_tftp_by_a_dnsmasq_running_as_root() {
+    // Run as root, dnsmasq serves only world-readable files.
+    userconf_refused_over_tftp(&["--user=root"], true);
+}

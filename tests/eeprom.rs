@@ -763,13 +763,74 @@ fn tftp_prefix_is_rendered_and_checked() {
         tftp_prefix: Some(TftpPrefix::String(s.to_owned())),
         ..Default::default()
     };
-    assert_eq!(problems_for(&with(&"a".repeat(32))), []);
+    assert_eq!(problems_for(&with(&format!("{}/", "a".repeat(31)))), []);
     assert_eq!(
-        fields(&problems_for(&with(&"a".repeat(33)))),
+        fields(&problems_for(&with(&format!("{}/", "a".repeat(32))))),
         ["tftp_prefix.string"]
     );
-    assert_eq!(fields(&problems_for(&with("a b"))), ["tftp_prefix.string"]);
+    assert_eq!(fields(&problems_for(&with("a b/"))), ["tftp_prefix.string"]);
     assert_eq!(fields(&problems_for(&with(""))), ["tftp_prefix.string"]);
+    // The bootloader puts the string in front of every file name: it must be one folder.
+    for bad in [
+        "pi-lab", "lab/pi/", "../", "./", ".hidden/", "/", "/abs/", "a\\b/",
+    ] {
+        let problems = problems_for(&with(bad));
+        assert_eq!(fields(&problems), ["tftp_prefix.string"], "{bad}");
+    }
+    assert!(
+        problems_for(&with("pi-lab"))[0]
+            .message
+            .contains("would ask for `pi-labstart4.elf` in the TFTP root"),
+        "{:?}",
+        problems_for(&with("pi-lab"))
+    );
+    for good in ["pi-lab/", "Lab_2.a/", "0c4c21e5/"] {
+        assert_eq!(problems_for(&with(good)), [], "{good}");
+    }
+    // The folder each prefix makes the bootloader ask in.
+    let mac = Some("dc:a6:32:01:02:0a");
+    assert_eq!(
+        TftpPrefix::Serial.folder("0c4c21e5", mac).as_deref(),
+        Some("0c4c21e5")
+    );
+    assert_eq!(
+        TftpPrefix::Mac.folder("0c4c21e5", mac).as_deref(),
+        Some("dc-a6-32-01-02-0a")
+    );
+    assert_eq!(TftpPrefix::Mac.folder("0c4c21e5", None), None);
+    assert_eq!(
+        TftpPrefix::String("pi-lab/".into())
+            .folder("0c4c21e5", None)
+            .as_deref(),
+        Some("pi-lab")
+    );
+    assert_eq!(TftpPrefix::String("lab/pi/".into()).folder("x", None), None);
+    // The prefix a rendered config sets for every board: the last unconditional setting.
+    let of = |c: &str| TftpPrefix::of_config(c);
+    assert_eq!(of("[all]\nBOOT_UART=0\n"), Ok(TftpPrefix::Serial));
+    assert_eq!(of("TFTP_PREFIX=0\n"), Ok(TftpPrefix::Serial));
+    assert_eq!(
+        of("TFTP_PREFIX=1\n[all]\nTFTP_PREFIX=2\n"),
+        Ok(TftpPrefix::Mac)
+    );
+    assert_eq!(
+        of("[all]\nTFTP_PREFIX=1\nTFTP_PREFIX_STR=lab/\n[pi5]\nTFTP_PREFIX=2\n"),
+        Ok(TftpPrefix::String("lab/".into()))
+    );
+    assert_eq!(of("TFTP_PREFIX=7\n"), Err("7".to_owned()));
+    // Rendering a declared prefix over a base that sets another one wins everywhere.
+    for prefix in [
+        TftpPrefix::Serial,
+        TftpPrefix::Mac,
+        TftpPrefix::String("lab/".into()),
+    ] {
+        let settings = EepromSettings {
+            tftp_prefix: Some(prefix.clone()),
+            ..Default::default()
+        };
+        let base = "TFTP_PREFIX=2\n[all]\nTFTP_PREFIX=1\nTFTP_PREFIX_STR=x/\n";
+        assert_eq!(of(&settings.render(base)), Ok(prefix));
+    }
 }
 
 #[test]

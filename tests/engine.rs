@@ -1367,3 +1367,82 @@ fn tool_checks_work_in_pinetboots_scratch_folder_which_the_next_apply_empties() 
     );
     env.assert_converged();
 }
+
+/// `bootloader:` with the shared base image copied under the root, and `eeprom` settings for
+/// raspi1 (with `mac`) and raspi2.
+fn with_eeprom(env: &Env, base: &[u8], raspi1: &str, raspi2: &str) {
+    let dir = env.path("/srv/eeprom");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pieeprom.bin"), base).unwrap();
+    let mut yaml = cfg(&["raspi1", "raspi2"]).yaml();
+    yaml = yaml.replacen(
+        "images:\n",
+        "bootloader:\n  image: /srv/eeprom/pieeprom.bin\nimages:\n",
+        1,
+    );
+    yaml = yaml.replacen(
+        &format!("    serial: \"{S1}\"\n"),
+        &format!("    serial: \"{S1}\"\n    mac: \"dc:a6:32:01:02:0a\"\n    eeprom: {raspi1}\n"),
+        1,
+    );
+    yaml = yaml.replacen(
+        &format!("    serial: \"{S2}\"\n"),
+        &format!("    serial: \"{S2}\"\n    eeprom: {raspi2}\n"),
+        1,
+    );
+    std::fs::write(&env.config, yaml).unwrap();
+}
+
+#[test]
+fn the_boot_folder_is_served_in_the_folder_the_tftp_prefix_names_too() {
+    let env = Env::new();
+    env.add_image("bookworm-lite", Release::Bookworm, false);
+    let base =
+        std::fs::read(shared_dir().join("fixtures/rpi-eeprom/pieeprom-2026-05-17.bin")).unwrap();
+    with_eeprom(
+        &env,
+        &base,
+        "{tftp_prefix: mac}",
+        "{tftp_prefix: {string: lab2/}}",
+    );
+    env.apply_ok();
+    env.assert_converged();
+    for (folder, client) in [
+        (S1, "raspi1"),
+        ("dc-a6-32-01-02-0a", "raspi1"),
+        (S2, "raspi2"),
+        ("lab2", "raspi2"),
+    ] {
+        assert_eq!(
+            env.ns.dev_ino(&env.path(&format!("/tftpboot/{folder}"))),
+            env.ns
+                .dev_ino(&env.path(&format!("/nfs/{client}/boot/firmware"))),
+            "/tftpboot/{folder} is not {client}'s boot folder"
+        );
+    }
+    let state = env.read("/var/lib/pinetboot/state.json");
+    assert!(
+        state.contains("\"prefix_folders\": [\n        \"/tftpboot/dc-a6-32-01-02-0a\"\n      ]"),
+        "{state}"
+    );
+    // A base image whose own config sets another prefix, for a client that declares none:
+    // the flashed Pi would ask where nothing is served. That client is a conflict.
+    let other = pinetboot::eeprom::EepromImage::parse(base.clone())
+        .unwrap()
+        .with_config("[all]\nBOOT_UART=0\nTFTP_PREFIX=2\n", None)
+        .unwrap();
+    with_eeprom(
+        &env,
+        &other,
+        "{tftp_prefix: mac}",
+        "{boot_order: [sd, network]}",
+    );
+    let plan = env.pt(&["plan"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout.contains("! client raspi2: the bootloader image /srv/eeprom/pieeprom.bin sets TFTP_PREFIX in its own config"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("! client raspi1"), "{}", plan.stdout);
+}

@@ -254,7 +254,7 @@ fn report_ip(pi: &EmulatedPi, events: &[bootlog::BootEvent]) -> String {
                 serial: Some(s),
                 client_ip,
                 ..
-            } if *s == pi.prefix() => Some(client_ip.clone()),
+            } if *s == pi.serial_folder() => Some(client_ip.clone()),
             _ => None,
         })
         .expect("a sent line for the known Pi")
@@ -345,9 +345,9 @@ fn ten_pis_boot_concurrently() {
             assert!(
                 report.booted() && report.all_ok(),
                 "{}: {report}",
-                pi.prefix()
+                pi.serial_folder()
             );
-            ips.push((pi.prefix(), report.ip));
+            ips.push((pi.serial_folder(), report.ip));
         }
         let mut distinct: Vec<_> = ips.iter().map(|(_, ip)| *ip).collect();
         distinct.sort();

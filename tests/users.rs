@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
 use support::fixture::{Cfg, ClientCfg, Env, Release};
 
 fn config_with_user(env: &Env, user_line: &str) {
@@ -27,11 +29,25 @@ fn a_declared_user_gets_userconf_txt_until_the_pi_created_it() {
         &env,
         &format!("    user: {{name: alice, password_hash: '{HASH}'}}\n"),
     );
-    env.apply_ok();
+    // The hash is a secret: the plan (the nightly apply's journal) never shows it.
+    for args in [&["plan"][..], &["plan", "--json"]] {
+        let plan = env.pt(args);
+        plan.expect_code(0);
+        assert!(plan.stdout.contains("userconf.txt"), "{}", plan.stdout);
+        assert!(!plan.stdout.contains("saltsalt"), "{}", plan.stdout);
+    }
+    let apply = env.apply_ok();
+    assert!(!apply.stdout.contains("saltsalt"), "{}", apply.stdout);
     env.assert_converged();
     assert_eq!(
         env.read("/nfs/raspi1/boot/firmware/userconf.txt"),
         format!("alice:{HASH}\n")
+    );
+    // In the boot folder TFTP serves: root's alone (dnsmasq refuses it, tests/datapath.rs).
+    let meta = std::fs::metadata(env.path("/nfs/raspi1/boot/firmware/userconf.txt")).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o600, 0, 0)
     );
     // userconfig.service must run to apply it: not masked while the user is pending.
     let unit = env.path("/nfs/raspi1/etc/systemd/system/userconfig.service");
@@ -138,4 +154,96 @@ fn a_booted_image_is_warned_about_a_booted_client_root_is_not() {
         "{}",
         plan.stdout
     );
+}
+
+#[test]
+fn a_world_readable_userconf_txt_is_made_root_only() {
+    // What an older pinetboot wrote (0644), or a Pi that loosened it: put right, not left.
+    let env = Env::new();
+    env.add_image("bookworm", Release::Bookworm, false);
+    config_with_user(
+        &env,
+        &format!("    user: {{name: alice, password_hash: '{HASH}'}}\n"),
+    );
+    env.apply_ok();
+    let userconf = env.path("/nfs/raspi1/boot/firmware/userconf.txt");
+    std::fs::set_permissions(&userconf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let plan = env.pt(&["plan"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout.contains(
+            "~ file /nfs/raspi1/boot/firmware/userconf.txt (mode 0644 owner 0:0 → mode 0600)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    env.apply_ok();
+    env.assert_converged();
+    assert_eq!(std::fs::metadata(&userconf).unwrap().mode() & 0o7777, 0o600);
+}
+
+#[test]
+fn a_created_user_whose_passwd_line_pinetboot_cannot_parse_is_not_pending_again() {
+    // The Pi made the user (its line names it): userconf.txt is not wanted again, whatever
+    // the line's other fields hold.
+    let env = Env::new();
+    env.add_image("bookworm", Release::Bookworm, false);
+    config_with_user(
+        &env,
+        &format!("    user: {{name: alice, password_hash: '{HASH}'}}\n"),
+    );
+    env.apply_ok();
+    let passwd = env.path("/nfs/raspi1/etc/passwd");
+    let mut text = std::fs::read_to_string(&passwd).unwrap();
+    text.push_str("alice:x:1001x:1001:,,,:/home/alice:/bin/bash\n");
+    std::fs::write(&passwd, text).unwrap();
+    std::fs::remove_file(env.path("/nfs/raspi1/boot/firmware/userconf.txt")).unwrap();
+    let plan = env.pt(&["plan"]);
+    plan.expect_code(0);
+    assert!(!plan.stdout.contains("userconf.txt"), "{}", plan.stdout);
+    env.apply_ok();
+    env.assert_converged();
+    assert!(!env.path("/nfs/raspi1/boot/firmware/userconf.txt").exists());
+}
+
+#[test]
+fn secrets_an_image_left_in_the_boot_folder_are_warned_about_and_kept() {
+    // Raspberry Pi Imager's customisation leaves firstrun.sh (password hash, Wi-Fi key) in the
+    // boot partition; TFTP would serve it to anyone. pinetboot does not own it: it says so.
+    let env = Env::new();
+    let img = env.add_image("bookworm", Release::Bookworm, false);
+    std::fs::write(
+        img.join("boot/firmware/firstrun.sh"),
+        "#!/bin/sh\necho 'pi:$6$x' | chpasswd -e\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        img.join("boot/firmware/firstrun.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    config_with_user(&env, "");
+    let plan = env.pt(&["plan"]);
+    plan.expect_code(0);
+    let warning = "! client raspi1: boot/firmware/firstrun.sh is served over TFTP to anyone on the boot network (mode 0755) and may hold secrets";
+    assert!(plan.stdout.contains(warning), "{}", plan.stdout);
+    env.apply_ok();
+    let firstrun = env.path("/nfs/raspi1/boot/firmware/firstrun.sh");
+    assert_eq!(
+        std::fs::metadata(&firstrun).unwrap().mode() & 0o7777,
+        0o755,
+        "not pinetboot's to change"
+    );
+    // A commented template (what an image ships as user-data) holds nothing: no warning.
+    std::fs::write(
+        env.path("/nfs/raspi1/boot/firmware/user-data"),
+        "#cloud-config\n# users:\n#   - name: pi\n",
+    )
+    .unwrap();
+    let plan = env.pt(&["plan"]);
+    assert!(!plan.stdout.contains("user-data"), "{}", plan.stdout);
+    // Made root's alone on the Pi: no warning.
+    std::fs::set_permissions(&firstrun, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let plan = env.pt(&["plan"]);
+    assert!(!plan.stdout.contains("firstrun.sh"), "{}", plan.stdout);
 }

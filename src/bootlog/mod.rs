@@ -33,7 +33,9 @@
 //! The serial of a TFTP path is the directory component right below the
 //! TFTP root when one is given ([`Parser::with_tftp_root`]), else the
 //! nearest directory component, walking up from the file, that is exactly
-//! eight lowercase hex digits (the Pi 4's `TFTP_PREFIX=0` folder).
+//! eight lowercase hex digits (the Pi 4's `TFTP_PREFIX=0` folder). Folders a
+//! client's `eeprom.tftp_prefix` names (its MAC, a string) count as its serial's
+//! when the parser knows them ([`Parser::with_folders`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -259,6 +261,8 @@ pub struct BootEvent {
 #[derive(Debug, Clone, Default)]
 pub struct Parser {
     tftp_root: Option<PathBuf>,
+    /// Other TFTP folders of known boards: folder name → serial.
+    folders: BTreeMap<String, String>,
 }
 
 fn is_serial(s: &str) -> bool {
@@ -285,6 +289,23 @@ impl Parser {
     pub fn with_tftp_root(root: impl Into<PathBuf>) -> Self {
         Parser {
             tftp_root: Some(root.into()),
+            folders: BTreeMap::new(),
+        }
+    }
+
+    /// Also reads these folders (name → serial) as the serial's: the folders a
+    /// `TFTP_PREFIX` other than the serial makes a board ask in.
+    pub fn with_folders(mut self, folders: BTreeMap<String, String>) -> Self {
+        self.folders = folders;
+        self
+    }
+
+    /// The serial a folder name stands for: a known prefix folder's, or the name itself
+    /// when it is a serial.
+    fn folder_serial(&self, name: &str) -> Option<String> {
+        match self.folders.get(name) {
+            Some(serial) => Some(serial.clone()),
+            None => is_serial(name).then(|| name.to_owned()),
         }
     }
 
@@ -295,15 +316,16 @@ impl Parser {
             let first = p.strip_prefix(root).ok()?.components().next()?;
             let s = first.as_os_str().to_str()?;
             // A file directly in the root is not a serial folder.
-            return (is_serial(s) && p.strip_prefix(root).ok()?.components().count() > 1)
-                .then(|| s.to_string());
+            if p.strip_prefix(root).ok()?.components().count() < 2 {
+                return None;
+            }
+            return self.folder_serial(s);
         }
         p.parent()?
             .components()
             .rev()
             .filter_map(|c| c.as_os_str().to_str())
-            .find(|c| is_serial(c))
-            .map(str::to_string)
+            .find_map(|c| self.folder_serial(c))
     }
 
     /// Parse one line; `None` for lines that are no boot event.

@@ -10,6 +10,7 @@ use super::load::Parsed;
 use super::locate::Locator;
 use super::model::{Config, EepromSettings, Paths, Ssh, User};
 use super::net::{CidrError, Ipv4Net};
+use crate::eeprom::TftpPrefix;
 
 /// A checked config, with forms normalised (lower-case 8-digit serials, `aa:bb:…` MACs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +80,20 @@ pub struct ValidClient {
     pub cmdline: Vec<String>,
     /// Bootloader settings (defaults merged with the client's), if any.
     pub eeprom: Option<EepromSettings>,
+}
+
+impl ValidClient {
+    /// The folder of the TFTP root named by the client's `eeprom.tftp_prefix`, when it names
+    /// one other than its serial folder (`dc-a6-32-01-02-03` for `mac`, `pi-lab` for
+    /// `{string: pi-lab/}`).
+    pub fn tftp_prefix_folder(&self) -> Option<String> {
+        self.eeprom
+            .as_ref()?
+            .tftp_prefix
+            .as_ref()?
+            .folder(&self.serial, self.mac.as_deref())
+            .filter(|f| *f != self.serial)
+    }
 }
 
 /// The exports(5) options pinetboot accepts: flags, then options that take `=value`.
@@ -644,6 +659,7 @@ fn check_clients(
         check_user(c, "defaults.user", user);
     }
     let mut seen: [HashMap<String, String>; 4] = Default::default();
+    let mut folders: HashMap<String, (String, bool)> = HashMap::new();
     let mut out = BTreeMap::new();
     // File order, so a duplicate is reported on the client that comes later in the file.
     let mut in_file_order: Vec<(&String, &super::model::Client)> = cfg.clients.iter().collect();
@@ -776,8 +792,75 @@ fn check_clients(
         if let Some(e) = &client.eeprom {
             check_eeprom(c, &format!("{base}.eeprom"), e);
         }
+        check_tftp_folders(c, cfg, name, &out[name], &mut folders);
     }
     out
+}
+
+/// The TFTP folder a client's bootloader asks in must be one pinetboot can serve: `mac`
+/// needs the client's MAC, and no two clients may be served in one folder (a serial folder
+/// or a prefix's).
+fn check_tftp_folders(
+    c: &mut Checker<'_>,
+    cfg: &Config,
+    name: &str,
+    client: &ValidClient,
+    seen: &mut HashMap<String, (String, bool)>,
+) {
+    let prefix = client.eeprom.as_ref().and_then(|e| e.tftp_prefix.as_ref());
+    let path = if cfg
+        .clients
+        .get(name)
+        .and_then(|x| x.eeprom.as_ref())
+        .is_some_and(|e| e.tftp_prefix.is_some())
+    {
+        format!("clients.{name}.eeprom.tftp_prefix")
+    } else {
+        "defaults.eeprom.tftp_prefix".to_owned()
+    };
+    if matches!(prefix, Some(TftpPrefix::Mac)) && client.mac.is_none() {
+        c.at_value(
+            &path,
+            format!(
+                "`tftp_prefix: mac` names client `{name}`'s TFTP folder after its MAC, and the client declares none"
+            ),
+            &format!(
+                "add `mac:` to clients.{name} (the MAC of the Pi's Ethernet port, see `ip link` on the Pi), or use `serial`"
+            ),
+        );
+    }
+    if client.serial.is_empty() {
+        return;
+    }
+    // The serial folder is always served (a bootloader asks there until it has flashed
+    // another prefix). Two clients with one serial are reported with the other duplicates.
+    let serial = client.serial.clone();
+    match seen.get(&serial) {
+        Some((first, true)) if first != name => {}
+        Some((first, _)) if first != name => c.at_value(
+            &format!("clients.{name}.serial"),
+            format!(
+                "the serial folder `{serial}` of client `{name}` is the TFTP folder client `{first}`'s `tftp_prefix` names"
+            ),
+            &format!("give client `{first}` another `tftp_prefix` string"),
+        ),
+        _ => {
+            seen.insert(serial, (name.to_owned(), true));
+        }
+    }
+    let Some(folder) = client.tftp_prefix_folder() else {
+        return;
+    };
+    match seen.get(&folder) {
+        Some((first, _)) if first != name => c.at_value(
+            &path,
+            format!("the TFTP folder `{folder}` of client `{name}` is also client `{first}`'s"),
+            "each client is served from folders of its own: give it another `tftp_prefix` string, or use `serial` or `mac`",
+        ),
+        _ => {
+            seen.insert(folder, (name.to_owned(), false));
+        }
+    }
 }
 
 /// A client's bootloader settings: its own keys over the defaults' keys.

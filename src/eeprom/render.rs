@@ -51,6 +51,18 @@ pub(super) fn set_keys(base: &str, entries: &[(&'static str, String)]) -> String
     out
 }
 
+/// The value the last unconditional `KEY=…` line of `config` gives `key`, if any.
+pub(super) fn unconditional_value<'a>(config: &'a str, key: &str) -> Option<&'a str> {
+    let lines = split_lines(config);
+    let scopes = scopes(&lines);
+    lines
+        .iter()
+        .zip(&scopes)
+        .filter(|(line, scope)| is_unconditional(**scope) && setting_key(line.text) == Some(key))
+        .filter_map(|(line, _)| Some(line.text.split_once('=')?.1.trim()))
+        .next_back()
+}
+
 /// Whether a line in `scope` applies on every board.
 fn is_unconditional(scope: Scope) -> bool {
     matches!(scope, Scope::Top | Scope::All)

@@ -120,11 +120,14 @@ pub enum TftpPrefix {
     Serial,
     /// The board's MAC address, e.g. `dc-a6-32-01-36-c2/` (`TFTP_PREFIX=2`).
     Mac,
-    /// A fixed string of at most 32 characters (`TFTP_PREFIX=1` and `TFTP_PREFIX_STR`).
+    /// A folder of the TFTP root, written as its name and a `/`, e.g. `pi-lab/`, at most 32
+    /// characters (`TFTP_PREFIX=1` and `TFTP_PREFIX_STR`: the bootloader puts the string in
+    /// front of every file name).
     String(
         #[schemars(
-            length(min = 1, max = 32),
-            description = "The TFTP folder prefix, at most 32 characters."
+            length(min = 2, max = 32),
+            regex(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*/$"),
+            description = "The TFTP folder: one folder name and a `/`, e.g. `pi-lab/`, at most 32 characters."
         )]
         String,
     ),
@@ -140,8 +143,10 @@ pub struct EepromSettings {
     #[schemars(length(min = 1, max = 8))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_order: Option<Vec<BootMode>>,
-    /// TFTP folder prefix (`TFTP_PREFIX`, `TFTP_PREFIX_STR`): `serial`, `mac`, or
-    /// `{string: "folder/"}`.
+    /// TFTP folder prefix (`TFTP_PREFIX`, `TFTP_PREFIX_STR`): `serial`, `mac` (needs the
+    /// client's `mac`), or `{string: "folder/"}`. pinetboot serves the client's boot folder in
+    /// that folder of the TFTP root, and in its serial folder (where a bootloader asks until
+    /// it has flashed this setting).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tftp_prefix: Option<TftpPrefix>,
     /// TFTP server address overriding the one from DHCP (`TFTP_IP`).
@@ -373,7 +378,11 @@ fn check_unreachable(order: &[BootMode], problems: &mut Vec<SettingsProblem>) {
     }
 }
 
-/// A custom TFTP prefix: 1 to 32 printable ASCII characters, no spaces.
+/// A custom TFTP prefix: one folder name and a `/`, at most 32 characters. The bootloader
+/// puts the string in front of every file name it asks for (`pi-lab/start4.elf`), and
+/// pinetboot serves each client's boot folder as one folder of the TFTP root, so a string
+/// without the `/` (files in the root itself), with more folders, or naming `.`/`..` cannot
+/// be served.
 fn check_tftp_prefix(prefix: &str, problems: &mut Vec<SettingsProblem>) {
     let field = "tftp_prefix.string";
     if prefix.is_empty() {
@@ -382,6 +391,7 @@ fn check_tftp_prefix(prefix: &str, problems: &mut Vec<SettingsProblem>) {
             "the prefix is empty",
             "use `serial` or `mac`, or give a folder name such as `pi-lab/`",
         ));
+        return;
     }
     if prefix.chars().count() > MAX_TFTP_PREFIX_LEN {
         problems.push(SettingsProblem::new(
@@ -397,8 +407,70 @@ fn check_tftp_prefix(prefix: &str, problems: &mut Vec<SettingsProblem>) {
         problems.push(SettingsProblem::new(
             field,
             "the prefix has spaces, control or non-ASCII characters",
-            "use letters, digits, `-`, `_`, `.` and `/`",
+            "use letters, digits, `-`, `_`, `.` and a final `/`, e.g. `pi-lab/`",
         ));
+        return;
+    }
+    let Some(name) = prefix.strip_suffix('/') else {
+        problems.push(SettingsProblem::new(
+            field,
+            format!(
+                "`{prefix}` does not end in `/`: the bootloader would ask for `{prefix}start4.elf` in the TFTP root, which serves only folders"
+            ),
+            format!("end it with `/`: `{prefix}/`"),
+        ));
+        return;
+    };
+    if !is_folder_name(name) {
+        problems.push(SettingsProblem::new(
+            field,
+            format!("`{prefix}` is not one folder name and a `/`"),
+            "each client is served from one folder of the TFTP root: letters, digits, `-`, `_` and `.` (not first), then `/`, e.g. `pi-lab/`",
+        ));
+    }
+}
+
+/// A plain folder name: letters, digits, `-`, `_`, and `.` except first (no `.`, `..` or
+/// hidden folders).
+fn is_folder_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl TftpPrefix {
+    /// The prefix a rendered `bootconf.txt` sets for every board (its unconditional
+    /// `TFTP_PREFIX` and `TFTP_PREFIX_STR`; none set is the default, the serial). `Err` with
+    /// the value when it is not one of 0, 1, 2.
+    pub fn of_config(config: &str) -> Result<TftpPrefix, String> {
+        match render::unconditional_value(config, "TFTP_PREFIX") {
+            None | Some("0") => Ok(Self::Serial),
+            Some("2") => Ok(Self::Mac),
+            Some("1") => Ok(Self::String(
+                render::unconditional_value(config, "TFTP_PREFIX_STR")
+                    .unwrap_or_default()
+                    .to_owned(),
+            )),
+            Some(other) => Err(other.to_owned()),
+        }
+    }
+
+    /// The folder of the TFTP root in which a bootloader with this prefix asks for its files:
+    /// the board's serial (`0c4c21e5`), its MAC in lower case with dashes
+    /// (`dc-a6-32-01-02-03`, from `mac` in the `aa:bb:…` form), or the string's folder
+    /// (`pi-lab/` → `pi-lab`). `None` for `mac` without a MAC, and for a string that is not
+    /// one folder name and a `/` (see [`EepromSettings::validate`]).
+    pub fn folder(&self, serial: &str, mac: Option<&str>) -> Option<String> {
+        match self {
+            Self::Serial => Some(serial.to_owned()),
+            Self::Mac => mac.map(|m| m.to_ascii_lowercase().replace(':', "-")),
+            Self::String(s) => s
+                .strip_suffix('/')
+                .filter(|name| s.len() <= MAX_TFTP_PREFIX_LEN && is_folder_name(name))
+                .map(str::to_owned),
+        }
     }
 }
 

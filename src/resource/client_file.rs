@@ -14,6 +14,9 @@ use crate::render::fence;
 pub enum Want {
     /// A file with exactly this content.
     Content(Vec<u8>),
+    /// Like [`Want::Content`], for a secret (a password hash): the plan never shows it, only
+    /// that it changes.
+    Secret(Vec<u8>),
     /// `cmdline.txt` with this content, or an equivalent one another tool regenerated (see
     /// [`crate::pios::cmdline_equivalent`]).
     Cmdline(String),
@@ -76,7 +79,7 @@ impl ClientFile {
     /// The desired bytes for a file path given what is there now; `None` = leave it be.
     fn desired(&self, current: Option<&[u8]>) -> Option<Vec<u8>> {
         match &self.want {
-            Want::Content(c) | Want::Eeprom(c) => Some(c.clone()),
+            Want::Content(c) | Want::Secret(c) | Want::Eeprom(c) => Some(c.clone()),
             Want::Cmdline(c) => Some(c.clone().into_bytes()),
             Want::Block(lines) => {
                 let text = current.map(String::from_utf8_lossy).unwrap_or_default();
@@ -185,6 +188,7 @@ impl ClientFile {
         };
         change.diff = Some(match &self.want {
             Want::Eeprom(_) => eeprom_diff(current.as_deref(), &desired),
+            Want::Secret(_) => "(a secret: its content is not shown)\n".to_owned(),
             _ => text_diff(current.as_deref().unwrap_or_default(), &desired),
         });
         Ok(Some(change))

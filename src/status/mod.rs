@@ -242,11 +242,17 @@ fn time(t: &Option<LogTime>) -> Option<String> {
     t.as_ref().map(|t| t.text.clone())
 }
 
-/// The file part of a logged path below the serial folder.
-fn file_below(path: &str, serial: &str) -> String {
-    let marker = format!("/{serial}/");
-    match path.rfind(&marker) {
-        Some(i) => path[i + marker.len()..].to_owned(),
+/// The file part of a logged path below the serial folder (or the prefix folder).
+fn file_below(path: &str, serial: &str, prefix_folder: Option<&str>) -> String {
+    let found = std::iter::once(serial)
+        .chain(prefix_folder)
+        .filter_map(|folder| {
+            let marker = format!("/{folder}/");
+            path.rfind(&marker).map(|i| i + marker.len())
+        })
+        .max();
+    match found {
+        Some(i) => path[i..].to_owned(),
         None => path.rsplit('/').next().unwrap_or(path).to_owned(),
     }
 }
@@ -346,7 +352,15 @@ fn locale_note(text: &str, events: &[BootEvent]) -> Option<String> {
 
 /// Folds a log into the report for `valid`'s clients.
 pub fn status(valid: &Valid, log: &Log) -> Status {
-    let events = bootlog::parse_log(&log.text);
+    // A board whose TFTP_PREFIX is its MAC or a string asks in that folder.
+    let folders = valid
+        .clients
+        .values()
+        .filter_map(|c| Some((c.tftp_prefix_folder()?, c.serial.clone())))
+        .collect();
+    let events = bootlog::Parser::new()
+        .with_folders(folders)
+        .parse_log(&log.text);
     let summary = Summary::fold(&events);
     let mut info = log.info.clone();
     if info.note.is_none() {
@@ -362,7 +376,7 @@ pub fn status(valid: &Valid, log: &Log) -> Status {
                 .and_then(|m| summary.macs.get(m).map(|s| dhcp_status(m, s)));
             let tftp = summary.serials.get(&c.serial).map(|s| TftpStatus {
                 last_file: s.last_sent.as_ref().map(|f| FileServed {
-                    file: file_below(&f.path, &c.serial),
+                    file: file_below(&f.path, &c.serial, c.tftp_prefix_folder().as_deref()),
                     path: f.path.clone(),
                     time: time(&f.time),
                     ip: f.client_ip.clone(),

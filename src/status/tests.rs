@@ -237,3 +237,35 @@ fn log_file_read_under_root_and_missing_file_noted() {
     let log = read_log(&host, "/var/log/pinetboot/dnsmasq.log").unwrap();
     assert_eq!((log.info.source, log.text.as_str()), ("file", SERVER_OUI));
 }
+
+#[test]
+fn a_board_asking_in_its_mac_or_string_prefix_folder_is_its_clients() {
+    // After its update sets TFTP_PREFIX=2 (or 1), the board asks in another folder: still
+    // that client's boot, never an undeclared serial.
+    let config = "server: {address: 10.99.0.2, network: 10.99.0.0/24}\n\
+        bootloader: {image: /srv/pieeprom.bin}\n\
+        images:\n  bookworm: {source: /srv/rootfs/bookworm}\n\
+        defaults: {image: bookworm}\n\
+        clients:\n  mc: {serial: 0c4c21e5, mac: 'dc:a6:32:01:02:03', eeprom: {tftp_prefix: mac}}\n  \
+        sc: {serial: 11112222, eeprom: {tftp_prefix: {string: pi-lab/}}}\n";
+    let log = "Nov 26 18:21:23 dnsmasq-tftp[20956]: sent /srv/tftpboot/dc-a6-32-01-02-03/start4.elf to 10.99.0.173\n\
+        Nov 26 18:21:24 dnsmasq-tftp[20956]: sent /srv/tftpboot/dc-a6-32-01-02-03/overlays/overlay_map.dtb to 10.99.0.173\n\
+        Nov 26 18:21:25 dnsmasq-tftp[20956]: sent /srv/tftpboot/pi-lab/cmdline.txt to 10.99.0.174\n";
+    let s = status(&valid(config), &file_log(log));
+    let mc = &s.clients[0];
+    let tftp = mc.tftp.as_ref().expect("mc seen over TFTP");
+    assert_eq!(tftp.sent, 2);
+    assert_eq!(
+        tftp.last_file.as_ref().map(|f| f.file.as_str()),
+        Some("overlays/overlay_map.dtb")
+    );
+    let sc = &s.clients[1];
+    assert_eq!(
+        sc.tftp
+            .as_ref()
+            .and_then(|t| t.last_file.as_ref())
+            .map(|f| f.file.as_str()),
+        Some("cmdline.txt")
+    );
+    assert!(s.undeclared.is_empty(), "{:?}", s.undeclared);
+}

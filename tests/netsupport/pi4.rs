@@ -23,6 +23,12 @@
 //!    does (`00 05 00 00 "Early terminate" 00` in `raspberrypi/rpi-eeprom#74`).
 //! 5. [`EmulatedPi::boot`]: the "typical sequence" of §3, each file compared
 //!    byte for byte with the client's boot folder on disk, see [`BootReport`].
+//!    Every file name gets the prefix the EEPROM config asks for
+//!    ([`EmulatedPi::tftp_prefix`]: `TFTP_PREFIX` 0 the serial, 1 `TFTP_PREFIX_STR`
+//!    verbatim, 2 the MAC in lower case with dashes).
+//! 6. [`EmulatedPi::self_update`]: the bootloader's self-update from what a boot fetched
+//!    (`pieeprom.sig` checked against `pieeprom.upd`, flashed only when its `ts:` is newer):
+//!    the update's embedded `bootconf.txt` becomes the config the next boot runs with.
 //!
 //! Socket creation happens on a helper thread inside the Pi's namespace
 //! ([`in_netns`]); the sockets keep that namespace, so all I/O then runs on
@@ -86,6 +92,11 @@ pub struct EmulatedPi {
     pub offer_window: Duration,
     /// TFTP blksize requested by [`EmulatedPi::boot`] (1024 or 1468).
     pub blksize: u16,
+    /// The `bootconf.txt` of the EEPROM it runs (a factory board: nothing set, so
+    /// `TFTP_PREFIX=0` and self-update on).
+    pub bootconf: String,
+    /// The update timestamp of the EEPROM it runs (a factory board: 0).
+    pub eeprom_timestamp: u64,
 }
 
 impl EmulatedPi {
@@ -101,12 +112,101 @@ impl EmulatedPi {
             eeprom_tftp_ip: None,
             offer_window: Duration::from_secs(2),
             blksize: 1024,
+            bootconf: String::new(),
+            eeprom_timestamp: 0,
         }
     }
 
-    /// The TFTP prefix: `format!("{:08x}", serial)`.
-    pub fn prefix(&self) -> String {
+    /// The board's serial folder name: `format!("{:08x}", serial)`.
+    pub fn serial_folder(&self) -> String {
         format!("{:08x}", self.serial)
+    }
+
+    /// What the bootloader puts in front of every TFTP file name, from its EEPROM config
+    /// (`TFTP_PREFIX`): 0 (the default) the serial folder, 1 `TFTP_PREFIX_STR` as it is (a
+    /// string without a final `/` names files in the TFTP root), 2 the MAC in lower case with
+    /// dashes (`dc-a6-32-01-36-c2/`, eeprom-bootloader.adoc).
+    pub fn tftp_prefix(&self) -> String {
+        match self.eeprom_setting("TFTP_PREFIX").as_deref() {
+            Some("1") => self.eeprom_setting("TFTP_PREFIX_STR").unwrap_or_default(),
+            Some("2") => {
+                let mac: Vec<String> = self.mac.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{}/", mac.join("-"))
+            }
+            _ => format!("{}/", self.serial_folder()),
+        }
+    }
+
+    /// A setting of the running EEPROM config as the bootloader reads it: the last `KEY=value`
+    /// of the top section or an `[all]` section (other filters and everything from
+    /// `[config.txt]` on are not for every board, or not the bootloader's).
+    pub fn eeprom_setting(&self, key: &str) -> Option<String> {
+        let mut applies = true;
+        let mut value = None;
+        for line in self.bootconf.lines() {
+            let line = line.trim();
+            if let Some(filter) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                if filter == "config.txt" {
+                    break;
+                }
+                applies = filter == "all";
+                continue;
+            }
+            if let Some((k, v)) = line.split_once('=')
+                && applies
+                && k.trim() == key
+            {
+                value = Some(v.trim().to_owned());
+            }
+        }
+        value
+    }
+
+    /// The bootloader's self-update after a boot that fetched `pieeprom.sig` and
+    /// `pieeprom.upd` (with `ENABLE_SELF_UPDATE` not 0): the `.sig` must hold the update's
+    /// sha256, and its `ts:` must be newer than the running EEPROM's, else nothing is flashed
+    /// (no flash loop). Flashing makes the update's embedded `bootconf.txt` the running config
+    /// (the real bootloader then reboots: the next [`EmulatedPi::boot`] runs with it).
+    /// Returns the new timestamp when it flashed.
+    pub fn self_update(&mut self, report: &BootReport) -> Result<Option<u64>, String> {
+        use sha2::Digest as _;
+        if self.eeprom_setting("ENABLE_SELF_UPDATE").as_deref() == Some("0") {
+            return Ok(None);
+        }
+        let fetched = |name: &str| {
+            report.entries.iter().find_map(|e| match &e.outcome {
+                Outcome::Fetched { bytes, .. } if e.path.ends_with(&format!("/{name}")) => {
+                    Some(bytes.clone())
+                }
+                _ => None,
+            })
+        };
+        let (Some(sig), Some(upd)) = (fetched("pieeprom.sig"), fetched("pieeprom.upd")) else {
+            return Ok(None);
+        };
+        let sig = String::from_utf8(sig).map_err(|e| format!("pieeprom.sig: {e}"))?;
+        let digest = sig.lines().next().unwrap_or_default().trim();
+        let ts: u64 = sig
+            .lines()
+            .find_map(|l| l.strip_prefix("ts:"))
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(|| format!("pieeprom.sig has no ts: line:\n{sig}"))?;
+        let actual: String = sha2::Sha256::digest(&upd)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if digest != actual {
+            return Err(format!(
+                "pieeprom.sig says sha256 {digest}, pieeprom.upd is {actual}"
+            ));
+        }
+        if ts <= self.eeprom_timestamp {
+            return Ok(None);
+        }
+        self.bootconf = embedded_bootconf(&upd)
+            .ok_or_else(|| "pieeprom.upd holds no bootconf.txt".to_owned())?;
+        self.eeprom_timestamp = ts;
+        Ok(Some(ts))
     }
 
     /// Option 97 as the bootloader sends it (17 bytes).
@@ -964,9 +1064,9 @@ impl Session {
     /// `expected` (the boot folder that should be served as `SERIAL/`).
     pub fn boot_sequence(&self, expected: &Path, blksize: u16) -> BootReport {
         use Step::{Get, Probe};
-        let serial = self.pi.prefix();
+        let prefix = self.pi.tftp_prefix();
         let mut report = BootReport {
-            serial: serial.clone(),
+            serial: self.pi.serial_folder(),
             ip: self.ip,
             tftp_server: self.tftp_server,
             blksize,
@@ -998,23 +1098,23 @@ impl Session {
             report.entries.push(entry);
             found
         };
-        // 1. Prefix probe: SERIAL/start4.elf, then SERIAL/start.elf.
+        // 1. Prefix probe: PREFIXstart4.elf, then PREFIXstart.elf.
         let with_prefix = run(
             &mut report,
             Probe,
-            format!("{serial}/start4.elf"),
+            format!("{prefix}start4.elf"),
             Some(expected.join("start4.elf")),
             true,
         ) || run(
             &mut report,
             Probe,
-            format!("{serial}/start.elf"),
+            format!("{prefix}start.elf"),
             Some(expected.join("start.elf")),
             false,
         );
         if !with_prefix {
             // The real bootloader silently drops the prefix: TFTP root.
-            // pinetboot's root holds only SERIAL/ dirs, so all of these must
+            // pinetboot's root holds only client folders, so all of these must
             // be "not found"; `local: None` means "expected absent".
             for f in [
                 "config.txt",
@@ -1027,8 +1127,8 @@ impl Session {
             }
             return report;
         }
-        report.prefix_used = Some(serial.clone());
-        let p = |f: &str| (format!("{serial}/{f}"), Some(expected.join(f)));
+        report.prefix_used = Some(prefix.clone());
+        let p = |f: &str| (format!("{prefix}{f}"), Some(expected.join(f)));
         let seq: &[(Step, &str, bool)] = &[
             (Get, "config.txt", true),
             (Get, "pieeprom.sig", false),
@@ -1052,7 +1152,7 @@ impl Session {
             .entries
             .iter()
             .find_map(|e| match &e.outcome {
-                Outcome::Fetched { bytes, .. } if e.path == format!("{serial}/config.txt") => {
+                Outcome::Fetched { bytes, .. } if e.path == format!("{prefix}config.txt") => {
                     Some(String::from_utf8_lossy(bytes).into_owned())
                 }
                 _ => None,
@@ -1065,6 +1165,32 @@ impl Session {
         }
         report
     }
+}
+
+/// The `bootconf.txt` embedded in a Pi 4 bootloader image, read as the bootloader's own
+/// image layout is documented (`rpi-eeprom-config`): a chain of 8-byte-aligned sections,
+/// each a big-endian magic (`0x55aaf00f` under the mask `0xfffff00f`) and length; a file
+/// section (`0x55aaf11f`) holds a 12-byte NUL-padded name, 4 reserved bytes and the file.
+/// An erased (`0xffffffff`) or zero magic ends the chain.
+pub fn embedded_bootconf(image: &[u8]) -> Option<String> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(image.get(at..at + 4)?.try_into().ok()?))
+    };
+    let mut at = 0;
+    while let (Some(magic), Some(len)) = (word(at), word(at + 4)) {
+        if magic == 0 || magic == u32::MAX || magic & 0xffff_f00f != 0x55aa_f00f {
+            return None;
+        }
+        let data = image.get(at + 8..at + 8 + len as usize)?;
+        if magic == 0x55aa_f11f && data.len() >= 16 {
+            let name: Vec<u8> = data[..12].iter().copied().filter(|b| *b != 0).collect();
+            if name == b"bootconf.txt" {
+                return String::from_utf8(data[16..].to_vec()).ok();
+            }
+        }
+        at = (at + 8 + len as usize).div_ceil(8) * 8;
+    }
+    None
 }
 
 /// The kernel and initramfs a Pi 4's start4.elf loads, from config.txt (sections other than
@@ -1216,7 +1342,7 @@ pub struct BootReport {
     pub tftp_server: Ipv4Addr,
     /// blksize requested.
     pub blksize: u16,
-    /// `Some(serial)` if the `SERIAL/` prefix probe succeeded.
+    /// The prefix (e.g. `0c4c21e5/`) if the prefix probe succeeded.
     pub prefix_used: Option<String>,
     /// Every request, in order.
     pub entries: Vec<FileEntry>,
@@ -1286,7 +1412,7 @@ impl fmt::Display for BootReport {
 }
 
 /// Boots `pi` at `blksize` from the TFTP server `server` and asserts what a real board needs:
-/// the serial prefix used, every file matching `folder` byte for byte, and every required boot
+/// its prefix used, every file matching `folder` byte for byte, and every required boot
 /// file fetched in full (not just probed) at the requested block size. Returns the report for
 /// further checks.
 #[track_caller]
@@ -1297,6 +1423,7 @@ pub fn assert_boots(pi: &EmulatedPi, folder: &Path, blksize: u16, server: Ipv4Ad
         .boot(folder)
         .unwrap_or_else(|e| panic!("DHCP phase failed: {e}"));
     assert!(report.booted() && report.all_ok(), "{report}");
+    assert_eq!(report.prefix_used, Some(pi.tftp_prefix()), "{report}");
     assert_eq!(report.tftp_server, server);
     let config = std::fs::read_to_string(folder.join("config.txt")).unwrap_or_default();
     let (kernel, initramfs) = boot_images(&config);
@@ -1312,7 +1439,7 @@ pub fn assert_boots(pi: &EmulatedPi, folder: &Path, blksize: u16, server: Ipv4Ad
     .into_iter()
     .chain(images.iter().map(String::as_str))
     {
-        let path = format!("{}/{f}", pi.prefix());
+        let path = format!("{}{f}", pi.tftp_prefix());
         assert!(
             report.entries.iter().any(|e| e.path == path
                 && e.step == Step::Get
