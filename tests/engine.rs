@@ -1334,7 +1334,7 @@ fn tool_checks_work_in_pinetboots_scratch_folder_which_the_next_apply_empties() 
     assert_eq!(mode, 0o700);
     assert!(names_in(&scratch).is_empty());
 
-    // A new client changes the exports, the dnsmasq drop-in and the fstab block: the first
+    // A new client changes the exports and the dnsmasq drop-in: the first
     // check is killed while its scratch folder is there.
     env.write_config(&cfg(&["raspi1", "raspi2"]));
     let tmpdir = base(&env).join("tmpdir");
