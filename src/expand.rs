@@ -419,10 +419,11 @@ fn disk_image_dir(
 }
 
 /// The fstab line a conflicted client had, so its working mount is not dropped at boot.
+/// (A broken fence gives none: the fstab resource reports it, and nothing is written.)
 fn old_fstab_line(host: &Host, valid: &Valid, rec: &ClientRecord) -> Option<String> {
-    let text = host.read(&valid.paths.fstab).ok()??;
-    let text = String::from_utf8_lossy(&text).into_owned();
-    render::fence::extract(&text)?
+    let found = crate::host::through::read(host.root(), Path::new(&valid.paths.fstab)).ok()?;
+    render::fence::extract(found.content.as_deref()?)
+        .ok()??
         .into_iter()
         .find(|l| l.split_whitespace().nth(1) == Some(rec.tftp.as_str()))
 }

@@ -7,6 +7,7 @@ pub mod confined;
 pub mod lock;
 pub mod mount;
 pub mod mountinfo;
+pub mod through;
 pub mod tools;
 
 use std::io;
