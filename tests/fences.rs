@@ -314,6 +314,12 @@ fn bytes_outside_the_fences_survive_apply_and_the_plan_shows_them_escaped() {
     let cfstab: &[u8] = b"proc /proc proc defaults 0 0\n# \xff\r\nPARTUUID=4e639091-02  /  ext4 defaults 0 1\n/dev/sda1 /caf\xe9 ext4 defaults 0 2";
     std::fs::write(&cfstab_path, cfstab).unwrap();
 
+    // A whole file pinetboot owns, edited by hand in Latin-1: rewritten, the diff readable.
+    let dropin = env.path("/etc/dnsmasq.d/pinetboot.conf");
+    let mut edited = std::fs::read(&dropin).unwrap();
+    edited.extend_from_slice(b"# caf\xe9\n");
+    std::fs::write(&dropin, edited).unwrap();
+
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
     assert!(!plan.stdout.contains('\u{fffd}'), "{}", plan.stdout);
@@ -326,6 +332,7 @@ fn bytes_outside_the_fences_survive_apply_and_the_plan_shows_them_escaped() {
         "      -PARTUUID=4e639091-02  /  ext4 defaults 0 1\n",
         "       # \\xff\\x0d\n",
         "       /dev/sda1 /caf\\xe9 ext4 defaults 0 2\n",
+        "      -# caf\\xe9\n",
     ] {
         assert!(
             plan.stdout.contains(shown),
