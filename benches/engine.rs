@@ -2,7 +2,11 @@
 //! fixture trees. Each size runs in a child process inside a private mount namespace (the
 //! bind mounts are real), reporting wall time (median of runs) and the child's peak RSS.
 //!
-//! Run as root: `cargo bench --bench engine`.
+//! A second part plans and applies one client whose `etc/hosts` has many lines (an ad-blocking
+//! hosts list: 150 000 by default), to keep the fenced-file handling linear.
+//!
+//! Run as root: `cargo bench --bench engine` (everything), `cargo bench --bench engine -- clients`
+//! or `cargo bench --bench engine -- hosts [LINES…]` (one part).
 
 use std::path::Path;
 use std::process::Command;
@@ -74,44 +78,124 @@ fn child(n: usize) {
         noops.push(s.elapsed().as_secs_f64() * 1e3);
         assert!(r.applied.is_empty());
     }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
-    // Peak resident set size of this process, from the kernel.
+    println!(
+        "| {n} | {:.1} | {:.1} | {:.0} | {:.1} |",
+        med(&mut plans),
+        med(&mut noops),
+        first.as_secs_f64() * 1e3,
+        peak_rss_mib()
+    );
+}
+
+/// A hosts file of `n` lines as ad-blocking lists ship them, with the image's `127.0.1.1` line
+/// near the top (pinetboot replaces it with its fenced line).
+fn big_hosts(n: usize) -> Vec<u8> {
+    let mut s = String::from("127.0.0.1 localhost\n127.0.1.1 raspberrypi\n::1 localhost\n");
+    for i in 0..n.saturating_sub(3) {
+        s.push_str(&format!("0.0.0.0 ad{i:06}.tracker.example.net\n"));
+    }
+    s.into_bytes()
+}
+
+/// One client whose `etc/hosts` has `lines` lines: plan with the hostname line pending, the
+/// apply that fences it, then a converged plan and a no-op apply (medians).
+fn child_hosts(lines: usize) {
+    let t = tempfile::tempdir().unwrap();
+    tree(&t.path().join("srv/lite"));
+    std::fs::create_dir_all(t.path().join("etc")).unwrap();
+    std::fs::write(t.path().join("etc/fstab"), "proc /proc proc defaults 0 0\n").unwrap();
+    let valid = pinetboot::config::load_str(Path::new("bench.yaml"), &config(1)).unwrap();
+    let host = Host::new(t.path()).unwrap();
+    engine::apply(&valid, &host, |_| {}).unwrap();
+    std::fs::write(t.path().join("nfs/pi0/etc/hosts"), big_hosts(lines)).unwrap();
+    let s = Instant::now();
+    let (_, _, plan) = engine::observe_and_plan(&valid, &host).unwrap();
+    let pending = s.elapsed();
+    assert_eq!(plan.changes.len(), 1, "only etc/hosts is pending");
+    let s = Instant::now();
+    let r = engine::apply(&valid, &host, |_| {}).unwrap();
+    let fenced = s.elapsed();
+    assert_eq!(r.applied.len(), 1);
+    let mut plans = Vec::new();
+    let mut noops = Vec::new();
+    for _ in 0..5 {
+        let s = Instant::now();
+        let (_, _, plan) = engine::observe_and_plan(&valid, &host).unwrap();
+        plans.push(s.elapsed().as_secs_f64() * 1e3);
+        assert!(plan.is_empty());
+        let s = Instant::now();
+        let r = engine::apply(&valid, &host, |_| {}).unwrap();
+        noops.push(s.elapsed().as_secs_f64() * 1e3);
+        assert!(r.applied.is_empty());
+    }
+    println!(
+        "| {lines} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} |",
+        pending.as_secs_f64() * 1e3,
+        fenced.as_secs_f64() * 1e3,
+        med(&mut plans),
+        med(&mut noops),
+        peak_rss_mib()
+    );
+}
+
+fn med(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Peak resident set size of this process, from the kernel.
+fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let hwm_kib: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap();
-    println!(
-        "| {n} | {:.1} | {:.1} | {:.0} | {:.1} |",
-        med(&mut plans),
-        med(&mut noops),
-        first.as_secs_f64() * 1e3,
-        hwm_kib / 1024.0
-    );
+    hwm_kib / 1024.0
+}
+
+/// Runs this bench again as `ARGS` inside a private mount namespace (the bind mounts are real).
+fn in_namespace(args: &[&str]) {
+    let status = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(args)
+        .status()
+        .expect("unshare (util-linux) runs the bench in a private mount namespace; needs root");
+    assert!(status.success(), "bench child {args:?} failed");
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(pos) = args.iter().position(|a| a == "--child") {
-        child(args[pos + 1].parse().unwrap());
-        return;
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("--child") => return child(args[1].parse().unwrap()),
+        Some("--child-hosts") => return child_hosts(args[1].parse().unwrap()),
+        _ => {}
     }
-    let exe = std::env::current_exe().unwrap();
-    println!(
-        "| clients | plan (ms, median) | no-op apply (ms, median) | first apply (ms) | peak RSS (MiB) |"
-    );
-    println!("|---|---|---|---|---|");
-    for n in [1, 100, 1000] {
-        let status = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "--"])
-            .arg(&exe)
-            .args(["--child", &n.to_string()])
-            .status()
-            .expect("unshare (util-linux) runs the bench in a private mount namespace; needs root");
-        assert!(status.success(), "bench child for {n} clients failed");
+    let part = args.first().map(String::as_str);
+    if matches!(part, None | Some("clients")) {
+        println!(
+            "| clients | plan (ms, median) | no-op apply (ms, median) | first apply (ms) | peak RSS (MiB) |"
+        );
+        println!("|---|---|---|---|---|");
+        for n in [1, 100, 1000] {
+            in_namespace(&["--child", &n.to_string()]);
+        }
+    }
+    if matches!(part, None | Some("hosts")) {
+        let sizes: Vec<String> = match args.get(1..) {
+            Some(s) if !s.is_empty() => s.to_vec(),
+            _ => vec!["150000".to_owned()],
+        };
+        println!(
+            "| etc/hosts lines | plan, line pending (ms) | apply fencing it (ms) | plan (ms, median) | no-op apply (ms, median) | peak RSS (MiB) |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for n in sizes {
+            in_namespace(&["--child-hosts", &n]);
+        }
     }
 }

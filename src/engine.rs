@@ -221,12 +221,12 @@ pub fn apply(
             }
             Ok(None) => {}
             Err(e) => match (r.client(), as_violation(&e)) {
-                (Some(client), Some(_)) => {
+                (Some(client), Some(v)) => {
                     conflicted.insert(client.to_owned());
                     conflicts.push(crate::expand::Conflict {
                         client: client.to_owned(),
                         message: format!("{e:#}"),
-                        hint: "the client root changed under pinetboot (a symlink or special file appeared); inspect it, then apply again".into(),
+                        hint: v.hint().unwrap_or_else(|| "the client root changed under pinetboot (a symlink or special file appeared); inspect it, then apply again".into()),
                     });
                 }
                 _ => return Err(e.into()),

@@ -106,6 +106,19 @@ impl From<ConfigError> for CommandError {
 
 impl From<anyhow::Error> for CommandError {
     fn from(error: anyhow::Error) -> Self {
+        // A host file whose pinetboot fence is broken: the host is not in a state pinetboot
+        // may change, and the fence says how to mend it.
+        if let Some(f) = error
+            .chain()
+            .find_map(|c| c.downcast_ref::<crate::render::fence::BrokenFile>())
+        {
+            let hint = f.broken.hint();
+            return CommandError {
+                kind: ErrorKind::Conflict,
+                error,
+                hints: vec![hint],
+            };
+        }
         CommandError {
             kind: ErrorKind::Runtime,
             error,

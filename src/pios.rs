@@ -166,10 +166,13 @@ pub fn is_sd_card_line(line: &str) -> bool {
     from_card && matches!(f[1], "/" | "/boot" | "/boot/firmware")
 }
 
-/// The client's fstab without its SD-card lines; every other byte kept.
-pub fn filter_fstab(text: &str) -> String {
-    text.split_inclusive('\n')
-        .filter(|l| !is_sd_card_line(l))
+/// The client's fstab without its SD-card lines; every other byte kept exactly, whatever its
+/// encoding (a line is classified by its text, bytes that are not UTF-8 read as U+FFFD).
+pub fn filter_fstab(text: &[u8]) -> Vec<u8> {
+    text.split_inclusive(|&b| b == b'\n')
+        .filter(|l| !is_sd_card_line(&String::from_utf8_lossy(l)))
+        .flatten()
+        .copied()
         .collect()
 }
 
@@ -258,8 +261,14 @@ mod tests {
     fn fstab_loses_only_sd_lines() {
         let text = "proc /proc proc defaults 0 0\nPARTUUID=4e639091-01  /boot/firmware  vfat    defaults 0 2\nPARTUUID=4e639091-02  /  ext4 defaults,noatime 0 1\n# a comment\nUUID=abc /data ext4 defaults 0 2\n/dev/mmcblk0p1 /boot vfat defaults 0 2";
         assert_eq!(
-            filter_fstab(text),
-            "proc /proc proc defaults 0 0\n# a comment\nUUID=abc /data ext4 defaults 0 2\n"
+            filter_fstab(text.as_bytes()),
+            b"proc /proc proc defaults 0 0\n# a comment\nUUID=abc /data ext4 defaults 0 2\n"
+        );
+        // Bytes that are not UTF-8, NUL and CR outside the SD-card lines survive.
+        let odd = b"/dev/sda1 /caf\xe9 ext4 defaults\0 0 2\r\nPARTUUID=1-02 / ext4 defaults 0 1\r\nLABEL=\xff /srv xfs defaults 0 0";
+        assert_eq!(
+            filter_fstab(odd),
+            b"/dev/sda1 /caf\xe9 ext4 defaults\0 0 2\r\nLABEL=\xff /srv xfs defaults 0 0"
         );
     }
 

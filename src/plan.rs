@@ -76,10 +76,10 @@ pub fn plan(desired: &Desired, ctx: &Ctx, root: &Path) -> anyhow::Result<Plan> {
             Ok(Some(c)) => changes.push(c),
             Ok(None) => {}
             Err(e) => match (r.client(), as_violation(&e)) {
-                (Some(client), Some(_)) => conflicts.push(Conflict {
+                (Some(client), Some(v)) => conflicts.push(Conflict {
                     client: client.to_owned(),
                     message: format!("{e:#}"),
-                    hint: "inspect that path in the client root and fix or remove it (pinetboot never follows or overwrites it), then apply again".into(),
+                    hint: v.hint().unwrap_or_else(|| "inspect that path in the client root and fix or remove it (pinetboot never follows or overwrites it), then apply again".into()),
                 }),
                 _ => return Err(e),
             },

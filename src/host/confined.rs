@@ -36,6 +36,9 @@ pub enum Violation {
     Unsupported(io::Error),
     /// Any other I/O error.
     Io(PathBuf, io::Error),
+    /// A file pinetboot edits partially whose `# BEGIN pinetboot` fence is broken: which
+    /// lines are pinetboot's is unknown, so the file is not written.
+    Fence(PathBuf, crate::render::fence::Broken),
 }
 
 impl fmt::Display for Violation {
@@ -49,6 +52,7 @@ impl fmt::Display for Violation {
                 "the kernel cannot confine paths (openat2: {e}); pinetboot needs Linux 5.6 or later"
             ),
             Violation::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            Violation::Fence(p, b) => write!(f, "{} {b}; nothing was written", p.display()),
         }
     }
 }
@@ -62,8 +66,17 @@ impl Violation {
             Violation::Symlink(p)
             | Violation::WrongKind(p, _)
             | Violation::TooLarge(p, _)
-            | Violation::Io(p, _) => Some(p),
+            | Violation::Io(p, _)
+            | Violation::Fence(p, _) => Some(p),
             Violation::Unsupported(_) => None,
+        }
+    }
+
+    /// What to do about it, when that is more specific than "inspect the path".
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Violation::Fence(_, b) => Some(b.hint()),
+            _ => None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod lock;
 pub mod mount;
 pub mod mountinfo;
 pub mod scratch;
+pub mod through;
 pub mod tools;
 
 use std::io;

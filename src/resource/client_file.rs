@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use super::{Action, Change, Ctx, diff, host_join};
+use super::{Action, Change, Ctx, diff, diff_bytes, host_join};
 use crate::host::atomic::Owner;
-use crate::host::confined::{EntryKind, Tree};
+use crate::host::confined::{EntryKind, Tree, Violation};
 use crate::render::fence;
 
 /// What a client path must be.
@@ -58,17 +58,22 @@ pub struct ClientFile {
     pub enforce: bool,
 }
 
-/// The hosts file with the hostname's 127.0.1.1 line fenced, other 127.0.1.1 lines dropped.
-fn hosts_with(current: &str, hostname: &str) -> String {
-    let kept: String = current
-        .split_inclusive('\n')
-        .filter(|l| {
-            let inside =
-                fence::extract(current).is_some_and(|b| b.iter().any(|x| x == l.trim_end()));
-            inside || !l.trim_start().starts_with("127.0.1.1")
-        })
-        .collect();
-    fence::splice(&kept, &[format!("127.0.1.1\t{hostname}")])
+/// Whether a hosts line gives an address to the local host name (`127.0.1.1 NAME…`): its
+/// first field is exactly `127.0.1.1` (not `127.0.1.10`, not a comment).
+fn is_hostname_line(line: &[u8]) -> bool {
+    line.split(|b| b.is_ascii_whitespace())
+        .find(|f| !f.is_empty())
+        .is_some_and(|f| f == b"127.0.1.1")
+}
+
+/// The hosts file with the hostname's 127.0.1.1 line fenced and the other 127.0.1.1 lines
+/// (the image's `raspberrypi`) dropped; every other byte kept. One pass over the file.
+fn hosts_with(current: &[u8], hostname: &str) -> Result<Vec<u8>, fence::Broken> {
+    Ok(
+        fence::parse(current)?.render(&[format!("127.0.1.1\t{hostname}")], |l| {
+            !is_hostname_line(l)
+        }),
+    )
 }
 
 impl ClientFile {
@@ -76,24 +81,30 @@ impl ClientFile {
         host_join(&self.root, &self.rel)
     }
 
-    /// The desired bytes for a file path given what is there now; `None` = leave it be.
-    fn desired(&self, current: Option<&[u8]>) -> Option<Vec<u8>> {
+    /// The desired bytes for a file path given what is there now; `None` = leave it be. Files
+    /// others own are edited as bytes; a broken fence in one is a [`Violation::Fence`].
+    fn desired(&self, tree: &Tree, current: Option<&[u8]>) -> Result<Option<Vec<u8>>, Violation> {
+        let fenced = |r: Result<Vec<u8>, fence::Broken>| {
+            r.map(Some)
+                .map_err(|b| Violation::Fence(tree.path().join(&self.rel), b))
+        };
         match &self.want {
-            Want::Content(c) | Want::Secret(c) | Want::Eeprom(c) => Some(c.clone()),
-            Want::Cmdline(c) => Some(c.clone().into_bytes()),
-            Want::Block(lines) => {
-                let text = current.map(String::from_utf8_lossy).unwrap_or_default();
-                Some(fence::splice(&text, lines).into_bytes())
-            }
-            Want::FilterFstab => {
-                current.map(|c| crate::pios::filter_fstab(&String::from_utf8_lossy(c)).into_bytes())
-            }
-            Want::HostsEntry(h) => {
-                let text = current.map(String::from_utf8_lossy).unwrap_or_default();
-                Some(hosts_with(&text, h).into_bytes())
-            }
-            Want::Link(_) | Want::Dir | Want::SshHostKey { .. } => None,
+            Want::Content(c) | Want::Secret(c) | Want::Eeprom(c) => Ok(Some(c.clone())),
+            Want::Cmdline(c) => Ok(Some(c.clone().into_bytes())),
+            Want::Block(lines) => fenced(fence::splice(current.unwrap_or_default(), lines)),
+            Want::FilterFstab => Ok(current.map(crate::pios::filter_fstab)),
+            Want::HostsEntry(h) => fenced(hosts_with(current.unwrap_or_default(), h)),
+            Want::Link(_) | Want::Dir | Want::SshHostKey { .. } => Ok(None),
         }
+    }
+
+    /// Whether the file is one others own that pinetboot edits in part (shown as a text diff
+    /// whatever its bytes).
+    fn partial(&self) -> bool {
+        matches!(
+            self.want,
+            Want::Block(_) | Want::FilterFstab | Want::HostsEntry(_)
+        )
     }
 
     fn check_in(&self, tree: &Tree) -> anyhow::Result<Option<Change>> {
@@ -159,7 +170,7 @@ impl ClientFile {
         }
         tree.check_replaceable(&self.rel)?;
         let current = tree.read(&self.rel)?;
-        let Some(desired) = self.desired(current.as_deref()) else {
+        let Some(desired) = self.desired(tree, current.as_deref())? else {
             return Ok(None);
         };
         let equivalent = |c: &[u8]| match &self.want {
@@ -189,6 +200,7 @@ impl ClientFile {
         change.diff = Some(match &self.want {
             Want::Eeprom(_) => eeprom_diff(current.as_deref(), &desired),
             Want::Secret(_) => "(a secret: its content is not shown)\n".to_owned(),
+            _ if self.partial() => diff_bytes(current.as_deref().unwrap_or_default(), &desired),
             _ => text_diff(current.as_deref().unwrap_or_default(), &desired),
         });
         Ok(Some(change))
@@ -304,7 +316,7 @@ impl ClientFile {
             _ => {
                 tree.check_replaceable(&self.rel)?;
                 let current = tree.read(&self.rel)?;
-                let Some(desired) = self.desired(current.as_deref()) else {
+                let Some(desired) = self.desired(&tree, current.as_deref())? else {
                     return Ok(());
                 };
                 let owner = match (self.enforce, tree.entry(&self.rel)?) {
@@ -360,14 +372,76 @@ mod tests {
 
     #[test]
     fn hosts_entry_replaces_the_image_line() {
-        let img = "127.0.0.1\tlocalhost\n::1\t\tlocalhost\n\n127.0.1.1\t\traspberrypi\n";
-        let once = hosts_with(img, "raspi1");
+        let img = b"127.0.0.1\tlocalhost\n::1\t\tlocalhost\n\n127.0.1.1\t\traspberrypi\n";
+        let once = hosts_with(img, "raspi1").unwrap();
         assert_eq!(
             once,
-            "127.0.0.1\tlocalhost\n::1\t\tlocalhost\n\n# BEGIN pinetboot\n127.0.1.1\traspi1\n# END pinetboot\n"
+            b"127.0.0.1\tlocalhost\n::1\t\tlocalhost\n\n# BEGIN pinetboot\n127.0.1.1\traspi1\n# END pinetboot\n"
         );
-        assert_eq!(hosts_with(&once, "raspi1"), once);
-        assert!(hosts_with(&once, "other").contains("127.0.1.1\tother\n"));
-        assert!(!hosts_with(&once, "other").contains("raspi1"));
+        assert_eq!(hosts_with(&once, "raspi1").unwrap(), once);
+        let other = hosts_with(&once, "other").unwrap();
+        assert!(other.ends_with(b"# BEGIN pinetboot\n127.0.1.1\tother\n# END pinetboot\n"));
+        assert!(!other.windows(6).any(|w| w == b"raspi1"));
+    }
+
+    #[test]
+    fn only_127_0_1_1_lines_outside_the_fence_go() {
+        let text: &[u8] =
+            b"127.0.1.10 ten\n  127.0.1.1\told\n#127.0.1.1 commented\n\xff 127.0.1.1 x\n\
+            # BEGIN pinetboot\n127.0.1.1\tpi\n# END pinetboot\n127.0.1.1 after\ntail \xfe";
+        assert_eq!(
+            hosts_with(text, "pi").unwrap(),
+            b"127.0.1.10 ten\n#127.0.1.1 commented\n\xff 127.0.1.1 x\n\
+              # BEGIN pinetboot\n127.0.1.1\tpi\n# END pinetboot\ntail \xfe"
+        );
+    }
+
+    proptest::proptest! {
+        /// Any bytes outside the fence but the `127.0.1.1` lines survive, the block lands
+        /// once, and a second pass changes nothing.
+        #[test]
+        fn hosts_bytes_outside_the_fence_survive(
+            lines in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..30), 0..12),
+            image_line in 0usize..12,
+            last_newline in proptest::prelude::any::<bool>(),
+        ) {
+            let keep: Vec<&Vec<u8>> = lines
+                .iter()
+                .filter(|l| {
+                    l.split(|&b| b == b'\n').all(|l| {
+                        !is_hostname_line(l) && fence::parse(l).is_ok_and(|f| !f.has_block())
+                    })
+                })
+                .collect();
+            let mut text = Vec::new();
+            let mut want = Vec::new();
+            for (i, l) in keep.iter().enumerate() {
+                if i == image_line {
+                    text.extend_from_slice(b"127.0.1.1\traspberrypi\n");
+                }
+                text.extend_from_slice(l);
+                want.extend_from_slice(l);
+                if i + 1 < keep.len() || last_newline {
+                    text.push(b'\n');
+                    want.push(b'\n');
+                }
+            }
+            if !want.is_empty() && !want.ends_with(b"\n") {
+                want.push(b'\n');
+            }
+            want.extend_from_slice(b"# BEGIN pinetboot\n127.0.1.1\tpi\n# END pinetboot\n");
+            let once = hosts_with(&text, "pi").unwrap();
+            proptest::prop_assert_eq!(once.escape_ascii().to_string(), want.escape_ascii().to_string());
+            proptest::prop_assert_eq!(hosts_with(&once, "pi").unwrap(), once);
+        }
+    }
+
+    #[test]
+    fn a_broken_fence_in_hosts_is_an_error_not_a_second_block() {
+        let cut = b"127.0.0.1 localhost\n# BEGIN pinetboot\n127.0.1.1\tpi\n10.0.0.9 nas\n";
+        assert_eq!(
+            hosts_with(cut, "pi").unwrap_err(),
+            fence::Broken::Unterminated { line: 2 }
+        );
     }
 }

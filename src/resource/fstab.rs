@@ -1,10 +1,15 @@
 //! pinetboot's fenced block in the host's fstab: one bind line per client, so the mounts come
-//! back at boot. Bytes outside the fence never change.
+//! back at boot. The file is handled as bytes: every byte outside the fence survives, whatever
+//! its encoding; a broken fence is an error naming the file and line, and nothing is written.
+//! A symlinked fstab is written through to the file the link leads to ([`through`]).
+
+use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx, Handler, diff};
-use crate::render::fence;
+use super::{Action, Change, Ctx, Handler, diff_bytes};
+use crate::host::through;
+use crate::render::fence::{self, BrokenFile};
 
 /// The fenced block in the fstab at `path`.
 #[derive(Debug, Clone)]
@@ -16,49 +21,47 @@ pub struct FstabBlock {
 }
 
 impl FstabBlock {
-    fn desired(&self, current: &str) -> String {
-        fence::splice(current, &self.lines)
+    /// The file as it is, and as it should be; an error when its fence is broken.
+    fn read(&self, ctx: &Ctx) -> anyhow::Result<(through::Found, Vec<u8>, bool)> {
+        let found = through::read(ctx.host.root(), Path::new(&self.path))
+            .with_context(|| format!("reading {}", self.path))?;
+        let current = found.content.as_deref().unwrap_or_default();
+        let fenced = fence::parse(current).map_err(|broken| BrokenFile {
+            path: self.path.clone(),
+            broken,
+        })?;
+        let desired = fenced.render(&self.lines, |_| true);
+        let had_block = fenced.has_block();
+        Ok((found, desired, had_block))
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        let current = ctx
-            .host
-            .read(&self.path)
-            .with_context(|| format!("reading {}", self.path))?;
-        let text = current
-            .as_deref()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        let desired = self.desired(&text);
-        if desired == text {
+        let (found, desired, had_block) = self.read(ctx)?;
+        let current = found.content.as_deref().unwrap_or_default();
+        if desired == current {
             return Ok(None);
         }
-        let action = match fence::extract(&text) {
-            None => Action::Create,
-            Some(_) if self.lines.is_empty() => Action::Remove,
-            Some(_) => Action::Update,
+        let action = match (had_block, self.lines.is_empty()) {
+            (false, _) => Action::Create,
+            (true, true) => Action::Remove,
+            (true, false) => Action::Update,
         };
         let mut c = Change::new(action, "fstab block", &self.path);
-        c.diff = Some(diff(&text, &desired));
+        c.diff = Some(diff_bytes(current, &desired));
         c.handler = Some(Handler::DaemonReload);
+        let root = ctx.host.root();
+        if found.linked(root, Path::new(&self.path)) {
+            c.detail = Some(format!(
+                "written through the symlink to {}",
+                found.host_target(root)
+            ));
+        }
         Ok(Some(c))
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let full = ctx.host.path(&self.path);
-        let current = ctx.host.read(&self.path)?;
-        let text = current
-            .as_deref()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        let mode = std::fs::metadata(&full)
-            .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(0o644);
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        crate::host::atomic::write_host_file(&full, self.desired(&text).as_bytes(), mode)
-            .with_context(|| format!("writing {}", full.display()))
+        let (_, desired, _) = self.read(ctx)?;
+        through::write(ctx.host.root(), Path::new(&self.path), &desired)
+            .with_context(|| format!("writing {}", self.path))
     }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx, Handler, diff};
+use super::{Action, Change, Ctx, Handler, diff, diff_bytes};
 
 /// A host file whose whole content pinetboot owns.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ impl HostFile {
             Some(bytes) if bytes == self.content.as_bytes() => return Ok(None),
             Some(bytes) => {
                 let mut c = Change::new(Action::Update, "file", &self.path);
-                c.diff = Some(diff(&String::from_utf8_lossy(&bytes), &self.content));
+                c.diff = Some(diff_bytes(&bytes, self.content.as_bytes()));
                 c
             }
         };

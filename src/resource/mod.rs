@@ -256,13 +256,49 @@ impl Ctx {
     }
 }
 
-/// A unified diff between two texts, `current` → `desired`.
+/// A unified diff between two texts, `current` → `desired`, safe to print (see
+/// [`printable`]).
 pub fn diff(current: &str, desired: &str) -> String {
-    similar::TextDiff::from_lines(current, desired)
+    diff_bytes(current.as_bytes(), desired.as_bytes())
+}
+
+/// A unified diff between two files' bytes, `current` → `desired`, by lines (`\n`). What is
+/// not printable text is escaped in the diff only (see [`printable`]); the files' bytes are
+/// never touched by this.
+pub fn diff_bytes(current: &[u8], desired: &[u8]) -> String {
+    similar::TextDiff::from_lines(&*printable(current), &*printable(desired))
         .unified_diff()
         .context_radius(3)
         .header("current", "desired")
         .to_string()
+}
+
+/// Bytes as text for a person's terminal: UTF-8 as it is, but each byte that is not UTF-8
+/// shown as `\xNN`, and control characters other than newline and tab (CR, NUL, ESC, C1
+/// controls: a client root's files are untrusted and must not drive the terminal) shown as
+/// `\xNN` or `\u{NNNN}`. A backslash is left as it is, so the escape is for reading, not
+/// for reversing.
+pub fn printable(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    if let Ok(s) = std::str::from_utf8(bytes)
+        && s.chars().all(plain)
+    {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                c if plain(c) => out.push(c),
+                c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Whether an error is a client-root violation (a conflict), not a failure of pinetboot's.
@@ -280,4 +316,27 @@ pub fn host_join(base: &str, rel: &Path) -> String {
     let mut p = PathBuf::from(base);
     p.push(rel);
     p.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_what_is_not_text_and_keeps_the_rest() {
+        assert!(matches!(
+            printable(b"a\tb\n\xc3\xa9\n"),
+            std::borrow::Cow::Borrowed("a\tb\né\n")
+        ));
+        assert_eq!(
+            printable(b"\xff\xfe ok\r\n\0\x1b[31m \xc2\x9b x\\y"),
+            "\\xff\\xfe ok\\x0d\n\\x00\\x1b[31m \\u{009b} x\\y"
+        );
+    }
+
+    #[test]
+    fn a_diff_of_bytes_that_are_not_utf8_is_readable() {
+        let d = diff_bytes(b"keep \xff\nold\n", b"keep \xff\nnew\n");
+        assert!(d.contains(" keep \\xff\n-old\n+new\n"), "{d}");
+    }
 }
