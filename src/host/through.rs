@@ -145,15 +145,22 @@ fn resolve(
             format!("leads to {}, outside {}", real.display(), root.display()),
         ));
     }
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind != FileType::RegularFile {
+        let shown = real
+            .strip_prefix(root)
+            .map_or(real.clone(), |r| Path::new("/").join(r));
+        let what = crate::host::bounded::describe(kind);
         return Err(error(
             host_path,
-            format!(
-                "leads to {}, which is not a regular file",
-                real.strip_prefix(root)
-                    .map_or(real.clone(), |r| Path::new("/").join(r))
-                    .display()
-            ),
+            if shown == host_path {
+                format!("is {what}, not a regular file")
+            } else {
+                format!(
+                    "leads to {}, which is {what}, not a regular file",
+                    shown.display()
+                )
+            },
         ));
     }
     Ok(Some((fd, real, st)))
