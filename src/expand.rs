@@ -296,7 +296,6 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
     // makes the mounts at boot by descriptor instead.
     out.resources.push(Resource::Fstab(FstabBlock {
         path: valid.paths.fstab.clone(),
-        lines: Vec::new(),
     }));
     // A served mount whose boot folder stopped being a real folder goes, conflict or not.
     for (name, rec) in &out.state.clients {

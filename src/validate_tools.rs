@@ -1,10 +1,9 @@
 //! Generated files checked by their own tools before they land (DESIGN invariant 7):
 //! the exports drop-in by the real `exportfs` (isolated in a private mount and network
 //! namespace, so neither the host's files, its mount table nor its kernel export table are
-//! touched), the fstab block by `findmnt --verify`, the dnsmasq drop-in by `dnsmasq --test`
-//! ([`crate::handlers::dnsmasq_test`]).
+//! touched), the dnsmasq drop-in by `dnsmasq --test` ([`crate::handlers::dnsmasq_test`]).
 //!
-//! Under `--root DIR` the paths a file names (export paths, bind sources and targets) are
+//! Under `--root DIR` the paths a file names (export paths) are
 //! checked as `DIR/path`, where they exist; the file that lands still names host paths.
 
 use std::path::Path;
@@ -128,44 +127,8 @@ pub fn exports_check(host_path: &str, content: &str, scratch: &Path) -> anyhow::
     }
 }
 
-/// The fstab lines with sources and targets resolved under `root` (for checking only).
-pub fn fstab_under(root: &Path, lines: &[String]) -> String {
-    lines
-        .iter()
-        .map(|l| {
-            let t = l.trim_start();
-            if t.is_empty() || t.starts_with('#') {
-                return format!("{l}\n");
-            }
-            let mut f: Vec<String> = t.split_whitespace().map(str::to_owned).collect();
-            for x in f.iter_mut().take(2) {
-                *x = under(root, x);
-            }
-            format!("{}\n", f.join(" "))
-        })
-        .collect()
-}
-
-/// Checks fstab text with `findmnt --verify --verbose --tab-file F` (F in a folder of its own
-/// in `scratch`). findmnt requires the targets to exist: call it where they do (after their
-/// folders are made).
-pub fn fstab_check(host_path: &str, text: &str, scratch: &Path) -> anyhow::Result<String> {
-    let Some(findmnt) = tools::which("findmnt") else {
-        bail!("findmnt is not installed (apt install util-linux): cannot check {host_path}");
-    };
-    let dir = crate::host::scratch::tempdir(scratch, "findmnt --verify")?;
-    let file = dir.path().join("fstab");
-    std::fs::write(&file, text)?;
-    tools::run(
-        Command::new(findmnt)
-            .args(["--verify", "--verbose", "--tab-file"])
-            .arg(&file),
-    )
-    .with_context(|| format!("findmnt --verify rejects pinetboot's block for {host_path}"))
-}
-
 /// Runs the tool check for a resource about to be applied: the exports drop-in with
-/// `exportfs`, the fstab block with `findmnt --verify`. (The dnsmasq drop-in is checked by
+/// `exportfs`. (The dnsmasq drop-in is checked by
 /// its resource itself with `dnsmasq --test`.) Scratch copies go in `scratch`. An error stops
 /// the apply before the file lands.
 pub fn before_apply(r: &Resource, host: &Host, scratch: &Path) -> anyhow::Result<()> {
@@ -180,14 +143,6 @@ pub fn before_apply(r: &Resource, host: &Host, scratch: &Path) -> anyhow::Result
             }
             exports_check(&f.path, &exports_under(host.root(), &f.content), scratch)
                 .with_context(|| format!("{} was not written", f.path))?;
-        }
-        Resource::Fstab(b) if !b.lines.is_empty() => {
-            if tools::which("findmnt").is_none() {
-                tracing::warn!("{} was not checked with findmnt (util-linux)", b.path);
-                return Ok(());
-            }
-            fstab_check(&b.path, &fstab_under(host.root(), &b.lines), scratch)
-                .with_context(|| format!("{} was not written", b.path))?;
         }
         _ => {}
     }
@@ -208,16 +163,6 @@ mod tests {
         assert_eq!(
             exports_under(Path::new("/"), "/nfs/a 10.0.0.0/24(rw)\n"),
             "/nfs/a 10.0.0.0/24(rw)\n"
-        );
-        assert_eq!(
-            fstab_under(
-                root,
-                &[
-                    "# c".into(),
-                    "/nfs/a/boot /tftpboot/abcd1234 none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0".into()
-                ]
-            ),
-            "# c\n/tmp/r/nfs/a/boot /tmp/r/tftpboot/abcd1234 none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0\n"
         );
     }
 

@@ -217,7 +217,7 @@ fn a_broken_fence_in_a_client_file_is_that_clients_conflict() {
         std::fs::write(env.path("/nfs/raspi2/etc/hostname"), "drifted\n").unwrap();
         let want = format!("{}{message}", hosts.display());
         let plan = env.pt(&["plan"]);
-        plan.expect_code(0);
+        plan.expect_code(1);
         let line = format!("  ! client raspi1: {want}");
         assert!(
             plan.stdout.contains(&line),
@@ -235,7 +235,7 @@ fn a_broken_fence_in_a_client_file_is_that_clients_conflict() {
             plan.stdout
         );
         let json = env.pt(&["plan", "--json"]);
-        json.expect_code(0);
+        json.expect_code(1);
         let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
         assert_eq!(v["conflicts"][0]["client"], "raspi1", "{what}");
         assert!(
@@ -270,7 +270,7 @@ fn a_broken_fence_in_the_image_makes_its_clients_a_conflict_before_any_copy() {
     let text = format!("{IMAGE_HOSTS}{BEGIN}\n127.0.1.1\told\n");
     std::fs::write(&hosts, &text).unwrap();
     let plan = env.pt(&["plan"]);
-    plan.expect_code(0);
+    plan.expect_code(1);
     let want = format!(
         "{} line 7: `{BEGIN}` has no `{END}` after it",
         env.path("/srv/rootfs/bookworm-lite/etc/hosts").display()
@@ -570,7 +570,7 @@ fn dangling_looping_and_folder_fstab_links_are_errors_and_nothing_is_written() {
         (
             "a folder",
             "/srv".into(),
-            "leads to /srv, which is not a regular file".into(),
+            "leads to /srv, which is a folder, not a regular file".into(),
         ),
     ];
     symlink("fstab", env.path("/etc/fstab.loop")).unwrap();
@@ -615,7 +615,7 @@ fn a_symlinked_client_hosts_is_never_followed_even_inside_the_root() {
     std::fs::remove_file(&hosts).unwrap();
     symlink("hosts.real", &hosts).unwrap();
     let plan = env.pt(&["plan"]);
-    plan.expect_code(0);
+    plan.expect_code(1);
     assert!(
         plan.stdout.contains(&format!(
             "  ! client raspi1: {} is or passes through a symlink",

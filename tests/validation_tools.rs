@@ -1,14 +1,14 @@
 //! Generated files checked by their own tools (DESIGN invariant 7): the exports drop-in by the
 //! real `exportfs` (isolated: private mount and network namespace, temporary /etc/exports(.d)
-//! and /var/lib/nfs), the fstab block by `findmnt --verify`, the dnsmasq drop-in by
+//! and /var/lib/nfs), the dnsmasq drop-in by
 //! `dnsmasq --test`; and an apply whose exports exportfs rejects stops before the file lands.
-//! Needs root, nfs-kernel-server (exportfs), util-linux (unshare, findmnt) and dnsmasq.
+//! Needs root, nfs-kernel-server (exportfs), util-linux (unshare) and dnsmasq.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use pinetboot::validate_tools::{exports_check, exports_under, fstab_check, fstab_under};
+use pinetboot::validate_tools::{exports_check, exports_under};
 
 const CONFIG: &str = "server: {address: 10.99.0.2, network: 10.99.0.0/24}\n\
 images:\n  bookworm: {source: /srv/rootfs/bookworm}\n\
@@ -133,45 +133,6 @@ fn broken_dnsmasq_drop_in_fails_with_dnsmasq_own_message() {
         msg.contains(&format!("bad dhcp-range at line {line} of ")),
         "{msg}"
     );
-}
-
-#[test]
-fn fstab_block_passes_findmnt_verify() {
-    need("findmnt");
-    let root = tempfile::tempdir().unwrap();
-    fs::create_dir_all(root.path().join("tftpboot/0c4c21e5")).unwrap();
-    let lines = vec![
-        "# Boot folders of Raspberry Pi clients, bind-mounted onto the TFTP root.".to_owned(),
-        "/nfs/raspi1/boot/firmware /tftpboot/0c4c21e5 none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0".to_owned(),
-    ];
-    let scratch = tempfile::tempdir().unwrap();
-    let out = fstab_check(
-        "/etc/fstab",
-        &fstab_under(root.path(), &lines),
-        scratch.path(),
-    )
-    .unwrap();
-    assert!(
-        out.contains("Success, no errors or warnings detected"),
-        "{out}"
-    );
-    // A target that does not exist is findmnt's error.
-    let lines = vec!["/nfs/raspi2/boot /tftpboot/abcd1234 none bind,ro,nosymfollow,nosuid,nodev,noexec,nofail 0 0".to_owned()];
-    let e = fstab_check(
-        "/etc/fstab",
-        &fstab_under(root.path(), &lines),
-        scratch.path(),
-    )
-    .unwrap_err();
-    let msg = format!("{e:#}");
-    assert!(
-        msg.starts_with("findmnt --verify rejects pinetboot's block for /etc/fstab: ")
-            && msg.contains("[E] unreachable on boot required target: No such file or directory"),
-        "{msg}"
-    );
-    // A line findmnt cannot parse.
-    let e = fstab_check("/etc/fstab", "/nfs/x\n", scratch.path()).unwrap_err();
-    assert!(format!("{e:#}").contains("parse error at line 1"), "{e:#}");
 }
 
 /// An apply whose exports `exportfs` rejects (a `fsid` pinetboot's own validation lets

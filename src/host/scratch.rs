@@ -1,5 +1,5 @@
-//! Scratch space for the tool checks (`dnsmasq --test`, `exportfs` in a private namespace,
-//! `findmnt --verify`): `<paths.state>/tmp`, mode 0700, never the system's `/tmp`.
+//! Scratch space for the tool checks (`dnsmasq --test`, `exportfs` in a private namespace):
+//! `<paths.state>/tmp`, mode 0700, never the system's `/tmp`.
 //!
 //! Each check makes its own folder in it, removed when the check ends. A check killed midway
 //! (a killed apply) leaves its folder behind; every apply empties the scratch folder first,

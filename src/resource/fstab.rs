@@ -1,7 +1,9 @@
-//! pinetboot's fenced block in the host's fstab: one bind line per client, so the mounts come
-//! back at boot. The file is handled as bytes: every byte outside the fence survives, whatever
-//! its encoding; a broken fence is an error naming the file and line, and nothing is written.
-//! A symlinked fstab is written through to the file the link leads to ([`through`]).
+//! The fenced block earlier versions of pinetboot wrote into the host's fstab (one bind line
+//! per client), which is now removed: mount(8) resolves the paths it is given, and those paths
+//! lay inside untrusted client roots. The boot-time mounts are `pinetboot mount`'s
+//! ([`crate::bootmount`]). The file is handled as bytes: every byte outside the fence survives,
+//! whatever its encoding; a broken fence is an error naming the file and line, and nothing is
+//! written. A symlinked fstab is written through to the file the link leads to ([`through`]).
 
 use std::path::Path;
 
@@ -11,13 +13,11 @@ use super::{Action, Change, Ctx, Handler, diff_bytes};
 use crate::host::through;
 use crate::render::fence::{self, BrokenFile};
 
-/// The fenced block in the fstab at `path`.
+/// The block an earlier version left in the fstab at `path`, to remove.
 #[derive(Debug, Clone)]
 pub struct FstabBlock {
     /// Host path of the fstab.
     pub path: String,
-    /// The block's lines.
-    pub lines: Vec<String>,
 }
 
 impl FstabBlock {
@@ -30,7 +30,7 @@ impl FstabBlock {
             path: self.path.clone(),
             broken,
         })?;
-        let desired = fenced.render(&self.lines, |_| true);
+        let desired = fenced.render(&[], |_| true);
         let had_block = fenced.has_block();
         Ok((found, desired, had_block))
     }
@@ -41,10 +41,10 @@ impl FstabBlock {
         if desired == current {
             return Ok(None);
         }
-        let action = match (had_block, self.lines.is_empty()) {
-            (false, _) => Action::Create,
-            (true, true) => Action::Remove,
-            (true, false) => Action::Update,
+        let action = if had_block {
+            Action::Remove
+        } else {
+            Action::Update
         };
         let mut c = Change::new(action, "fstab block", &self.path);
         c.diff = Some(diff_bytes(current, &desired));
