@@ -431,3 +431,31 @@ fn reflink_inner(dir: &Path) {
         std::panic::resume_unwind(e);
     }
 }
+
+/// An owner of 4294967295 (`(uid_t)-1`) is refused, naming the entry: chown would read it as
+/// "no change" and leave the entry root's (and rustix asserts against it in debug builds).
+#[test]
+fn an_owner_of_minus_one_is_refused_not_left_as_root() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let mut w = TreeWriter::create(&root).unwrap();
+    for (uid, gid) in [(u32::MAX, 0), (0, u32::MAX)] {
+        let e = w
+            .file(Path::new("f"), Meta::new(0o644, uid, gid), &mut &b"x"[..])
+            .and_then(|_| w.finish().map(|_| ()))
+            .expect_err("an owner of -1 was accepted");
+        assert!(
+            matches!(&e, TreeError::InvalidMeta { path, reason }
+                if path.ends_with("f") && reason.contains("(uid_t)-1")),
+            "{e:?}"
+        );
+        let _ = fs::remove_file(root.join("f"));
+        w = TreeWriter::create(&tmp.path().join(format!("r{uid}{gid}"))).unwrap();
+    }
+    let e = w
+        .symlink(Path::new("l"), b"target", Meta::new(0o777, u32::MAX, 0))
+        .and_then(|_| w.finish().map(|_| ()))
+        .expect_err("a symlink owned by -1 was accepted");
+    assert!(matches!(e, TreeError::InvalidMeta { .. }), "{e:?}");
+}

@@ -75,6 +75,24 @@ fn timestamps(meta: &Meta, path: &Path) -> Result<Timestamps> {
     })
 }
 
+/// The owner to set. `(uid_t)-1` is not an owner: chown reads it as "leave unchanged", so
+/// the entry would silently stay root's; an image that claims it is refused.
+fn owner(meta: &Meta, path: &Path) -> Result<(rustix::fs::Uid, rustix::fs::Gid)> {
+    if meta.uid == u32::MAX || meta.gid == u32::MAX {
+        return Err(TreeError::InvalidMeta {
+            path: path.to_path_buf(),
+            reason: format!(
+                "owner {}:{} (4294967295 is (uid_t)-1, which chown reads as \"no change\")",
+                meta.uid, meta.gid
+            ),
+        });
+    }
+    Ok((
+        rustix::fs::Uid::from_raw(meta.uid),
+        rustix::fs::Gid::from_raw(meta.gid),
+    ))
+}
+
 fn mode_bits(meta: &Meta) -> Mode {
     Mode::from_raw_mode(meta.mode & 0o7777)
 }
@@ -286,12 +304,8 @@ fn set_xattrs_fd(fd: BorrowedFd<'_>, meta: &Meta, full: &Path) -> Result<()> {
 /// descriptor of a regular file or directory.
 pub(super) fn apply_meta(fd: BorrowedFd<'_>, meta: &Meta, full: &Path) -> Result<()> {
     let times = timestamps(meta, full)?;
-    rustix::fs::fchown(
-        fd,
-        Some(rustix::fs::Uid::from_raw(meta.uid)),
-        Some(rustix::fs::Gid::from_raw(meta.gid)),
-    )
-    .map_err(io_err("chown", full))?;
+    let (uid, gid) = owner(meta, full)?;
+    rustix::fs::fchown(fd, Some(uid), Some(gid)).map_err(io_err("chown", full))?;
     rustix::fs::fchmod(fd, mode_bits(meta)).map_err(io_err("chmod", full))?;
     set_xattrs_fd(fd, meta, full)?;
     rustix::fs::futimens(fd, &times).map_err(io_err("set times of", full))?;
@@ -507,11 +521,12 @@ impl TreeWriter {
         full: &Path,
     ) -> Result<()> {
         let times = timestamps(meta, full)?;
+        let (uid, gid) = owner(meta, full)?;
         rustix::fs::chownat(
             parent,
             name,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            Some(uid),
+            Some(gid),
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(io_err("chown", full))?;
