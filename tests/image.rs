@@ -576,3 +576,229 @@ fn hostile_ext4_name() {
     eprintln!("hostile name refused: {msg}");
     fs::remove_file(&hostile).unwrap();
 }
+
+/// `sh -c script`, which must succeed.
+fn sh(script: &str) {
+    run(Command::new("sh").args(["-ec", script]));
+}
+
+/// Concatenated streams are decoded whole, as `xz -d` does (stream padding included); a
+/// file of one block is decoded by the block decoder too; bytes after the last stream that
+/// `xz -d` refuses (garbage, a broken stream) are an error, never ignored.
+#[test]
+fn xz_concatenated_streams_and_what_follows_them() {
+    let b = build_image("boot/firmware", &[]);
+    let t = b.dir.path();
+    let dest = t.join("dest");
+    let disk = b.disk.display().to_string();
+    // The disk in two single-block streams (`xz -T1`), 8 bytes of stream padding between.
+    sh(&format!(
+        "head -c 100M {disk} | xz -T1 -0 > {t}/disk.img.a.xz
+         tail -c +104857601 {disk} | xz -T1 -0 > {t}/disk.img.b.xz
+         cat {t}/disk.img.a.xz > {t}/disk.img.two.xz
+         head -c 8 /dev/zero >> {t}/disk.img.two.xz
+         cat {t}/disk.img.b.xz >> {t}/disk.img.two.xz
+         xz -dc {t}/disk.img.two.xz | cmp - {disk}",
+        t = t.display()
+    ));
+    let two = t.join("disk.img.two.xz");
+    let report = unpack(&two, &sha256_of(&two), &dest, &no_progress).unwrap();
+    assert!(
+        report.parallel_decoders >= 1,
+        "two blocks, decoded block by block"
+    );
+    check_unpacked(&b, &dest, &report);
+    fs::remove_dir_all(&dest).unwrap();
+
+    // One stream of one block.
+    sh(&format!(
+        "xz -T1 -0 -k -c {disk} > {t}/disk.img.one.xz",
+        t = t.display()
+    ));
+    let one = t.join("disk.img.one.xz");
+    let report = unpack(&one, &sha256_of(&one), &dest, &no_progress).unwrap();
+    assert_eq!(report.parallel_decoders, 1, "one block, one worker");
+    check_unpacked(&b, &dest, &report);
+    fs::remove_dir_all(&dest).unwrap();
+
+    // What `xz -d` refuses after a complete image: garbage, or a stream whose footer is
+    // broken. Before, the first stream was decoded and the rest only hashed.
+    sh(&format!(
+        "printf 'xz garbage!!' > {t}/disk.img.junk
+         echo extra | xz -T1 > {t}/disk.img.extra.xz
+         cat {t}/disk.img.one.xz {t}/disk.img.junk > {t}/disk.img.garbage.xz
+         cat {t}/disk.img.one.xz {t}/disk.img.extra.xz > {t}/disk.img.broken.xz",
+        t = t.display()
+    ));
+    let broken = t.join("disk.img.broken.xz");
+    let mut bytes = fs::read(&broken).unwrap();
+    let n = bytes.len();
+    bytes[n - 12] ^= 0x01; // the last stream footer's CRC32
+    fs::write(&broken, bytes).unwrap();
+    for name in ["disk.img.garbage.xz", "disk.img.broken.xz"] {
+        let p = t.join(name);
+        let xz = Command::new("xz").arg("-t").arg(&p).output().unwrap();
+        assert!(!xz.status.success(), "xz -t accepts {name}");
+        let msg = expect_failure(&p, &sha256_of(&p), &dest, |e| {
+            matches!(e, ImageError::Decompress { format: "xz", .. })
+        });
+        assert!(msg.contains(name), "{msg}");
+    }
+}
+
+/// The block-parallel path too checks the whole file's sha256 before decoding a block: a
+/// wrong digest is the error even when the data would not decode, and a compressed file
+/// that does not decode reports its digest mismatch, not its decoding error.
+#[test]
+fn every_format_is_verified_before_anything_is_decoded() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    let dest = t.join("dest");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    fs::write(t.join("d"), &data).unwrap();
+    sh(&format!(
+        "cd {t}
+         xz -T1 -k -c d > one.img.xz
+         xz -T2 --block-size=256KiB -k -c d > multi.img.xz
+         gzip -1 -c d > d.img.gz",
+        t = t.display()
+    ));
+    for name in ["one.img.xz", "multi.img.xz", "d.img.gz"] {
+        let p = t.join(name);
+        // Corrupt the middle of the compressed data: it no longer decodes.
+        let mut bytes = fs::read(&p).unwrap();
+        let mid = bytes.len() / 2;
+        for b in &mut bytes[mid..mid + 64] {
+            *b ^= 0x5A;
+        }
+        fs::write(&p, &bytes).unwrap();
+        let wrong = "7".repeat(64);
+        let msg = expect_failure(&p, &wrong, &dest, |e| {
+            matches!(e, ImageError::Sha256Mismatch { .. })
+        });
+        assert!(
+            msg.contains(&wrong) && msg.contains(&sha256_of(&p)),
+            "{name}: {msg}"
+        );
+    }
+}
+
+/// The clusters of `path` in the FAT partition of `disk`, as `mshowfat` lists them.
+fn fat_clusters(disk: &Path, path: &str) -> Vec<u32> {
+    let out = run(Command::new("mshowfat")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(format!("{}@@{}", disk.display(), P1_START * 512))
+        .arg(format!("::/{path}")));
+    let mut v = Vec::new();
+    for tok in out.split('<').skip(1) {
+        let r = tok.split('>').next().unwrap();
+        match r.split_once('-') {
+            Some((a, b)) => v.extend(a.parse::<u32>().unwrap()..=b.parse().unwrap()),
+            None => v.push(r.parse().unwrap()),
+        }
+    }
+    assert!(!v.is_empty(), "mshowfat {path}: {out}");
+    v
+}
+
+/// Sets FAT32 entry `n` of the boot partition of `disk` to `value`, in every FAT copy.
+fn set_fat32_entry(disk: &Path, n: u32, value: u32) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .unwrap();
+    let part = P1_START * 512;
+    let mut bs = [0u8; 512];
+    f.read_exact_at(&mut bs, part).unwrap();
+    let bps = u64::from(u16::from_le_bytes([bs[11], bs[12]]));
+    let reserved = u64::from(u16::from_le_bytes([bs[14], bs[15]]));
+    let fats = u64::from(bs[16]);
+    assert_eq!(u16::from_le_bytes([bs[22], bs[23]]), 0, "not FAT32");
+    let spf = u64::from(u32::from_le_bytes([bs[36], bs[37], bs[38], bs[39]]));
+    for k in 0..fats {
+        let at = part + (reserved + k * spf) * bps + 4 * u64::from(n);
+        f.write_all_at(&value.to_le_bytes(), at).unwrap();
+    }
+}
+
+/// Broken FAT cluster chains are errors naming the file inside the image (the boot
+/// partition is FAT32, written by mkfs.vfat and mcopy, then broken at its FAT bytes);
+/// before, they were read as truncated or repeated content and unpacking succeeded.
+#[test]
+fn broken_fat_chains_are_errors_naming_the_file() {
+    let b = build_image("boot/firmware", &[]);
+    let t = b.dir.path();
+    let dest = t.join("dest");
+    let kernel = fat_clusters(&b.disk, "kernel8.img");
+    assert!(kernel.len() > 100, "{kernel:?}");
+    let mid = kernel[kernel.len() / 2];
+    let cmdline = fat_clusters(&b.disk, "cmdline.txt");
+    let overlays = fat_clusters(&b.disk, "overlays");
+    let cases: Vec<(&str, &str, u32, u32, &str)> = vec![
+        ("loop", "kernel8.img", mid, kernel[2], "loops"),
+        (
+            "past the last cluster",
+            "kernel8.img",
+            mid,
+            0x00FF_FFF0,
+            "not a cluster of the volume",
+        ),
+        (
+            "reserved value",
+            "kernel8.img",
+            mid,
+            1,
+            "not a cluster of the volume",
+        ),
+        ("free", "kernel8.img", mid, 0, "marked free"),
+        ("bad", "kernel8.img", mid, 0x0FFF_FFF7, "marked bad"),
+        (
+            "cut short",
+            "kernel8.img",
+            mid,
+            0x0FFF_FFFF,
+            "short of its size",
+        ),
+        (
+            "cmdline.txt freed",
+            "cmdline.txt",
+            cmdline[0],
+            0,
+            "marked free",
+        ),
+        // Whichever of the two is read second is refused.
+        (
+            "shared",
+            "cmdline.txt|kernel8.img",
+            cmdline[0],
+            kernel[0],
+            "cross-linked",
+        ),
+        (
+            "directory loop",
+            "overlays",
+            overlays[0],
+            overlays[0],
+            "loops",
+        ),
+    ];
+    for (what, file, at, value, expect) in cases {
+        let img = t.join(format!("{}.img", what.replace(' ', "-")));
+        fs::copy(&b.disk, &img).unwrap();
+        set_fat32_entry(&img, at, value);
+        let msg = expect_failure(&img, &sha256_of(&img), &dest, |e| {
+            matches!(e, ImageError::Fat { .. })
+        });
+        assert!(
+            file.split('|')
+                .any(|f| msg.contains(&format!("FAT partition at /{f}:")))
+                && msg.contains(expect),
+            "{what}: {msg}"
+        );
+        fs::remove_file(&img).unwrap();
+    }
+}

@@ -762,3 +762,98 @@ fn staging_folders_of_killed_applies_are_shown_and_removed_once_the_config_chang
     check_client_root(&env, "raspi2");
     env.assert_converged();
 }
+
+/// Runs `pinetboot --root R --config C apply` in the namespace and returns its output and
+/// its peak resident set size in KiB (from `wait4`, which counts the waited-for
+/// descendants: `timeout`, `nsenter` and pinetboot).
+#[allow(clippy::zombie_processes)] // reaped by `wait4` below, for its resource usage
+fn apply_measured(env: &Env) -> (String, Option<i32>, u64) {
+    use std::io::Read;
+    let args = [
+        "--root".to_string(),
+        env.root.to_string_lossy().into_owned(),
+        "--config".into(),
+        env.config.to_string_lossy().into_owned(),
+        "apply".into(),
+    ];
+    let mut child = env
+        .ns
+        .command(120, bin(), &args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running pinetboot apply");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut text = String::new();
+    err.read_to_string(&mut text).unwrap();
+    text.push_str(&reader.join().unwrap());
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid, and the pid is our own child, not waited for yet.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (text, code, usage.ru_maxrss as u64)
+}
+
+/// Item 8 of issue 13: a 45 KiB `.img.xz` of one block whose header claims a 4 GiB
+/// dictionary, with 300 MiB of zeros behind it. With a wrong sha256 nothing is decoded
+/// (before, a single-block file was decoded before its digest was compared, and the
+/// dictionary filled as it went: RSS grew with the data); with its right sha256 the claim
+/// is refused with what it claims and the cap, before any block is decoded.
+#[test]
+fn a_dictionary_bomb_is_never_decoded() {
+    let env = Env::new();
+    let dir = env.path("/srv/images");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bomb = dir.join("bomb.img.xz");
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "head -c 300M /dev/zero | xz -T1 -0 > {}",
+        bomb.display()
+    )));
+    let mut f = std::fs::read(&bomb).unwrap();
+    // Block header after the 12-byte stream header: size, flags 0 (one filter, no sizes),
+    // LZMA2 (0x21), one byte of properties: the dictionary size; then padding and CRC32.
+    assert_eq!(&f[13..16], &[0x00, 0x21, 0x01], "unexpected block header");
+    f[16] = 40; // 4 GiB - 1
+    let hlen = (usize::from(f[12]) + 1) * 4;
+    let crc = crc32fast::hash(&f[12..12 + hlen - 4]);
+    f[12 + hlen - 4..12 + hlen].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&bomb, &f).unwrap();
+    assert!(f.len() < 100 << 10, "{} bytes", f.len());
+    let good = sha256_file(&bomb);
+    let wrong = "0123456789abcdef".repeat(4);
+    for (sha, expect) in [
+        (&wrong, format!("bomb.img.xz: expected {wrong}, got {good}")),
+        (
+            &good,
+            "declares a 4.0 GiB LZMA2 dictionary for 300 MiB of data: decoding it needs 302 MiB, more than the 256 MiB pinetboot allows one decoder".to_string(),
+        ),
+    ] {
+        write_config(
+            &env,
+            &config(
+                &[("bomb", "/srv/images/bomb.img.xz", sha)],
+                &[("raspi1", "10000001", "bomb")],
+            ),
+        );
+        let (out, code, maxrss_kib) = apply_measured(&env);
+        eprintln!("sha256 {sha}: peak RSS {} MiB", maxrss_kib >> 10);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains(&expect), "{out}");
+        assert!(
+            maxrss_kib < 100 << 10,
+            "peak RSS {} MiB with sha256 {sha}:\n{out}",
+            maxrss_kib >> 10
+        );
+        assert_eq!(store_listing(&env), Vec::<String>::new());
+        assert!(!env.path("/nfs/raspi1").exists());
+    }
+}

@@ -106,6 +106,17 @@ struct Extent {
     pblock: u64,
 }
 
+/// State of one extent tree walk (see [`RawFs::extents`]).
+struct ExtentWalk {
+    out: Vec<Extent>,
+    /// Nodes that may still be visited.
+    budget: u32,
+    /// First logical block after the last extent seen.
+    next: u64,
+    /// Extents from this logical block on are not wanted.
+    limit: u64,
+}
+
 /// A run of a regular file's data: `len` bytes at byte `phys` of the
 /// partition are the file's bytes from `logical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,7 +339,7 @@ impl RawFs {
             return Err(format!("absurd directory size ({nblocks} blocks)"));
         }
         let mut out = vec![None; nblocks as usize];
-        for e in self.extents(ino)? {
+        for e in self.extents(ino, nblocks)? {
             for k in 0..e.len {
                 let l = e.lblock + k;
                 if l >= nblocks {
@@ -340,24 +351,30 @@ impl RawFs {
         Ok(out)
     }
 
-    /// The initialised extents of an extent-mapped inode (unwritten ones
-    /// are left out: they read as zeros), each checked to lie inside the
-    /// filesystem, in tree order.
-    fn extents(&self, ino: &RawInode) -> RawResult<Vec<Extent>> {
-        let mut out = Vec::new();
-        let mut budget = 1u32 << 16; // extent tree nodes visited
-        self.walk_extents(&ino.i_block, 6, &mut out, &mut budget)?;
-        Ok(out)
+    /// The initialised extents of an extent-mapped inode that start
+    /// before logical block `limit` (unwritten ones are left out: they read
+    /// as zeros), each checked to lie inside the filesystem, in tree order.
+    ///
+    /// The tree must list its extents in increasing, non-overlapping
+    /// logical order, as ext4 keeps it: a node reached twice (a shared or
+    /// looping subtree) breaks the order and is an error at once, so the
+    /// list grows only with extents stored once on disk, and never past
+    /// `limit` (the inode's size in blocks).
+    fn extents(&self, ino: &RawInode, limit: u64) -> RawResult<Vec<Extent>> {
+        let mut walk = ExtentWalk {
+            out: Vec::new(),
+            budget: 1 << 16, // extent tree nodes visited
+            next: 0,
+            limit,
+        };
+        self.walk_extents(&ino.i_block, 6, &mut walk)?;
+        Ok(walk.out)
     }
 
-    fn walk_extents(
-        &self,
-        node: &[u8],
-        max_depth: u16,
-        out: &mut Vec<Extent>,
-        budget: &mut u32,
-    ) -> RawResult<()> {
-        *budget = budget
+    /// Walks one node of an extent tree; `Ok(false)` once past the limit.
+    fn walk_extents(&self, node: &[u8], max_depth: u16, w: &mut ExtentWalk) -> RawResult<bool> {
+        w.budget = w
+            .budget
             .checked_sub(1)
             .ok_or("extent tree too large or cyclic")?;
         if le16(node, 0)? != 0xF30A {
@@ -378,6 +395,15 @@ impl RawFs {
                     len -= 32768;
                 }
                 let pblock = (u64::from(le16(node, e + 6)?) << 32) | u64::from(le32(node, e + 8)?);
+                if lblock < w.next {
+                    return Err(format!(
+                        "overlapping extents at logical block {lblock} (the extent tree is out of order, shared or looping)"
+                    ));
+                }
+                if lblock >= w.limit {
+                    return Ok(false);
+                }
+                w.next = lblock + len;
                 if unwritten || len == 0 {
                     continue;
                 }
@@ -387,7 +413,7 @@ impl RawFs {
                         pblock.saturating_add(len)
                     ));
                 }
-                out.push(Extent {
+                w.out.push(Extent {
                     lblock,
                     len,
                     pblock,
@@ -395,10 +421,12 @@ impl RawFs {
             } else {
                 let leaf = u64::from(le32(node, e + 4)?) | (u64::from(le16(node, e + 8)?) << 32);
                 let child = self.read_block(leaf)?;
-                self.walk_extents(&child, depth - 1, out, budget)?;
+                if !self.walk_extents(&child, depth - 1, w)? {
+                    return Ok(false);
+                }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Where the data of a regular file is: runs of bytes of the partition,
@@ -415,7 +443,7 @@ impl RawFs {
             return Ok(None);
         }
         let bs = self.block_size;
-        let mut extents = self.extents(ino)?;
+        let mut extents = self.extents(ino, ino.size.div_ceil(bs))?;
         extents.sort_by_key(|e| e.lblock);
         let mut runs: Vec<Run> = Vec::with_capacity(extents.len());
         let mut next_free = 0u64; // first logical block not yet covered
@@ -459,7 +487,7 @@ impl RawFs {
             return Ok(Some(ino.i_block[..size as usize].to_vec()));
         }
         let first = self
-            .extents(ino)?
+            .extents(ino, 1)?
             .into_iter()
             .find(|e| e.lblock == 0)
             .ok_or("symlink without data block")?;
@@ -479,7 +507,12 @@ impl RawFs {
         let nblocks = dir.size.div_ceil(self.block_size);
         let blocks = self.extent_blocks(dir, nblocks)?;
         let mut out = HashMap::new();
-        for block in blocks.into_iter().flatten() {
+        for (lblock, block) in blocks.into_iter().enumerate() {
+            // A directory's size says how many blocks it has; the kernel
+            // refuses one with a hole (its entries would be lost).
+            let block = block.ok_or_else(|| {
+                format!("the directory has no block {lblock} of its {nblocks} (a hole)")
+            })?;
             let b = self.read_block(block)?;
             let mut pos = 0usize;
             while pos + 8 <= b.len() {
@@ -899,6 +932,71 @@ mod tests {
             let e = fs.file_runs(&two).unwrap_err();
             assert!(e.contains(error), "{field}={value}: {e}");
         }
+    }
+
+    /// `debugfs -w -R request` on a copy of `img` named `name`; the raw reader on it.
+    fn broken_copy(img: &Path, name: &str, request: &str) -> RawFs {
+        let bad = img.with_file_name(name);
+        std::fs::copy(img, &bad).unwrap();
+        run(Command::new("debugfs")
+            .args(["-w", "-R", request])
+            .arg(&bad));
+        RawFs::open(Window {
+            file: std::fs::File::open(&bad).unwrap(),
+            offset: 0,
+            len: 64 << 20,
+            ready: None,
+        })
+        .unwrap()
+    }
+
+    /// An extent tree whose two index entries lead to the same leaf (a shared subtree,
+    /// which a loop or a tree amplified to millions of extents also needs) is refused
+    /// while it is walked, at the second visit, not after collecting its extents; a
+    /// directory with a hole (a block its size counts but no extent maps) is an error,
+    /// as the kernel says, not a directory with fewer entries.
+    #[test]
+    fn shared_extent_subtrees_and_directory_holes_are_errors() {
+        assert!(rustix::process::geteuid().is_root(), "must run as root");
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        std::fs::create_dir_all(t.join("big")).unwrap();
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::File::create(t.join("islands")).unwrap();
+            for i in 0..400u64 {
+                f.seek(SeekFrom::Start(i * 65536)).unwrap();
+                f.write_all(&[1 + (i % 200) as u8; 4096]).unwrap();
+            }
+        }
+        for i in 0..400 {
+            std::fs::write(t.join(format!("big/a-rather-long-file-name-{i:05}")), b"").unwrap();
+        }
+        let img = tmp.path().join("fs.img");
+        let fs = mkfs(&t, &img);
+        let islands = fs.inode(resolve(&fs, "/islands")).unwrap();
+        // The root node in i_block: header, then index entries of three words
+        // (first logical block, leaf low, leaf high).
+        assert_eq!(le16(&islands.i_block, 6).unwrap(), 1, "depth");
+        assert_eq!(le16(&islands.i_block, 2).unwrap(), 2, "entries");
+        let leaf0 = le32(&islands.i_block, 16).unwrap();
+        let bad = broken_copy(
+            &img,
+            "shared.img",
+            &format!("sif /islands block[7] {leaf0}"),
+        );
+        let ino = bad.inode(resolve(&bad, "/islands")).unwrap();
+        let e = bad.file_runs(&ino).unwrap_err();
+        assert!(e.contains("shared or looping"), "{e}");
+
+        let big = fs.inode(resolve(&fs, "/big")).unwrap();
+        assert!(big.size >= 3 * 4096, "{}", big.size);
+        assert_eq!(fs.dir_entries(&big).unwrap().len(), 400);
+        let bad = broken_copy(&img, "hole.img", "punch /big 1 1");
+        let big = bad.inode(resolve(&bad, "/big")).unwrap();
+        // (Before, the entries of the missing block were silently left out.)
+        let e = bad.dir_entries(&big).map(|m| m.len()).unwrap_err();
+        assert!(e.contains("no block 1") && e.contains("hole"), "{e}");
     }
 
     #[test]

@@ -2,16 +2,17 @@
 //!
 //! An image is untrusted input and the kernel need not have `vfat`, so
 //! nothing is mounted: the format is sniffed by magic (raw MBR image, xz,
-//! gzip, zip with a single `.img` member), the source file's sha256 is
-//! checked while it is read (before anything inside it is parsed), a
-//! compressed image is decoded into a sparse temporary file next to the
-//! destination — a multi-block xz block by block on every core while the
-//! partitions are already being read (see `xzpar`), anything else whole
-//! first — the MBR is read with `mbrman`, the FAT boot partition with
-//! `fatfs` (behind a write-refusing wrapper) and the ext4 root partition
-//! with `ext4-view` (listings, inode metadata) plus an in-house supplement
-//! for inode numbers, link counts, device numbers, xattrs, symlink targets
-//! and the extent runs through which file data is copied in the kernel.
+//! gzip, zip with a single `.img` member), the whole source file's sha256 is
+//! checked before any byte of it is decoded or parsed, a compressed image
+//! is decoded into a sparse temporary file next to the destination — xz
+//! block by block on every core while the partitions are already being read
+//! (see `xzpar`), anything else whole first; every decoder's memory is
+//! capped — the MBR is read with `mbrman`, the FAT boot partition with the
+//! in-house `fatvol` (every cluster chain checked whole) and the ext4 root
+//! partition with `ext4-view` (listings, inode metadata) plus an in-house
+//! supplement for inode numbers, link counts, device numbers, xattrs,
+//! symlink targets and the extent runs through which file data is copied in
+//! the kernel.
 //!
 //! [`unpack`] writes the ext4 root into `dest` and the FAT partition into
 //! `dest/<boot dir>`, where the boot dir comes from the image's own
@@ -27,6 +28,7 @@
 mod ext4;
 mod ext4raw;
 mod fat;
+mod fatvol;
 pub mod fetch;
 mod source;
 pub mod store;
@@ -223,8 +225,8 @@ pub struct UnpackReport {
     /// What was written from the FAT partition.
     pub boot: Counts,
     /// Threads that decoded the image block by block while it was being
-    /// unpacked (multi-block xz); 0 when it was decoded whole first (gzip,
-    /// zip, single-block xz) or is a raw image.
+    /// unpacked (xz); 0 when it was decoded whole first (gzip, zip, an xz
+    /// container only liblzma's stream decoder takes) or is a raw image.
     pub parallel_decoders: usize,
 }
 
@@ -243,7 +245,7 @@ pub fn fuzz_xz(data: &[u8]) {
     let Ok(Some(layout)) = xzpar::layout(&file) else {
         return;
     };
-    if layout.uncompressed_size > 64 << 20 {
+    if layout.uncompressed_size > 64 << 20 || layout.check_memory(64 << 20).is_err() {
         return;
     }
     let Ok(out) = tempfile::tempfile() else {
@@ -551,17 +553,19 @@ fn unpack_into(
     // FAT boot partition.
     raw.wait(image, boot_off, boot_len)?;
     let boot_counts = no_panic(image, "FAT", || {
-        let fat = fat::open(image, clone()?, boot_off, boot_len)?;
+        let vol = fat::open(image, clone()?, boot_off, boot_len)?;
         let mut walk = fat::FatWalk {
             image,
+            vol: &vol,
             writer: &mut *writer,
             counts: Counts::default(),
             part_len: boot_len,
             progress,
             progress_total,
             progress_base: root_counts.bytes,
+            dirs: HashSet::new(),
         };
-        walk.walk(&fat.root_dir(), &boot_dir, Path::new("/"), 0)?;
+        walk.walk(vol.root(), &boot_dir, Path::new("/"), 0)?;
         Ok(walk.counts)
     })?;
 

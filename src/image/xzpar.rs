@@ -133,6 +133,36 @@ impl XzLayout {
     pub(crate) fn worker_mem(&self) -> u64 {
         self.max_dict + 2 * BUF_SIZE as u64
     }
+
+    /// Checks that one worker needs at most `cap` bytes; else an error
+    /// naming the block with the largest dictionary, what it declares and
+    /// the cap. (The dictionary actually allocated is capped at the block's
+    /// output size, see [`Block::effective_dict`]: a dictionary claim larger
+    /// than the block's data costs nothing.)
+    pub(crate) fn check_memory(&self, cap: u64) -> Result<(), String> {
+        let Some((i, b)) = self
+            .blocks
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, b)| b.effective_dict())
+        else {
+            return Ok(());
+        };
+        if self.worker_mem() <= cap {
+            return Ok(());
+        }
+        let h = crate::progress::human_bytes;
+        Err(format!(
+            "xz block {i} (at byte {} of the file) declares a {} LZMA2 dictionary for {} of data: \
+             decoding it needs {}, more than the {} pinetboot allows one decoder \
+             (`xz -9` needs 65 MiB); recompress the image with a smaller dictionary, e.g. `xz -9`",
+            b.offset,
+            h(b.dict_size),
+            h(b.uncompressed_size),
+            h(self.worker_mem()),
+            h(cap),
+        ))
+    }
 }
 
 /// Reads `buf.len()` bytes at `off`, with an error naming what was read.
@@ -235,9 +265,12 @@ struct StreamInfo {
 /// and header (walking backwards from the end, with concatenated streams and
 /// stream padding allowed) and every block header.
 ///
-/// `Ok(None)`: the file looks decodable but is not worth or able to be
-/// decoded in parallel (fewer than two blocks, a filter this module does not
-/// handle, a huge number of blocks); use the sequential decoder.
+/// Every stream is read, as `xz -d` decodes them all; a file of one block
+/// (or none) is decoded here too, by one worker.
+///
+/// `Ok(None)`: the file looks decodable but cannot be decoded block by
+/// block (a filter this module does not handle, a huge number of blocks);
+/// use the sequential decoder.
 /// `Err(reason)`: the container is malformed or absurd.
 pub(crate) fn layout(file: &File) -> Result<Option<XzLayout>, String> {
     let file_size = file
@@ -291,9 +324,6 @@ pub(crate) fn layout(file: &File) -> Result<Option<XzLayout>, String> {
             offset += block.total_size();
             blocks.push(block);
         }
-    }
-    if blocks.len() < 2 {
-        return Ok(None);
     }
     Ok(Some(XzLayout {
         blocks,
@@ -1297,13 +1327,56 @@ mod tests {
     }
 
     #[test]
-    fn single_block_falls_back() {
+    fn single_block_and_empty_files_are_decoded_by_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let p = xz(dir.path(), "one", &mixed_data(100_000, 5), &["-T1"]);
-        assert_eq!(layout(&File::open(&p).unwrap()), Ok(None));
-        // An empty stream (no blocks) also falls back.
+        let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+        assert_eq!(l.blocks.len(), 1);
+        assert_roundtrip(&p);
+        // An empty stream (no blocks), and two empty streams.
         let p = xz(dir.path(), "empty", &[], &["-T1"]);
-        assert_eq!(layout(&File::open(&p).unwrap()), Ok(None));
+        let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+        assert_eq!((l.blocks.len(), l.uncompressed_size), (0, 0));
+        let (r, got, workers) = decode(&p, 2, u64::MAX);
+        assert_eq!((r, got.len(), workers), (Ok(0), 0, 0));
+        let mut two = std::fs::read(&p).unwrap();
+        two.extend(two.clone());
+        let p2 = dir.path().join("two-empty.xz");
+        std::fs::write(&p2, &two).unwrap();
+        let l = layout(&File::open(&p2).unwrap()).unwrap().unwrap();
+        assert_eq!((l.streams, l.blocks.len()), (2, 0));
+    }
+
+    #[test]
+    fn memory_per_worker_is_capped() {
+        let a = text_data(100_000);
+        // A block that claims a 4 GiB dictionary (byte 40) for 100 000 bytes: its
+        // dictionary is capped at its size, the claim costs nothing.
+        let mut claim = lz_block(&a);
+        claim.filters[0].1 = vec![40];
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("claim.xz");
+        std::fs::write(&p, build_xz(&[lz_block(&a), claim])).unwrap();
+        assert_eq!(xz_dc(&p), [a.clone(), a.clone()].concat());
+        let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+        assert_eq!(l.blocks[1].dict_size, u64::from(u32::MAX));
+        assert_eq!(l.max_dict, 100_000);
+        l.check_memory(4 << 20).unwrap();
+        assert_roundtrip(&p);
+        // The same claim on a block whose index says 300 MiB: refused, naming the block,
+        // what it claims and the cap (checked before any data is decoded).
+        let mut big = lz_block(&a);
+        big.filters[0].1 = vec![40];
+        big.uncompressed = 300 << 20;
+        std::fs::write(&p, build_xz(&[lz_block(&a), big])).unwrap();
+        let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+        let e = l.check_memory(256 << 20).unwrap_err();
+        assert!(
+            e.contains("xz block 1 (at byte")
+                && e.contains("declares a 4.0 GiB LZMA2 dictionary for 300 MiB")
+                && e.contains("needs 302 MiB, more than the 256 MiB"),
+            "{e}"
+        );
     }
 
     #[test]
