@@ -84,8 +84,12 @@ impl FatWalk<'_> {
                 inside.display()
             )));
         }
-        let raw = self.vol.dir_bytes(dir).map_err(|e| self.err(inside, e))?;
-        for entry in self.vol.entries(&raw) {
+        // The raw directory (up to 2 MiB) is dropped before the walk goes down.
+        let entries = {
+            let raw = self.vol.dir_bytes(dir).map_err(|e| self.err(inside, e))?;
+            self.vol.entries(&raw)
+        };
+        for entry in entries {
             let name = entry.name;
             if name.is_empty()
                 || name == "."

@@ -744,3 +744,60 @@ mod tests {
         assert_eq!(left.len(), 1, "{left:?}");
     }
 }
+
+#[cfg(test)]
+mod changed_tests {
+    use super::*;
+
+    /// An image file that changes after it was hashed (it is read again while it is decoded
+    /// and unpacked) is refused when the work behind it ends: grown, or rewritten in place.
+    #[test]
+    fn a_file_changed_after_it_was_hashed_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("disk.img");
+        let mut data = vec![0u8; 8192];
+        data[510] = 0x55;
+        data[511] = 0xAA;
+        std::fs::write(&p, &data).unwrap();
+        let sha = hex::encode(Sha256::digest(&data));
+        type Change = fn(&Path);
+        let changes: [(&str, Change); 3] = [
+            ("nothing", |_| {}),
+            ("grown", |p| {
+                let f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+                (&f).write_all(b"more").unwrap();
+            }),
+            ("rewritten in place", |p| {
+                let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                f.write_all_at(b"evil", 1024).unwrap();
+                // Even with its mtime set back: ctime or mtime tells.
+                let ts = rustix::fs::Timestamps {
+                    last_access: rustix::fs::Timespec {
+                        tv_sec: 1000,
+                        tv_nsec: 0,
+                    },
+                    last_modification: rustix::fs::Timespec {
+                        tv_sec: 1000,
+                        tv_nsec: 0,
+                    },
+                };
+                rustix::fs::futimens(&f, &ts).unwrap();
+            }),
+        ];
+        for (what, change) in changes {
+            std::fs::write(&p, &data).unwrap();
+            let mut raw = open_raw(&p, Format::Raw, &sha, dir.path(), &|_, _| {}).unwrap();
+            change(&p);
+            let r = raw.complete(&p, false);
+            if what == "nothing" {
+                r.unwrap();
+            } else {
+                let e = r.unwrap_err().to_string();
+                assert!(
+                    e.contains("changed while it was being unpacked"),
+                    "{what}: {e}"
+                );
+            }
+        }
+    }
+}
