@@ -296,8 +296,28 @@ fn a_real_debian_tree_becomes_a_client_that_survives_its_kernel_hook() {
     let plan = ok(&s, &["plan"]);
     assert!(!plan.contains("looks already booted"), "{plan}");
 
+    // The server reboots: its mounts are gone, and pinetboot-mount.service runs `pinetboot
+    // mount`, which mounts the real boot folder again by descriptor (no fstab line names it).
+    assert!(
+        !fs::read_to_string(s.root.join("etc/fstab"))
+            .unwrap()
+            .contains("/nfs/raspi1"),
+        "an fstab line names a path inside the client root"
+    );
+    let tftp = s.root.join(format!("tftpboot/{SERIAL}"));
+    let umount = s.ns.command(None, "umount").arg(&tftp).output().unwrap();
+    assert!(umount.status.success(), "umount: {}", text(&umount));
+    let out = ok(&s, &["mount"]);
+    assert!(
+        out.contains(&format!(
+            "+ bind mount /tftpboot/{SERIAL} from /nfs/raspi1/boot/firmware"
+        )),
+        "{out}"
+    );
+    assert_no_changes(&s);
+
     // The data path: the real dnsmasq on pinetboot's drop-in serves the real firmware, kernel
-    // and initrd (named by the image's config.txt) from /tftpboot/SERIAL.
+    // and initrd (named by the image's config.txt) from /tftpboot/SERIAL, as mounted at boot.
     let conf = generated_conf(&s.root, &lab.dir().join("conf.d"), true);
     // The drop-in's log-facility wins over the lab's: the lab watches the file dnsmasq writes
     // (it names its first server's log server0.log), which `status` reads under --root.
