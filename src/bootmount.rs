@@ -104,8 +104,9 @@ fn restore_one(host: &Host, rec: &ClientRecord, target_path: &str) -> Result<Out
         }
         Err(e) => return Err(format!("{}: {e}; run `pinetboot apply`", target.display())),
     }
-    let stacked = mounts_at(&target)?;
-    if let Some(top) = stacked.last()
+    let at = target.to_string_lossy();
+    let mounts = mountinfo::read().map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+    if let Some(top) = mounts.iter().rev().find(|m| m.mount_point == at)
         && top.has_options(mount::BIND_OPTIONS)
     {
         let src = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
@@ -113,9 +114,7 @@ fn restore_one(host: &Host, rec: &ClientRecord, target_path: &str) -> Result<Out
             return Ok(Outcome::AlreadyMounted);
         }
     }
-    for _ in &stacked {
-        mount::unbind(&target).map_err(|e| format!("unmounting {}: {e}", target.display()))?;
-    }
+    mount::unbind_all(&target).map_err(|e| format!("unmounting {}: {e}", target.display()))?;
     mount::bind(&fd, &target).map_err(|e| {
         format!(
             "bind-mounting {} onto {}: {e} (needs root)",
@@ -124,14 +123,4 @@ fn restore_one(host: &Host, rec: &ClientRecord, target_path: &str) -> Result<Out
         )
     })?;
     Ok(Outcome::Mounted)
-}
-
-/// The mounts stacked at `target`, bottom first.
-fn mounts_at(target: &Path) -> Result<Vec<mountinfo::Mount>, String> {
-    let target = target.to_string_lossy();
-    Ok(mountinfo::read()
-        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?
-        .into_iter()
-        .filter(|m| m.mount_point == target)
-        .collect())
 }

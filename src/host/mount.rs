@@ -60,3 +60,18 @@ pub fn unbind(target: &Path) -> io::Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// Unmounts every mount stacked at `target` (an earlier crash can leave several); returns how
+/// many went.
+pub fn unbind_all(target: &Path) -> io::Result<usize> {
+    let at = target.to_string_lossy();
+    let mut n = 0;
+    while super::mountinfo::read()?
+        .iter()
+        .any(|m| m.mount_point == at)
+    {
+        unbind(target)?;
+        n += 1;
+    }
+    Ok(n)
+}

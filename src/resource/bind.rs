@@ -62,12 +62,7 @@ impl Bind {
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
         let target = ctx.host.path(&self.target);
-        if crate::host::mountinfo::read()?
-            .iter()
-            .any(|m| m.mount_point == target.to_string_lossy())
-        {
-            mount::unbind(&target).with_context(|| format!("unmounting {}", target.display()))?;
-        }
+        mount::unbind_all(&target).with_context(|| format!("unmounting {}", target.display()))?;
         let tree = ctx.client_root(&self.client)?;
         let fd = tree
             .open_dir(&self.boot_dir)?
@@ -102,12 +97,7 @@ impl Unbind {
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
         let target = ctx.host.path(&self.target);
         // Several stacked mounts (e.g. an earlier crash) all go.
-        while crate::host::mountinfo::read()?
-            .iter()
-            .any(|m| m.mount_point == target.to_string_lossy())
-        {
-            mount::unbind(&target).with_context(|| format!("unmounting {}", target.display()))?;
-        }
+        mount::unbind_all(&target).with_context(|| format!("unmounting {}", target.display()))?;
         Ok(())
     }
 }
