@@ -71,28 +71,48 @@ pub fn restore(host: &Host, state: &State) -> Vec<Report> {
     out
 }
 
+/// Why a recorded boot folder cannot be mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmountable {
+    /// It is not there (the message names it).
+    Missing(String),
+    /// Something is there that is not a real folder reached without symlinks (the violation).
+    NotAFolder(String),
+}
+use Unmountable::{Missing, NotAFolder};
+
+/// Opens the boot folder `boot_dir` of the client root `root` (host paths) the one way it may be
+/// mounted: the root and every step below it without symlinks, a folder at the end. Used by
+/// `pinetboot mount` and by apply's guard on served mounts.
+pub fn boot_folder(
+    host: &Host,
+    root: &str,
+    boot_dir: &Path,
+) -> Result<std::os::fd::OwnedFd, Unmountable> {
+    let root = host.path(root);
+    let tree = Tree::open(&root).map_err(|v| NotAFolder(v.to_string()))?;
+    match tree.open_dir(boot_dir) {
+        Ok(Some(fd)) => Ok(fd),
+        Ok(None) => Err(Missing(format!(
+            "{} does not exist",
+            root.join(boot_dir).display()
+        ))),
+        Err(v) => Err(NotAFolder(v.to_string())),
+    }
+}
+
 fn restore_one(host: &Host, rec: &ClientRecord, target_path: &str) -> Result<Outcome, String> {
     let Some(boot_dir) = rec.boot_dir.as_deref() else {
         return Err(
             "the state file records no boot folder for this client; run `pinetboot apply`".into(),
         );
     };
-    let root = host.path(&rec.root);
-    let tree = Tree::open(&root).map_err(|v| format!("{v}"))?;
-    let fd = match tree.open_dir(Path::new(boot_dir)) {
-        Ok(Some(fd)) => fd,
-        Ok(None) => {
-            return Err(format!(
-                "{} does not exist; run `pinetboot apply`",
-                root.join(boot_dir).display()
-            ));
-        }
-        Err(v) => {
-            return Err(format!(
-                "{v} — not a real folder inside the client root (a planted symlink?); pinetboot will not mount it"
-            ));
-        }
-    };
+    let fd = boot_folder(host, &rec.root, Path::new(boot_dir)).map_err(|why| match why {
+        Missing(what) => format!("{what}; run `pinetboot apply`"),
+        NotAFolder(what) => format!(
+            "{what} — not a real folder inside the client root (a planted symlink?); pinetboot will not mount it"
+        ),
+    })?;
     let target = host.path(target_path);
     match std::fs::symlink_metadata(&target) {
         Ok(m) if m.is_dir() => {}
@@ -118,7 +138,7 @@ fn restore_one(host: &Host, rec: &ClientRecord, target_path: &str) -> Result<Out
     mount::bind(&fd, &target).map_err(|e| {
         format!(
             "bind-mounting {} onto {}: {e} (needs root)",
-            root.join(boot_dir).display(),
+            host.path(&rec.root).join(boot_dir).display(),
             target.display()
         )
     })?;

@@ -121,15 +121,10 @@ pub struct BindGuard {
 impl BindGuard {
     /// Why the source is no longer mountable, or `None` while it is a real folder.
     fn refused(&self, ctx: &Ctx) -> Option<String> {
-        let root = ctx.host.path(&self.root);
-        let tree = match crate::host::confined::Tree::open(&root) {
-            Ok(t) => t,
-            Err(v) => return Some(v.to_string()),
-        };
-        match tree.open_dir(&self.boot_dir) {
-            Ok(Some(_)) => None,
-            Ok(None) => Some(format!("{} is gone", root.join(&self.boot_dir).display())),
-            Err(v) => Some(v.to_string()),
+        use crate::bootmount::Unmountable::{Missing, NotAFolder};
+        match crate::bootmount::boot_folder(&ctx.host, &self.root, &self.boot_dir) {
+            Ok(_) => None,
+            Err(Missing(what) | NotAFolder(what)) => Some(what),
         }
     }
 
