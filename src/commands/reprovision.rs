@@ -66,18 +66,8 @@ pub fn run(global: &GlobalArgs, args: &ReprovisionArgs, printer: &Printer) -> Co
             valid.paths.nfs.trim_end_matches('/')
         );
         let (from, to) = (host.path(&root), host.path(&aside));
-        rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &from,
-            rustix::fs::CWD,
-            &to,
-            rustix::fs::RenameFlags::NOREPLACE,
-        )
-        .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
-        if let Some(parent) = from.parent() {
-            rustix::fs::fsync(crate::host::atomic::open_dir(parent)?)
-                .with_context(|| format!("syncing {}", parent.display()))?;
-        }
+        crate::host::atomic::rename_noreplace_synced(&from, &to)
+            .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
         tracing::info!(client = %name, old = %aside, "moved the client root aside");
         printer.line(&format!(
             "moved client root {root} aside to {aside} (its data is kept; delete it by hand when no longer needed)"

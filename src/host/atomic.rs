@@ -110,6 +110,27 @@ pub fn open_dir(path: &std::path::Path) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// Moves the folder or file `from` to `to`, which must not exist (`RENAME_NOREPLACE`: an
+/// existing `to` is an error, never replaced), then fsyncs the folders that changed, so the
+/// new name (and the old one's absence) survives a power cut. Host paths: links are followed.
+pub fn rename_noreplace_synced(from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )?;
+    let to_parent = to.parent().ok_or(io::ErrorKind::InvalidInput)?;
+    rustix::fs::fsync(open_dir(to_parent)?)?;
+    if let Some(from_parent) = from.parent()
+        && from_parent != to_parent
+    {
+        rustix::fs::fsync(open_dir(from_parent)?)?;
+    }
+    Ok(())
+}
+
 /// Atomically replaces the host file at `path` (its folder must exist).
 pub fn write_host_file(path: &std::path::Path, content: &[u8], mode: u32) -> io::Result<()> {
     let parent = path.parent().ok_or(io::ErrorKind::InvalidInput)?;

@@ -218,15 +218,8 @@ pub fn ensure(
             std::process::abort();
         }
         let entry = host.path(entry_dir(state, sha256));
-        rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &staging,
-            rustix::fs::CWD,
-            &entry,
-            rustix::fs::RenameFlags::NOREPLACE,
-        )
-        .with_context(|| format!("moving {} into place", entry.display()))?;
-        rustix::fs::fsync(crate::host::atomic::open_dir(&images)?)?;
+        crate::host::atomic::rename_noreplace_synced(&staging, &entry)
+            .with_context(|| format!("moving {} into place", entry.display()))?;
         Ok(m)
     })();
     progress.finish();

@@ -97,17 +97,8 @@ impl ClientRoot {
         if crate::host::atomic::crash_point("before-root-rename") {
             std::process::abort();
         }
-        rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &staging,
-            rustix::fs::CWD,
-            &root,
-            rustix::fs::RenameFlags::NOREPLACE,
-        )
-        .with_context(|| format!("moving {} into place", root.display()))?;
-        if let Some(parent) = root.parent() {
-            rustix::fs::fsync(crate::host::atomic::open_dir(parent)?)?;
-        }
+        crate::host::atomic::rename_noreplace_synced(&staging, &root)
+            .with_context(|| format!("moving {} into place", root.display()))?;
         Ok(Some(format!(
             "copied from image {}: {} files, {}, {} reflinked",
             self.image,
