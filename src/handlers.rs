@@ -19,7 +19,7 @@ pub fn dnsmasq_test(host_path: &str, content: &str, scratch: &Path) -> anyhow::R
         return Ok(());
     };
     let dir = crate::host::scratch::tempdir(scratch, "dnsmasq --test")?;
-    std::fs::write(dir.path().join("pinetboot.conf"), content)?;
+    crate::host::scratch::populate(dir.path(), &[], &[("pinetboot.conf", content.as_bytes())])?;
     tools::run(
         Command::new(dnsmasq)
             .arg("--test")

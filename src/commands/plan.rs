@@ -3,7 +3,7 @@
 use crate::cli::{GlobalArgs, PlanArgs};
 use crate::config;
 use crate::engine;
-use crate::error::{CommandError, CommandResult, EXIT_CHANGES, EXIT_OK};
+use crate::error::{CommandError, CommandResult, ExitStatus};
 use crate::host::lock::Mode;
 use crate::output::Printer;
 use crate::plan::{render_json, render_text};
@@ -18,7 +18,7 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> CommandRe
     let _lock = host
         .path(engine::LOCK_PATH)
         .exists()
-        .then(|| engine::lock(&host, Mode::Shared, true))
+        .then(|| super::lock(&host, Mode::Shared, true))
         .transpose()?;
     let (_, _, plan) = engine::observe_and_plan(&valid, &host)?;
     if args.json {
@@ -42,8 +42,8 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> CommandRe
         ));
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
-        EXIT_CHANGES
+        ExitStatus::Changes
     } else {
-        EXIT_OK
+        ExitStatus::Success
     })
 }
