@@ -22,6 +22,8 @@ mod validate;
 /// Runs the parsed command line.
 pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
     crate::progress::set_quiet(cli.global.quiet);
+    // Plain progress lines (the journal's form) on stderr, with no escape sequence in them.
+    crate::progress::set_output(anstream::stderr());
     match &cli.command {
         Command::Validate => validate::run(&cli.global, printer),
         Command::Schema => schema::run(printer),
