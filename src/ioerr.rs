@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A system call on `path` failed while doing `op`.
 #[derive(Debug)]
@@ -30,12 +30,6 @@ impl IoError {
     /// Something on `path` failed (no operation named: `PATH: error`).
     pub fn at(path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Self {
         IoError::new("", path, source)
-    }
-
-    /// For `map_err`: `op` on `path` failed.
-    pub fn with<E: Into<io::Error>>(op: &'static str, path: &Path) -> impl FnOnce(E) -> Self {
-        let path = path.to_path_buf();
-        move |e| IoError::new(op, path, e)
     }
 
     /// The kind of the underlying error.

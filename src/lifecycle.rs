@@ -261,3 +261,114 @@ pub enum CheckError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::atomic;
+
+    /// `examples/single-pi.yaml` (raspi1 declared, roots under `/nfs`) and an empty root.
+    fn setup() -> (Valid, PathBuf, tempfile::TempDir, Host) {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/single-pi.yaml");
+        let valid = crate::config::load(&config).expect("the example is valid");
+        let tmp = tempfile::tempdir().unwrap();
+        let host = Host::new(tmp.path()).unwrap();
+        atomic::create_dir_all(&host.path("/nfs")).unwrap();
+        (valid, config, tmp, host)
+    }
+
+    fn refused(r: Result<impl fmt::Debug, CheckError>) -> Refused {
+        match r {
+            Err(CheckError::Refused(r)) => r,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn purge_refusals_say_what_and_what_to_do() {
+        let (valid, config, _tmp, host) = setup();
+        let r = refused(Purge::check(&valid, &config, &host, "raspi1"));
+        assert_eq!(
+            r.to_string(),
+            format!("client raspi1 is still declared in {}", config.display())
+        );
+        assert_eq!(
+            r.hint(),
+            "remove it from the config and run `pinetboot apply` first"
+        );
+        for name in ["", "a/b", ".x"] {
+            let r = refused(Purge::check(&valid, &config, &host, name));
+            assert_eq!(r, Refused::NotAName(name.into()));
+            assert_eq!(r.hint(), "give the client's name");
+        }
+        let r = refused(Purge::check(&valid, &config, &host, "gone"));
+        assert_eq!(
+            (r.to_string(), r.hint()),
+            (
+                "/nfs/gone does not exist".into(),
+                "nothing to delete".into()
+            )
+        );
+        atomic::write_host_file(&host.path("/nfs/file"), b"x", 0o644).unwrap();
+        let r = refused(Purge::check(&valid, &config, &host, "file"));
+        assert_eq!(
+            (r.to_string(), r.hint()),
+            (
+                "/nfs/file is not a folder".into(),
+                "remove it by hand after checking what it is".into()
+            )
+        );
+    }
+
+    #[test]
+    fn purge_deletes_an_undeclared_root() {
+        let (valid, config, _tmp, host) = setup();
+        atomic::create_dir_all(&host.path("/nfs/ghost/etc")).unwrap();
+        atomic::write_host_file(&host.path("/nfs/ghost/etc/hostname"), b"ghost\n", 0o644).unwrap();
+        let purge = Purge::check(&valid, &config, &host, "ghost").unwrap();
+        assert_eq!(purge.root(), "/nfs/ghost");
+        purge.run(&valid, &host).unwrap();
+        assert_eq!(host.kind("/nfs/ghost").unwrap(), Kind::Missing);
+    }
+
+    #[test]
+    fn reprovision_refusals() {
+        let (valid, config, _tmp, host) = setup();
+        let r = must_be_declared(&valid, &config, "nosuch").unwrap_err();
+        assert_eq!(
+            (r.to_string(), r.hint()),
+            (
+                format!("client nosuch is not declared in {}", config.display()),
+                "give the name of a declared client".into()
+            )
+        );
+        assert!(must_be_declared(&valid, &config, "raspi1").is_ok());
+        let r = refused(MoveAside::check(&valid, &host, "raspi1"));
+        assert_eq!(
+            (r.to_string(), r.hint()),
+            (
+                "/nfs/raspi1 does not exist: there is nothing to reprovision".into(),
+                "run `pinetboot apply`: it provisions the client".into()
+            )
+        );
+        atomic::write_host_file(&host.path("/nfs/raspi1"), b"x", 0o644).unwrap();
+        let r = refused(MoveAside::check(&valid, &host, "raspi1"));
+        assert_eq!(r.hint(), "inspect it and move it away by hand");
+    }
+
+    #[test]
+    fn move_aside_keeps_the_data_under_a_dated_name() {
+        let (valid, _config, _tmp, host) = setup();
+        atomic::create_dir_all(&host.path("/nfs/raspi1/home")).unwrap();
+        let aside = MoveAside::check(&valid, &host, "raspi1").unwrap();
+        assert_eq!(aside.root(), "/nfs/raspi1");
+        // 2026-03-01 12:34:56 UTC
+        let to = aside.run(&valid, &host, 1_772_368_496).unwrap();
+        assert_eq!(to, "/nfs/.raspi1.pinetboot-old-20260301T123456Z");
+        assert_eq!(host.kind("/nfs/raspi1").unwrap(), Kind::Missing);
+        assert!(matches!(
+            host.kind(format!("{to}/home")).unwrap(),
+            Kind::Dir(_)
+        ));
+    }
+}
