@@ -11,10 +11,10 @@
 
 use std::path::Path;
 
-use crate::host::Host;
 use crate::host::confined::Tree;
 use crate::host::mount;
 use crate::host::mountinfo;
+use crate::host::{Host, Kind};
 use crate::state::{ClientRecord, State};
 
 /// What happened to one recorded mount.
@@ -114,8 +114,14 @@ fn restore_one(host: &Host, rec: &ClientRecord, target_path: &str) -> Result<Out
         ),
     })?;
     let target = host.path(target_path);
-    match std::fs::symlink_metadata(&target) {
-        Ok(m) if m.is_dir() => {}
+    match host.kind(target_path) {
+        Ok(Kind::Dir(_)) => {}
+        Ok(Kind::Missing) => {
+            return Err(format!(
+                "{} does not exist; run `pinetboot apply`",
+                target.display()
+            ));
+        }
         Ok(_) => {
             return Err(format!(
                 "{} is not a folder; run `pinetboot apply`",
@@ -129,8 +135,8 @@ fn restore_one(host: &Host, rec: &ClientRecord, target_path: &str) -> Result<Out
     if let Some(top) = mounts.iter().rev().find(|m| m.mount_point == at)
         && top.has_options(mount::BIND_OPTIONS)
     {
-        let src = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
-        if host.dev_ino(target_path).map_err(|e| e.to_string())? == Some((src.st_dev, src.st_ino)) {
+        let src = mount::dev_ino_of(&fd).map_err(|e| e.to_string())?;
+        if host.dev_ino(target_path).map_err(|e| e.to_string())? == Some(src) {
             return Ok(Outcome::AlreadyMounted);
         }
     }

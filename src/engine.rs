@@ -6,7 +6,6 @@ use std::collections::{BTreeSet, HashSet};
 use anyhow::Context as _;
 
 use crate::config::Valid;
-use crate::error::CommandError;
 use crate::expand::{Desired, expand};
 use crate::handlers::{self, Outcome};
 use crate::host::Host;
@@ -32,25 +31,37 @@ pub fn observe_and_plan(valid: &Valid, host: &Host) -> anyhow::Result<(Desired, 
     Ok((desired, ctx, p))
 }
 
-/// Takes the lock for a plan (shared) or an apply (exclusive).
-pub fn lock(host: &Host, mode: Mode, wait: bool) -> Result<lock::Lock, CommandError> {
+/// Why the lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another apply holds it and waiting was not asked for.
+    #[error("another pinetboot apply is running")]
+    Busy,
+    /// The lock file could not be made or locked.
+    #[error("taking the lock {}", path.display())]
+    Io {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Takes the lock for a plan (shared) or an apply (exclusive). When another process holds it
+/// and `wait` is true, calls `on_wait` with the lock's path once, then blocks.
+pub fn lock(
+    host: &Host,
+    mode: Mode,
+    wait: bool,
+    on_wait: impl FnOnce(&std::path::Path),
+) -> Result<lock::Lock, LockError> {
     let path = host.path(LOCK_PATH);
-    lock::acquire(&path, mode, wait, || {
-        eprintln!(
-            "waiting for another pinetboot apply to finish (lock {})…",
-            path.display()
-        )
-    })
-    .map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            CommandError::user(
-                "another pinetboot apply is running",
-                "wait for it, or run without --no-wait to wait",
-            )
+    lock::acquire(&path, mode, wait, || on_wait(&path)).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::WouldBlock {
+            LockError::Busy
         } else {
-            anyhow::Error::new(e)
-                .context(format!("taking the lock {}", path.display()))
-                .into()
+            LockError::Io { path, source }
         }
     })
 }
@@ -145,12 +156,21 @@ fn apply_leftovers(
     Ok(applied)
 }
 
+/// Apply's final observation still found changes (a pinetboot bug, or the host changed
+/// during apply).
+#[derive(Debug, thiserror::Error)]
+#[error("apply did not converge: still pending after applying: {}", pending.join(", "))]
+pub struct NotConverged {
+    /// `KIND PATH` of each change still pending.
+    pub pending: Vec<String>,
+}
+
 /// Applies the config to the host (the caller holds the exclusive lock).
 pub fn apply(
     valid: &Valid,
     host: &Host,
     mut on_change: impl FnMut(&Change),
-) -> Result<Report, CommandError> {
+) -> anyhow::Result<Report> {
     // Scratch folders of tool checks a killed apply left: ours to remove, under the lock.
     crate::host::scratch::prepare(host, &valid.paths.state)?;
     let (desired, ctx, first) = observe_and_plan(valid, host)?;
@@ -229,7 +249,7 @@ pub fn apply(
                         hint: v.hint().unwrap_or_else(|| "the client root changed under pinetboot (a symlink or special file appeared); inspect it, then apply again".into()),
                     });
                 }
-                _ => return Err(e.into()),
+                _ => return Err(e),
             },
         }
     }
@@ -262,15 +282,11 @@ pub fn apply(
         .filter(|c| !(c.kind == "image" && images.failed.contains(&c.path)))
         .collect();
     if !left.is_empty() {
-        let list: Vec<String> = left
+        let pending = left
             .iter()
             .map(|c| format!("{} {}", c.kind, c.path))
             .collect();
-        return Err(CommandError::from(anyhow::anyhow!(
-            "apply did not converge: still pending after applying: {}",
-            list.join(", ")
-        ))
-        .hint("this is a pinetboot bug or something changed the host during apply; run `pinetboot plan` and report it"));
+        return Err(NotConverged { pending }.into());
     }
     Ok(report)
 }

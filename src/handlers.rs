@@ -19,7 +19,7 @@ pub fn dnsmasq_test(host_path: &str, content: &str, scratch: &Path) -> anyhow::R
         return Ok(());
     };
     let dir = crate::host::scratch::tempdir(scratch, "dnsmasq --test")?;
-    std::fs::write(dir.path().join("pinetboot.conf"), content)?;
+    crate::host::scratch::populate(dir.path(), &[], &[("pinetboot.conf", content.as_bytes())])?;
     tools::run(
         Command::new(dnsmasq)
             .arg("--test")
@@ -114,35 +114,46 @@ mod decide_tests {
         }
     }
 
+    /// What runs on the real host, with systemd as PID 1 and without it: `exportfs -ra` either
+    /// way; dnsmasq's restart and daemon-reload only through systemd.
     #[test]
-    fn with_systemd_as_pid_1() {
-        let d = |h| decide(h, true, Path::new("/"), true);
-        assert_eq!(
-            d(Handler::ReloadExports),
-            Decision::Run(vec![vec!["exportfs", "-ra"]])
-        );
-        assert_eq!(
-            d(Handler::RestartDnsmasq),
-            Decision::Run(vec![vec!["systemctl", "restart", "dnsmasq.service"]])
-        );
-        assert_eq!(
-            d(Handler::DaemonReload),
-            Decision::Run(vec![vec!["systemctl", "daemon-reload"]])
-        );
-    }
-
-    #[test]
-    fn without_systemd_only_exportfs_runs() {
-        let d = |h| decide(h, true, Path::new("/"), false);
-        assert_eq!(
-            d(Handler::ReloadExports),
-            Decision::Run(vec![vec!["exportfs", "-ra"]])
-        );
+    fn on_the_real_host() {
+        let run = |argv: &[&'static str]| Decision::Run(vec![argv.to_vec()]);
+        for (systemd, handler, want) in [
+            (
+                true,
+                Handler::ReloadExports,
+                Some(run(&["exportfs", "-ra"])),
+            ),
+            (
+                false,
+                Handler::ReloadExports,
+                Some(run(&["exportfs", "-ra"])),
+            ),
+            (
+                true,
+                Handler::RestartDnsmasq,
+                Some(run(&["systemctl", "restart", "dnsmasq.service"])),
+            ),
+            (
+                true,
+                Handler::DaemonReload,
+                Some(run(&["systemctl", "daemon-reload"])),
+            ),
+            (false, Handler::RestartDnsmasq, None),
+            (false, Handler::DaemonReload, None),
+        ] {
+            let got = decide(handler, true, Path::new("/"), systemd);
+            match want {
+                Some(want) => assert_eq!(got, want, "{handler:?}, systemd {systemd}"),
+                None => assert!(
+                    matches!(&got, Decision::Skip(m) if m.starts_with("systemd is not PID 1 here: ")),
+                    "{handler:?}: {got:?}"
+                ),
+            }
+        }
         assert!(
-            matches!(d(Handler::RestartDnsmasq), Decision::Skip(ref m) if m.starts_with("systemd is not PID 1 here: restart dnsmasq yourself")),
-            "{:?}",
-            d(Handler::RestartDnsmasq)
+            matches!(decide(Handler::RestartDnsmasq, true, Path::new("/"), false), Decision::Skip(ref m) if m.starts_with("systemd is not PID 1 here: restart dnsmasq yourself"))
         );
-        assert!(matches!(d(Handler::DaemonReload), Decision::Skip(_)));
     }
 }

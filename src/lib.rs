@@ -21,6 +21,8 @@ pub mod expand;
 pub mod handlers;
 pub mod host;
 pub mod image;
+pub mod ioerr;
+pub mod lifecycle;
 pub mod output;
 pub mod pios;
 pub mod plan;

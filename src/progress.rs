@@ -1,18 +1,39 @@
 //! Progress of long work (downloads, image unpacking): a bar on a terminal (bytes, rate, ETA),
-//! plain lines on stderr otherwise (the journal), at most every ~5 s or every 10 %.
+//! plain lines otherwise (the journal), at most every ~5 s or every 10 %.
 //!
-//! Off with `--quiet`, and whenever `PINETBOOT_PROGRESS=0`.
+//! Off with `--quiet`, and whenever `PINETBOOT_PROGRESS=0`. The plain lines go to the writer
+//! the command layer names with [`set_output`] (stderr until it does).
 
-use std::io::IsTerminal as _;
-use std::sync::Mutex;
+use std::io::{IsTerminal as _, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
+/// A writer shared by every [`Progress`] of the process.
+type Sink = Arc<Mutex<Box<dyn Write + Send>>>;
+
+static OUTPUT: Mutex<Option<Sink>> = Mutex::new(None);
+
 /// Turns progress output off (`--quiet`).
 pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Sends the plain progress lines to `out` (the bar is drawn by `indicatif` on the terminal).
+pub fn set_output(out: impl Write + Send + 'static) {
+    *OUTPUT.lock().unwrap_or_else(PoisonError::into_inner) =
+        Some(Arc::new(Mutex::new(Box::new(out))));
+}
+
+/// The writer plain lines go to.
+fn output() -> Sink {
+    OUTPUT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(|| Arc::new(Mutex::new(Box::new(std::io::stderr()))))
+        .clone()
 }
 
 fn enabled() -> bool {
@@ -29,6 +50,16 @@ struct Plain {
     last_tenth: u64,
     started: Instant,
     done: u64,
+    out: Sink,
+}
+
+impl Plain {
+    /// Writes one line (a closed stderr is not worth failing the work for).
+    fn line(&self, text: std::fmt::Arguments<'_>) {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
 }
 
 /// One unit of long work with phases (e.g. "downloading", "decompressing", "writing").
@@ -73,23 +104,30 @@ impl Progress {
             bar.set_prefix(what.to_owned());
             (Some(bar), None)
         } else {
-            let now = Instant::now();
-            (
-                None,
-                Some(Mutex::new(Plain {
-                    phase: String::new(),
-                    total: 0,
-                    last_at: now,
-                    last_tenth: 0,
-                    started: now,
-                    done: 0,
-                })),
-            )
+            return Progress::plain(what, output());
         };
         Progress {
             what: what.to_owned(),
             bar,
             plain,
+        }
+    }
+
+    /// Reports `what` as plain lines into `out`, whatever stderr is.
+    fn plain(what: &str, out: Sink) -> Self {
+        let now = Instant::now();
+        Progress {
+            what: what.to_owned(),
+            bar: None,
+            plain: Some(Mutex::new(Plain {
+                phase: String::new(),
+                total: 0,
+                last_at: now,
+                last_tenth: 0,
+                started: now,
+                done: 0,
+                out,
+            })),
         }
     }
 
@@ -113,7 +151,7 @@ impl Progress {
                 p.last_at = now;
                 p.started = now;
                 p.done = 0;
-                eprintln!("pinetboot: {}: {phase}…", self.what);
+                p.line(format_args!("pinetboot: {}: {phase}…", self.what));
             }
             p.done = done;
             let tenth = (done.saturating_mul(10)).checked_div(total).unwrap_or(0);
@@ -128,13 +166,13 @@ impl Progress {
                 } else {
                     String::new()
                 };
-                eprintln!(
+                p.line(format_args!(
                     "pinetboot: {}: {phase} {} of {} ({pct}%), {}/s{eta}",
                     self.what,
                     human_bytes(done),
                     human_bytes(total),
                     human_bytes(rate as u64),
-                );
+                ));
             }
         }
     }
@@ -148,12 +186,12 @@ impl Progress {
             let p = plain.lock().unwrap_or_else(|e| e.into_inner());
             let secs = p.started.elapsed().as_secs_f64();
             if !p.phase.is_empty() {
-                eprintln!(
+                p.line(format_args!(
                     "pinetboot: {}: {} done ({} in {secs:.1} s)",
                     self.what,
                     p.phase,
                     human_bytes(p.done)
-                );
+                ));
             }
         }
     }
@@ -169,5 +207,39 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(432 << 20), "432 MiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    /// A writer whose bytes the test can read afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn plain_lines_go_to_the_writer() {
+        let buf = Shared::default();
+        let p = Progress::plain("image x", Arc::new(Mutex::new(Box::new(buf.clone()))));
+        p.update("downloading", 0, 1000);
+        p.update("downloading", 1000, 1000);
+        p.finish();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0], "pinetboot: image x: downloading…");
+        assert!(
+            lines[1].starts_with("pinetboot: image x: downloading 1000 B of 1000 B (100%), "),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("pinetboot: image x: downloading done (1000 B in "),
+            "{text}"
+        );
     }
 }

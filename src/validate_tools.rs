@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::host::{Host, tools};
+use crate::host::{Host, process, scratch, tools};
 use crate::resource::{Handler, Resource};
 
 /// The isolation recipe of `reference/tooling.md` §7: temporary `/etc/exports`,
@@ -81,24 +81,27 @@ pub fn exports_check(host_path: &str, content: &str, scratch: &Path) -> anyhow::
             "exportfs is not installed (apt install nfs-kernel-server): cannot check {host_path}"
         );
     };
-    if !rustix::process::geteuid().is_root() {
+    if !process::is_root() {
         bail!(
             "checking {host_path} with exportfs needs root (a private mount namespace); run as root"
         );
     }
-    let dir = crate::host::scratch::tempdir(scratch, "exportfs")?;
+    let dir = scratch::tempdir(scratch, "exportfs")?;
     let t = dir.path();
-    std::fs::create_dir(t.join("exports.d"))?;
-    std::fs::create_dir(t.join("varlib"))?;
     let name = Path::new(host_path)
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("pinetboot.exports");
+    let folders = ["exports.d", "varlib"];
     if name.ends_with(".exports") {
-        std::fs::write(t.join("exports"), "")?;
-        std::fs::write(t.join("exports.d").join(name), content)?;
+        let in_d = format!("exports.d/{name}");
+        scratch::populate(
+            t,
+            &folders,
+            &[("exports", b""), (&in_d, content.as_bytes())],
+        )?;
     } else {
-        std::fs::write(t.join("exports"), content)?;
+        scratch::populate(t, &folders, &[("exports", content.as_bytes())])?;
     }
     let script = EXPORTFS_SCRIPT.replace("exportfs -", &format!("{} -", exportfs.display()));
     let out = tools::run(
@@ -134,7 +137,7 @@ pub fn exports_check(host_path: &str, content: &str, scratch: &Path) -> anyhow::
 pub fn before_apply(r: &Resource, host: &Host, scratch: &Path) -> anyhow::Result<()> {
     match r {
         Resource::HostFile(f) if f.handler == Some(Handler::ReloadExports) => {
-            if tools::which("exportfs").is_none() || !rustix::process::geteuid().is_root() {
+            if tools::which("exportfs").is_none() || !process::is_root() {
                 tracing::warn!(
                     "{} was not checked with exportfs (needs nfs-kernel-server and root)",
                     f.path

@@ -6,8 +6,6 @@
 //! EXIT STATUS section built from the exit codes in [`crate::error`]. Completions:
 //! `pinetboot.bash`, `_pinetboot` (zsh) and `pinetboot.fish`.
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -17,7 +15,8 @@ use clap_mangen::Man;
 use clap_mangen::roff::{Roff, bold, roman};
 
 use super::Cli;
-use crate::error::{CommandResult, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_USAGE};
+use crate::error::{CommandResult, ExitStatus};
+use crate::host::atomic;
 use crate::output::Printer;
 
 /// The binary's name, as the completions and man pages call it.
@@ -47,13 +46,13 @@ pub fn run(cmd: &GenerateCommand, printer: &Printer) -> CommandResult {
     for path in written {
         printer.line(&path.display().to_string());
     }
-    Ok(EXIT_OK)
+    Ok(ExitStatus::Success)
 }
 
 /// Writes `pinetboot.1` and one page per visible subcommand (recursively) into `dir`;
 /// returns the paths written, the top page first.
 pub fn write_man_pages(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    atomic::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // As `clap_mangen::generate_to` does: no `help` pages, and a built command so every
     // subcommand has its display name (`pinetboot-eeprom-show`) and the global options.
     let mut cmd = Cli::command().disable_help_subcommand(true);
@@ -75,7 +74,8 @@ fn write_man_tree(
         .date(page_date());
     let path = dir.join(man.get_filename());
     let page = render_page(&man, cmd)?;
-    fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    atomic::write_host_file(&path, page.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", path.display()))?;
     written.push(path);
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         write_man_tree(sub, dir, written)?;
@@ -134,20 +134,20 @@ fn exit_status_section(cmd: &clap::Command) -> Option<String> {
         }
         _ => return None,
     };
-    let codes: [(u8, &str); 4] = [
-        (EXIT_OK, "Success."),
+    let codes: [(ExitStatus, &str); 4] = [
+        (ExitStatus::Success, "Success."),
         (
-            EXIT_ERROR,
+            ExitStatus::Error,
             "An error: an invalid config, a conflict on the host, or a failed step.",
         ),
-        (EXIT_CHANGES, changes),
-        (EXIT_USAGE, "A command-line usage error."),
+        (ExitStatus::Changes, changes),
+        (ExitStatus::Usage, "A command-line usage error."),
     ];
     let mut roff = Roff::new();
     roff.control("SH", ["EXIT STATUS"]);
     for (code, meaning) in codes {
         roff.control("TP", [])
-            .text([bold(code.to_string())])
+            .text([bold(code.code().to_string())])
             .text([roman(meaning)]);
     }
     // Each rendering starts with the same apostrophe preamble; the page already has it.
@@ -180,7 +180,7 @@ fn without_hidden_subcommands(full: &clap::Command) -> clap::Command {
 
 /// Writes `pinetboot.bash`, `_pinetboot` and `pinetboot.fish` into `dir`; returns their paths.
 pub fn write_completions(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    atomic::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let generators: [&dyn Generator; 3] = [&Bash, &Zsh, &Fish];
     let mut written = Vec::new();
     for generator in generators {
@@ -192,9 +192,7 @@ pub fn write_completions(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             .try_generate(&cmd, &mut buf)
             .context("generating completions")?;
         let path = dir.join(generator.file_name(BIN));
-        let mut file =
-            fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
-        file.write_all(&buf)
+        atomic::write_host_file(&path, &buf, 0o644)
             .with_context(|| format!("writing {}", path.display()))?;
         written.push(path);
     }

@@ -3,7 +3,7 @@
 use crate::cli::{ApplyArgs, GlobalArgs};
 use crate::config;
 use crate::engine;
-use crate::error::{CommandError, CommandResult, EXIT_OK};
+use crate::error::{CommandError, CommandResult, ExitStatus};
 use crate::handlers::Outcome;
 use crate::host::lock::Mode;
 use crate::output::{Printer, Style};
@@ -13,7 +13,7 @@ use crate::resource::Action;
 pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> CommandResult {
     let valid = config::load(&global.config)?;
     let host = super::host(global)?;
-    let _lock = engine::lock(&host, Mode::Exclusive, !args.no_wait)?;
+    let _lock = super::lock(&host, Mode::Exclusive, !args.no_wait)?;
     let report = engine::apply(&valid, &host, |c| {
         let (sym, style) = match c.action {
             Action::Create => ("+", Style::Add),
@@ -63,7 +63,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> CommandR
     };
     printer.line(&summary);
     if !report.conflicts.is_empty() {
-        let mut err = CommandError::conflict(
+        return Err(CommandError::conflict(
             format!(
                 "{} client{} left untouched because of conflicts:\n{}",
                 report.conflicts.len(),
@@ -76,14 +76,13 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> CommandR
                     .join("\n")
             ),
             "every other client converged; see `pinetboot plan` for each conflict's hint",
-        );
-        err.hints.extend(
+        )
+        .hints(
             report
                 .conflicts
                 .iter()
                 .map(|c| format!("{}: {}", c.client, c.hint)),
-        );
-        return Err(err);
+        ));
     }
-    Ok(EXIT_OK)
+    Ok(ExitStatus::Success)
 }

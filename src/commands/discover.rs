@@ -2,7 +2,7 @@
 
 use crate::cli::GlobalArgs;
 use crate::config;
-use crate::error::{CommandResult, EXIT_OK};
+use crate::error::{CommandResult, ExitStatus};
 use crate::output::Printer;
 use crate::status;
 
@@ -23,5 +23,5 @@ pub fn run(global: &GlobalArgs, printer: &Printer) -> CommandResult {
         &valid,
         image_hint.as_deref(),
     ));
-    Ok(EXIT_OK)
+    Ok(ExitStatus::Success)
 }

@@ -2,7 +2,7 @@
 
 use crate::cli::{DoctorArgs, GlobalArgs};
 use crate::doctor::{self, SystemRunner};
-use crate::error::{CommandResult, EXIT_ERROR, EXIT_OK};
+use crate::error::{CommandResult, ExitStatus};
 use crate::output::Printer;
 
 /// Checks the live host; exits 1 when any finding is a problem (warnings alone: 0).
@@ -16,8 +16,8 @@ pub fn run(global: &GlobalArgs, args: &DoctorArgs, printer: &Printer) -> Command
         printer.raw(&doctor::report::render_text(&findings, printer));
     }
     Ok(if doctor::has_problem(&findings) {
-        EXIT_ERROR
+        ExitStatus::Error
     } else {
-        EXIT_OK
+        ExitStatus::Success
     })
 }

@@ -6,7 +6,7 @@ use crate::bootloader;
 use crate::cli::{EepromCommand, GlobalArgs};
 use crate::config;
 use crate::eeprom::EepromImage;
-use crate::error::{CommandError, CommandResult, EXIT_OK};
+use crate::error::{CommandError, CommandResult, ExitStatus};
 use crate::output::Printer;
 
 /// Runs an eeprom subcommand.
@@ -29,13 +29,13 @@ pub fn run(global: &GlobalArgs, cmd: &EepromCommand, printer: &Printer) -> Comma
             if let Some(ts) = image.timestamp() {
                 tracing::info!("update timestamp {ts}");
             }
-            Ok(EXIT_OK)
+            Ok(ExitStatus::Success)
         }
         EepromCommand::Render { client } => {
             let valid = config::load(&global.config)?;
             let (settings, base) = settings_for(global, &valid, Some(client))?;
             printer.raw(&bootloader::render_config(&base, &settings)?);
-            Ok(EXIT_OK)
+            Ok(ExitStatus::Success)
         }
         EepromCommand::SdCard { dir, client } => {
             let valid = config::load(&global.config)?;
@@ -55,7 +55,8 @@ pub fn run(global: &GlobalArgs, cmd: &EepromCommand, printer: &Printer) -> Comma
                     )
                 })?;
             let update = bootloader::build(&base, &settings, None, bootloader::now())?;
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::host::atomic::create_dir_all(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
             for (name, bytes) in [
                 ("recovery.bin", recovery.as_slice()),
                 ("pieeprom.upd", update.image.as_slice()),
@@ -70,7 +71,7 @@ pub fn run(global: &GlobalArgs, cmd: &EepromCommand, printer: &Printer) -> Comma
                 dir.display(),
                 update.timestamp
             ));
-            Ok(EXIT_OK)
+            Ok(ExitStatus::Success)
         }
     }
 }

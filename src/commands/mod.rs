@@ -1,7 +1,10 @@
 //! Thin command bodies: each turns parsed arguments into calls on the library and output.
 
 use crate::cli::{Cli, Command};
-use crate::error::CommandResult;
+use crate::engine;
+use crate::error::{CommandError, CommandResult};
+use crate::host::Host;
+use crate::host::lock::{Lock, Mode};
 use crate::output::Printer;
 
 mod apply;
@@ -19,6 +22,8 @@ mod validate;
 /// Runs the parsed command line.
 pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
     crate::progress::set_quiet(cli.global.quiet);
+    // Plain progress lines (the journal's form) on stderr, with no escape sequence in them.
+    crate::progress::set_output(anstream::stderr());
     match &cli.command {
         Command::Validate => validate::run(&cli.global, printer),
         Command::Schema => schema::run(printer),
@@ -36,11 +41,21 @@ pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
 }
 
 /// Opens the host named by `--root`.
-fn host(global: &crate::cli::GlobalArgs) -> Result<crate::host::Host, crate::error::CommandError> {
-    crate::host::Host::new(&global.root).map_err(|e| {
-        crate::error::CommandError::user(
+fn host(global: &crate::cli::GlobalArgs) -> Result<Host, CommandError> {
+    Host::new(&global.root).map_err(|e| {
+        CommandError::user(
             format!("--root {}: {e}", global.root.display()),
             "give an existing folder (or / for this host)",
         )
     })
+}
+
+/// Takes pinetboot's lock ([`engine::lock`]), saying on stderr when it waits for another apply.
+fn lock(host: &Host, mode: Mode, wait: bool) -> Result<Lock, CommandError> {
+    Ok(engine::lock(host, mode, wait, |path| {
+        eprintln!(
+            "waiting for another pinetboot apply to finish (lock {})…",
+            path.display()
+        )
+    })?)
 }

@@ -3,8 +3,7 @@
 use crate::bootmount::{self, Outcome};
 use crate::cli::GlobalArgs;
 use crate::config;
-use crate::engine;
-use crate::error::{CommandError, CommandResult, EXIT_OK};
+use crate::error::{CommandError, CommandResult, ExitStatus};
 use crate::host::lock::Mode;
 use crate::output::{Printer, Style};
 use crate::state::State;
@@ -13,7 +12,7 @@ use crate::state::State;
 pub fn run(global: &GlobalArgs, printer: &Printer) -> CommandResult {
     let valid = config::load(&global.config)?;
     let host = super::host(global)?;
-    let _lock = engine::lock(&host, Mode::Exclusive, true)?;
+    let _lock = super::lock(&host, Mode::Exclusive, true)?;
     let state = State::load(&host, &valid.paths.state)?;
     let reports = bootmount::restore(&host, &state);
     let mut refused = Vec::new();
@@ -33,7 +32,7 @@ pub fn run(global: &GlobalArgs, printer: &Printer) -> CommandResult {
         }
     }
     if refused.is_empty() {
-        return Ok(EXIT_OK);
+        return Ok(ExitStatus::Success);
     }
     Err(CommandError::conflict(
         format!(

@@ -3,7 +3,8 @@
 use crate::cli::{GlobalArgs, PlanArgs};
 use crate::config;
 use crate::engine;
-use crate::error::{CommandError, CommandResult, EXIT_CHANGES, EXIT_OK};
+use crate::error::{CommandError, CommandResult, ExitStatus};
+use crate::host::Kind;
 use crate::host::lock::Mode;
 use crate::output::Printer;
 use crate::plan::{render_json, render_text};
@@ -15,11 +16,10 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> CommandRe
     let valid = config::load(&global.config)?;
     let host = super::host(global)?;
     // A shared lock, only when the lock file can be taken without writing anything new.
-    let _lock = host
-        .path(engine::LOCK_PATH)
-        .exists()
-        .then(|| engine::lock(&host, Mode::Shared, true))
-        .transpose()?;
+    let _lock = match host.kind(engine::LOCK_PATH) {
+        Ok(Kind::Missing) | Err(_) => None,
+        Ok(_) => Some(super::lock(&host, Mode::Shared, true)?),
+    };
     let (_, _, plan) = engine::observe_and_plan(&valid, &host)?;
     if args.json {
         printer.raw(&render_json(&plan));
@@ -42,8 +42,8 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> CommandRe
         ));
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
-        EXIT_CHANGES
+        ExitStatus::Changes
     } else {
-        EXIT_OK
+        ExitStatus::Success
     })
 }

@@ -1,11 +1,11 @@
 //! `pinetboot schema`.
 
 use crate::config::schema::schema_json;
-use crate::error::{CommandResult, EXIT_OK};
+use crate::error::{CommandResult, ExitStatus};
 use crate::output::Printer;
 
 /// Prints the JSON schema.
 pub fn run(printer: &Printer) -> CommandResult {
     printer.raw(&schema_json());
-    Ok(EXIT_OK)
+    Ok(ExitStatus::Success)
 }

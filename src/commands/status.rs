@@ -2,7 +2,7 @@
 
 use crate::cli::{GlobalArgs, StatusArgs};
 use crate::config;
-use crate::error::{CommandResult, EXIT_OK};
+use crate::error::{CommandResult, ExitStatus};
 use crate::output::Printer;
 use crate::status;
 
@@ -17,5 +17,5 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, printer: &Printer) -> Command
     } else {
         printer.raw(&status::render_text(&report, printer));
     }
-    Ok(EXIT_OK)
+    Ok(ExitStatus::Success)
 }

@@ -2,7 +2,7 @@
 
 use crate::cli::GlobalArgs;
 use crate::config;
-use crate::error::{CommandResult, EXIT_OK};
+use crate::error::{CommandResult, ExitStatus};
 use crate::output::Printer;
 
 /// Loads and checks the config; prints a one-line summary when it is valid.
@@ -16,7 +16,7 @@ pub fn run(global: &GlobalArgs, printer: &Printer) -> CommandResult {
         valid.clients.len(),
         plural(valid.clients.len()),
     ));
-    Ok(EXIT_OK)
+    Ok(ExitStatus::Success)
 }
 
 fn plural(n: usize) -> &'static str {

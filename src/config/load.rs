@@ -254,7 +254,7 @@ pub fn read(file: &Path) -> Result<(String, Parsed), ConfigError> {
                     .into(),
             ),
         ),
-        ReadError::Io { source, .. } => problem_with_hint(
+        ReadError::Io(crate::ioerr::IoError { source, .. }) => problem_with_hint(
             file,
             Position::default(),
             String::new(),

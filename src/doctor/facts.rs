@@ -346,9 +346,16 @@ fn plan_facts(valid: &Valid, host: &Host) -> Result<PlanFacts, String> {
     let _lock = host
         .path(crate::engine::LOCK_PATH)
         .exists()
-        .then(|| crate::engine::lock(host, crate::host::lock::Mode::Shared, true))
+        .then(|| {
+            crate::engine::lock(host, crate::host::lock::Mode::Shared, true, |path| {
+                tracing::warn!(
+                    "waiting for another pinetboot apply to finish (lock {})…",
+                    path.display()
+                )
+            })
+        })
         .transpose()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
     let (_, _, plan) =
         crate::engine::observe_and_plan(valid, host).map_err(|e| format!("{e:#}"))?;
     Ok(PlanFacts {

@@ -1,14 +1,15 @@
 //! Errors from reading and rewriting bootloader EEPROM images.
 
-use std::fmt;
-
 /// Why an EEPROM image could not be read or rewritten.
 ///
 /// Every variant carries the numbers needed to find the problem in a hex dump: offsets are
 /// byte offsets from the start of the image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EepromError {
     /// The image is not exactly [`IMAGE_SIZE`](super::IMAGE_SIZE) bytes long.
+    #[error(
+        "not a Raspberry Pi 4 bootloader EEPROM image: size is {actual} bytes, expected {expected} bytes (512 KiB)"
+    )]
     WrongSize {
         /// Length of the bytes given.
         actual: usize,
@@ -17,6 +18,9 @@ pub enum EepromError {
     },
     /// A section header does not carry the section magic (`0x55aaf00f` under the mask
     /// `0xfffff00f`).
+    #[error(
+        "EEPROM image is corrupted: bad section magic {magic:#010x} at offset {offset:#x} (expected 0x55aaf00f under mask 0xfffff00f)"
+    )]
     BadMagic {
         /// Offset of the section header.
         offset: usize,
@@ -24,6 +28,9 @@ pub enum EepromError {
         magic: u32,
     },
     /// A section header starts so close to the end that its 8 bytes do not fit.
+    #[error(
+        "EEPROM image is truncated: section header at offset {offset:#x} runs past the end of the {image_len}-byte image"
+    )]
     TruncatedHeader {
         /// Offset of the section header.
         offset: usize,
@@ -31,6 +38,9 @@ pub enum EepromError {
         image_len: usize,
     },
     /// A section's length field points past the end of the image.
+    #[error(
+        "EEPROM image is corrupted: section at offset {offset:#x} has length {length}, which runs past the end of the {image_len}-byte image"
+    )]
     SectionPastEnd {
         /// Offset of the section header.
         offset: usize,
@@ -40,6 +50,9 @@ pub enum EepromError {
         image_len: usize,
     },
     /// A file section is too short to hold its 12-byte name and 4-byte reserved word.
+    #[error(
+        "EEPROM image is corrupted: file section at offset {offset:#x} has length {length}, less than its 16-byte name and reserved fields"
+    )]
     FileSectionTooShort {
         /// Offset of the section header.
         offset: usize,
@@ -47,16 +60,21 @@ pub enum EepromError {
         length: u32,
     },
     /// The image holds no file section with this name (for the config: `bootconf.txt`).
+    #[error("EEPROM image has no `{name}` file section")]
     MissingFile {
         /// The file name looked for.
         name: &'static str,
     },
     /// The embedded `bootconf.txt` is not valid UTF-8.
+    #[error("the embedded bootconf.txt is not valid UTF-8 (invalid byte at position {position})")]
     ConfigNotUtf8 {
         /// Byte offset within the config where the invalid sequence starts.
         position: usize,
     },
     /// A config to embed contains a byte outside printable ASCII, tab, CR and LF.
+    #[error(
+        "bootloader config line {line}, column {column}: only printable ASCII, tabs and line breaks are allowed"
+    )]
     ConfigNotAscii {
         /// 1-based line of the offending character.
         line: usize,
@@ -64,6 +82,7 @@ pub enum EepromError {
         column: usize,
     },
     /// A config to embed is larger than a file in the image may be.
+    #[error("bootloader config is too large ({size} bytes, max {max} bytes)")]
     ConfigTooLarge {
         /// Size of the config in bytes.
         size: usize,
@@ -72,6 +91,9 @@ pub enum EepromError {
     },
     /// The new config does not fit between its section header and the next section (or the
     /// bootloader's reserved last 4 KiB).
+    #[error(
+        "bootloader config does not fit in the EEPROM image: the file section needs {needed} bytes, {available} bytes are available"
+    )]
     NoSpace {
         /// Bytes the updated file section needs, header included.
         needed: usize,
@@ -79,11 +101,18 @@ pub enum EepromError {
         available: usize,
     },
     /// A timestamp does not fit in the image's 32-bit update-timestamp field.
+    #[error(
+        "update timestamp {timestamp} does not fit in 32 bits (max {})",
+        u32::MAX
+    )]
     TimestampOutOfRange {
         /// The timestamp asked for.
         timestamp: u64,
     },
     /// The `updatetime` file section is too short to hold the 8-byte timestamp record.
+    #[error(
+        "EEPROM image is corrupted: `updatetime` file section at offset {offset:#x} has length {length}, too short for the 8-byte timestamp"
+    )]
     UpdateTimeTooShort {
         /// Offset of the section header.
         offset: usize,
@@ -91,70 +120,8 @@ pub enum EepromError {
         length: u32,
     },
     /// The read-only area has an `updatetime` file but the first partition lacks its copy.
+    #[error(
+        "EEPROM image has an `updatetime` file in its read-only area but none in its first partition"
+    )]
     MissingPartitionUpdateTime,
 }
-
-impl fmt::Display for EepromError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::WrongSize { actual, expected } => write!(
-                f,
-                "not a Raspberry Pi 4 bootloader EEPROM image: size is {actual} bytes, expected {expected} bytes (512 KiB)"
-            ),
-            Self::BadMagic { offset, magic } => write!(
-                f,
-                "EEPROM image is corrupted: bad section magic {magic:#010x} at offset {offset:#x} (expected 0x55aaf00f under mask 0xfffff00f)"
-            ),
-            Self::TruncatedHeader { offset, image_len } => write!(
-                f,
-                "EEPROM image is truncated: section header at offset {offset:#x} runs past the end of the {image_len}-byte image"
-            ),
-            Self::SectionPastEnd {
-                offset,
-                length,
-                image_len,
-            } => write!(
-                f,
-                "EEPROM image is corrupted: section at offset {offset:#x} has length {length}, which runs past the end of the {image_len}-byte image"
-            ),
-            Self::FileSectionTooShort { offset, length } => write!(
-                f,
-                "EEPROM image is corrupted: file section at offset {offset:#x} has length {length}, less than its 16-byte name and reserved fields"
-            ),
-            Self::MissingFile { name } => {
-                write!(f, "EEPROM image has no `{name}` file section")
-            }
-            Self::ConfigNotUtf8 { position } => write!(
-                f,
-                "the embedded bootconf.txt is not valid UTF-8 (invalid byte at position {position})"
-            ),
-            Self::ConfigNotAscii { line, column } => write!(
-                f,
-                "bootloader config line {line}, column {column}: only printable ASCII, tabs and line breaks are allowed"
-            ),
-            Self::ConfigTooLarge { size, max } => write!(
-                f,
-                "bootloader config is too large ({size} bytes, max {max} bytes)"
-            ),
-            Self::NoSpace { needed, available } => write!(
-                f,
-                "bootloader config does not fit in the EEPROM image: the file section needs {needed} bytes, {available} bytes are available"
-            ),
-            Self::TimestampOutOfRange { timestamp } => write!(
-                f,
-                "update timestamp {timestamp} does not fit in 32 bits (max {})",
-                u32::MAX
-            ),
-            Self::UpdateTimeTooShort { offset, length } => write!(
-                f,
-                "EEPROM image is corrupted: `updatetime` file section at offset {offset:#x} has length {length}, too short for the 8-byte timestamp"
-            ),
-            Self::MissingPartitionUpdateTime => write!(
-                f,
-                "EEPROM image has an `updatetime` file in its read-only area but none in its first partition"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for EepromError {}

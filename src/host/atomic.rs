@@ -131,6 +131,11 @@ pub fn rename_noreplace_synced(from: &std::path::Path, to: &std::path::Path) -> 
     Ok(())
 }
 
+/// Creates the host folder `path` and its missing parents (host paths: links are followed).
+pub fn create_dir_all(path: &std::path::Path) -> io::Result<()> {
+    std::fs::create_dir_all(path)
+}
+
 /// Atomically replaces the host file at `path` (its folder must exist).
 pub fn write_host_file(path: &std::path::Path, content: &[u8], mode: u32) -> io::Result<()> {
     let parent = path.parent().ok_or(io::ErrorKind::InvalidInput)?;

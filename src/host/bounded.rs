@@ -15,18 +15,14 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags};
 
+use crate::ioerr::IoError;
+
 /// Why a bounded read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    /// The file could not be opened or read.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
+    /// The file could not be opened or read (`PATH: error`).
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// Not a regular file (a fifo, device, socket or folder).
     #[error("{} is {what}, not a regular file", path.display())]
     NotRegular {
@@ -48,14 +44,14 @@ pub enum ReadError {
 impl ReadError {
     /// Whether the file (or a folder on its path) does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, ReadError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        matches!(self, ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound)
     }
 }
 
 impl From<ReadError> for io::Error {
     fn from(e: ReadError) -> io::Error {
         let kind = match &e {
-            ReadError::Io { source, .. } => source.kind(),
+            ReadError::Io(e) => e.kind(),
             ReadError::NotRegular { .. } => io::ErrorKind::InvalidInput,
             ReadError::TooLarge { .. } => io::ErrorKind::FileTooLarge,
         };
@@ -91,10 +87,7 @@ pub fn describe(ft: FileType) -> &'static str {
 /// anything else: `O_PATH`, type check, reopen of the same inode. Returns the file and its size
 /// as `fstat` says (a hint only: `/proc` files say 0).
 pub fn open_regular(path: &Path) -> Result<(File, u64), ReadError> {
-    let io_err = |source: io::Error| ReadError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source: io::Error| ReadError::Io(IoError::at(path, source));
     let handle = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| io_err(e.into()))?;
     let st = rustix::fs::fstat(&handle).map_err(|e| io_err(e.into()))?;
@@ -139,10 +132,7 @@ pub fn read(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     let mut buf = Vec::with_capacity(size.min(max) as usize);
     file.take(max.saturating_add(1))
         .read_to_end(&mut buf)
-        .map_err(|source| ReadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| ReadError::Io(IoError::at(path, source)))?;
     if buf.len() as u64 > max {
         return Err(ReadError::TooLarge {
             path: path.to_owned(),
@@ -177,10 +167,7 @@ pub struct Tail {
 /// its latest lines are what matter).
 pub fn read_tail(path: &Path, max: u64) -> Result<Tail, ReadError> {
     let (mut file, size) = open_regular(path)?;
-    let io_err = |source: io::Error| ReadError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source: io::Error| ReadError::Io(IoError::at(path, source));
     let start = size.saturating_sub(max);
     if start > 0 {
         // One byte before, to know whether the cut falls on a line start.

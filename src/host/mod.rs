@@ -8,9 +8,12 @@ pub mod confined;
 pub mod lock;
 pub mod mount;
 pub mod mountinfo;
+pub mod process;
 pub mod scratch;
 pub mod through;
 pub mod tools;
+
+pub use process::set_umask;
 
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

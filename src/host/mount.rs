@@ -13,6 +13,12 @@ use rustix::mount::{MountFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags};
 /// used as a device.
 pub const BIND_OPTIONS: &[&str] = &["ro", "nosuid", "nodev", "noexec", "nosymfollow"];
 
+/// Device and inode of the open file `fd` (to compare a mount's source with a folder).
+pub fn dev_ino_of(fd: &OwnedFd) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
 /// Bind-mounts the folder open as `source` onto the host folder `target`, read-only and
 /// without following symlinks ([`BIND_OPTIONS`]).
 pub fn bind(source: &OwnedFd, target: &Path) -> io::Result<()> {

@@ -84,6 +84,18 @@ pub fn tempdir(dir: &Path, what: &str) -> anyhow::Result<tempfile::TempDir> {
     Ok(made)
 }
 
+/// Fills a check's folder `dir` (from [`tempdir`]): the empty `folders`, then the `files`
+/// (names relative to `dir`, in folders that exist by then).
+pub fn populate(dir: &Path, folders: &[&str], files: &[(&str, &[u8])]) -> std::io::Result<()> {
+    for folder in folders {
+        std::fs::create_dir(dir.join(folder))?;
+    }
+    for (name, content) in files {
+        std::fs::write(dir.join(name), content)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

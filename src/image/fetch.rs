@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::config::model::Downloads;
+use crate::ioerr::IoError;
 
 /// How many times a download is resumed within one call after a cut connection.
 pub const ATTEMPTS: u32 = 5;
@@ -110,16 +111,8 @@ pub enum FetchError {
         actual: String,
     },
     /// A local file operation failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 fn too_large_reason(announced: Option<u64>, max: u64) -> String {
@@ -136,7 +129,7 @@ fn too_large_reason(announced: Option<u64>, max: u64) -> String {
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FetchError {
     let path = path.to_path_buf();
-    move |source| FetchError::Io { op, path, source }
+    move |source| FetchError::Io(IoError::new(op, path, source))
 }
 
 /// The partial download of `sha256` in `dir`.

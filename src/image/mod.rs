@@ -39,6 +39,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::ioerr::IoError;
 use crate::tree::{Meta, TreeError, TreeWriter, check_rel_path};
 
 pub use source::sniff;
@@ -67,16 +68,8 @@ pub enum Format {
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// A system call on a host file failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The host path.
-        path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The expected digest is not 64 hex digits.
     #[error("expected sha256 {0:?} is not 64 hex digits")]
     BadDigest(String),
@@ -171,11 +164,7 @@ pub enum ImageError {
 
 impl ImageError {
     fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
-        ImageError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
+        ImageError::Io(IoError::new(op, path.to_path_buf(), source))
     }
 }
 

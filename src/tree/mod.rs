@@ -26,9 +26,10 @@ mod writer;
 mod xattr;
 
 use std::ffi::OsStr;
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use crate::ioerr::IoError;
 
 pub use copy::{CopyStats, copy_tree};
 pub(crate) use writer::write_sparse_chunk;
@@ -107,17 +108,9 @@ pub enum TreeError {
         /// Full path of the entry.
         path: PathBuf,
     },
-    /// A system call failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done (`"create file"`, `"chown"`...).
-        op: &'static str,
-        /// Full path of the entry.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
+    /// A system call failed (on the entry's full path).
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// Result alias of this module.
@@ -125,11 +118,7 @@ pub type Result<T, E = TreeError> = std::result::Result<T, E>;
 
 pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(rustix::io::Errno) -> TreeError {
     let path = path.to_path_buf();
-    move |e| TreeError::Io {
-        op,
-        path,
-        source: e.into(),
-    }
+    move |e| TreeError::Io(IoError::new(op, path, e))
 }
 
 /// Checks that `rel` is a safe path relative to a tree root: non-empty, not

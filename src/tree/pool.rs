@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 
 use super::writer::{apply_meta, fill_data};
 use super::{Meta, Result, TreeError};
+use crate::ioerr::IoError;
 
 /// Where a file's data comes from.
 pub(crate) enum Source {
@@ -118,10 +119,12 @@ impl DataPool {
             return Err(e);
         }
         let tx = self.tx.as_ref().expect("pool is open until joined");
-        tx.send(job).map_err(|_| TreeError::Io {
-            op: "hand over to a copy thread",
-            path: PathBuf::new(),
-            source: std::io::Error::other("copy thread ended"),
+        tx.send(job).map_err(|_| {
+            TreeError::Io(IoError::new(
+                "hand over to a copy thread",
+                PathBuf::new(),
+                std::io::Error::other("copy thread ended"),
+            ))
         })
     }
 

@@ -15,6 +15,7 @@ use rustix::io::Errno;
 
 use super::pool::{DataPool, Job, Source};
 use super::{Meta, Result, TreeError, check_rel_path, io_err, split_rel, xattr};
+use crate::ioerr::IoError;
 
 /// Size of the blocks checked for zeros when writing sparse files.
 const SPARSE_BLOCK: usize = 4096;
@@ -290,10 +291,12 @@ pub(super) fn fill_data(
 /// Sets xattrs through an open descriptor.
 fn set_xattrs_fd(fd: BorrowedFd<'_>, meta: &Meta, full: &Path) -> Result<()> {
     for (name, value) in &meta.xattrs {
-        xattr::set(fd, name, value).map_err(|e| TreeError::Io {
-            op: "set xattr",
-            path: full.join(format!("[{}]", String::from_utf8_lossy(name))),
-            source: e.into(),
+        xattr::set(fd, name, value).map_err(|e| {
+            TreeError::Io(IoError::new(
+                "set xattr",
+                full.join(format!("[{}]", String::from_utf8_lossy(name))),
+                e,
+            ))
         })?;
     }
     Ok(())
@@ -367,10 +370,12 @@ impl TreeWriter {
             AtFlags::empty(),
             StatxFlags::TYPE,
         )
-        .map_err(|e| TreeError::Io {
-            op: "find /proc/self/fd (is /proc mounted?) for",
-            path: dst.to_path_buf(),
-            source: e.into(),
+        .map_err(|e| {
+            TreeError::Io(IoError::new(
+                "find /proc/self/fd (is /proc mounted?) for",
+                dst.to_path_buf(),
+                e,
+            ))
         })?;
         Ok(TreeWriter {
             root_path: dst.to_path_buf(),
@@ -595,11 +600,7 @@ impl TreeWriter {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    return Err(TreeError::Io {
-                        op: "read the data for",
-                        path: full,
-                        source: e,
-                    });
+                    return Err(TreeError::Io(IoError::new("read the data for", full, e)));
                 }
             };
             write_sparse_chunk(fd.as_fd(), &buf[..n], off).map_err(io_err("write", &full))?;
@@ -715,11 +716,11 @@ impl TreeWriter {
         let efull = self.full(existing);
         let eparent = self.open_dir(eparent_rel, &efull)?;
         rustix::fs::linkat(&*eparent, ename, &*parent, name, AtFlags::empty()).map_err(|e| {
-            TreeError::Io {
-                op: "create hardlink",
-                path: PathBuf::from(format!("{} -> {}", full.display(), efull.display())),
-                source: e.into(),
-            }
+            TreeError::Io(IoError::new(
+                "create hardlink",
+                format!("{} -> {}", full.display(), efull.display()),
+                e,
+            ))
         })
     }
 
