@@ -1,11 +1,10 @@
 //! Shared helpers for tests that boot a real operating system: the Debian arm64 Raspberry Pi
 //! fixture ([`fixture`]), the aarch64 VM driver ([`vm`]) and the userspace NFS server
-//! ([`nfs`]). Used from integration tests with
-//! `#[path = "realos/mod.rs"] mod realos;`.
+//! ([`nfs`]). Its scripts stay at `tests/realos/`
+//! (CI and the README run them by that path; the fixture's cache key is a hash of its inputs).
 //!
 //! Everything here fails loudly (panics with the reason) when root or a tool is missing: the
 //! tests never skip.
-#![allow(dead_code)]
 
 pub mod nfs;
 pub mod vm;
@@ -55,30 +54,6 @@ pub fn fixture_info(fixture: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Fails (never skips) when not root.
-pub fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "the real-OS boot test must run as root (network and mount namespaces, tap devices, \
-         an NFS server, the fixture build)"
-    );
-}
-
-/// Fails (never skips) when `tool` is not on PATH (or in /usr/sbin, /sbin), naming the
-/// Debian package that provides it.
-pub fn require_tool(tool: &str, package: &str) {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    let in_sbin = ["/usr/sbin", "/sbin"]
-        .iter()
-        .any(|d| Path::new(d).join(tool).is_file());
-    assert!(
-        on_path || in_sbin,
-        "missing tool `{tool}`: install it with `apt-get install -y {package}`"
-    );
-}
-
 /// Runs `program args…` to completion in the C locale (the lab's helper: every test crate that
 /// includes this module includes `tests/netsupport` as `support` too).
 pub use crate::support::netlab::run_cmd;
@@ -88,8 +63,4 @@ pub fn must(program: &str, args: &[&str]) -> String {
     run_cmd(program, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The last `n` lines of `text` (for failure messages).
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
+pub use crate::support::tools::tail;

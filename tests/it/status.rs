@@ -5,11 +5,8 @@
 //! the real binaries reading the log dnsmasq wrote under `--root`. Needs root, `ip`,
 //! `unshare`, `nsenter` and `dnsmasq`.
 
-#[path = "netsupport/mod.rs"]
-mod support;
-
-use support::mountns::MountNs;
-use support::roots::{generated_conf, make_traversable, os_tree, write};
+use crate::support::mountns::MountNs;
+use crate::support::roots::{generated_conf, make_traversable, os_tree, write};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -17,8 +14,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
-use support::pi4::{EmulatedPi, Outcome, Step};
+use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
+use crate::support::pi4::{EmulatedPi, Outcome, Step};
 
 const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
 const STRANGER_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0xaa, 0xbb, 0xcc];
@@ -92,7 +89,7 @@ fn status_and_discover_read_the_log_of_a_real_boot() {
     // file dnsmasq really writes (the lab names its first server's log server0.log).
     let log = log_dir.join("dnsmasq.log");
     std::os::unix::fs::symlink(&log, lab.dir().join("server0.log")).unwrap();
-    let server = lab.start_server_dnsmasq_in(&conf_dir, &[], Some(ns.holder.id()));
+    let server = lab.start_server_dnsmasq_in(&conf_dir, &[], Some(ns.pid()));
     assert_eq!(server.log, lab.dir().join("server0.log"));
     assert!(fs::symlink_metadata(&log).unwrap().is_file());
 

@@ -3,18 +3,15 @@
 //! drop-in inside a network namespace, and emulated Pi 4 bootloaders fetching every boot file
 //! through the bind mounts. Needs root, `ip`, `unshare`, `nsenter` and `dnsmasq`.
 
-#[path = "netsupport/mod.rs"]
-mod support;
-
-use support::mountns::MountNs;
-use support::roots::{SHARED, generated_conf, make_traversable, os_tree, write};
+use crate::support::mountns::MountNs;
+use crate::support::roots::{SHARED, generated_conf, make_traversable, os_tree, write};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
-use support::pi4::{ClientKind, EmulatedPi};
+use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
+use crate::support::pi4::{ClientKind, EmulatedPi};
 
 const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
 const BU_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x04];
@@ -73,8 +70,8 @@ fn server_conf(lab: &Lab, s: &Setup) -> PathBuf {
     generated_conf(&s.root, &lab.dir().join("conf.d"), false)
 }
 
-fn assert_boots(pi: &EmulatedPi, folder: &Path, blksize: u16) -> support::pi4::BootReport {
-    support::pi4::assert_boots(pi, folder, blksize, SERVER_IP)
+fn assert_boots(pi: &EmulatedPi, folder: &Path, blksize: u16) -> crate::support::pi4::BootReport {
+    crate::support::pi4::assert_boots(pi, folder, blksize, SERVER_IP)
 }
 
 #[test]
@@ -84,7 +81,7 @@ fn bookworm_and_bullseye_clients_boot_through_pinetboots_files() {
     let lab = Lab::new();
     let ns = MountNs::new();
     apply(&ns, &s);
-    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.holder.id()));
+    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.pid()));
     // Bookworm layout: boot/firmware, with a bootloader self-update.
     let bw = EmulatedPi::new(&lab.add_pi(BW_MAC), 0x0c4c_21e5);
     let report = assert_boots(&bw, &s.root.join("nfs/bw/boot/firmware"), 1024);
@@ -115,7 +112,7 @@ fn undeclared_macs_and_serials_get_nothing_and_pruned_clients_stop_booting() {
     let lab = Lab::new();
     let ns = MountNs::new();
     apply(&ns, &s);
-    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.holder.id()));
+    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.pid()));
     // Every declared client has a MAC: another Pi's MAC gets no boot menu.
     let other = EmulatedPi::new(
         &lab.add_pi([0xdc, 0xa6, 0x32, 0x09, 0x09, 0x09]),
@@ -198,7 +195,7 @@ fn ten_declared_pis_boot_at_once_each_from_its_own_root() {
     let ns = MountNs::new();
     apply(&ns, &s);
     // Each root gets its own cmdline.txt (nfsroot names its own folder): the files differ.
-    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.holder.id()));
+    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.pid()));
     let emulated: Vec<(EmulatedPi, PathBuf)> = pis
         .iter()
         .enumerate()
@@ -254,13 +251,13 @@ fn a_pi_whose_update_sets_a_mac_or_string_tftp_prefix_boots_from_that_folder_aft
     // dnsmasq runs in a copy of the namespace (`ip netns exec` makes one, slave to it): with
     // the namespace's mounts shared, it sees the folders a later apply mounts, as on a host.
     let shared = ns
-        .command(None, "mount")
+        .nsenter(None, "mount")
         .args(["--make-rshared", "/"])
         .status()
         .unwrap();
     assert!(shared.success());
     apply(&ns, &s);
-    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.holder.id()));
+    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.pid()));
     let mc_boot = s.root.join("nfs/mc/boot/firmware");
     let sc_boot = s.root.join("nfs/sc/boot/firmware");
     // Factory boards ask in their serial folder, fetch the update there and flash it.
@@ -327,8 +324,7 @@ fn userconf_refused_over_tftp(dnsmasq_args: &[&str], want_uid_zero: bool) {
         fs::read_to_string(&userconf).unwrap(),
         format!("alice:{HASH}\n")
     );
-    let server =
-        lab.start_server_dnsmasq_in(&server_conf(&lab, &s), dnsmasq_args, Some(ns.holder.id()));
+    let server = lab.start_server_dnsmasq_in(&server_conf(&lab, &s), dnsmasq_args, Some(ns.pid()));
     let status = fs::read_to_string(format!("/proc/{}/status", server.pid)).unwrap();
     let uid = status
         .lines()
@@ -347,7 +343,7 @@ fn userconf_refused_over_tftp(dnsmasq_args: &[&str], want_uid_zero: bool) {
         fs::read(s.root.join("nfs/bw/boot/firmware/start4.elf")).unwrap()
     );
     match session.tftp_get("0c4c21e5/userconf.txt", 1024) {
-        Err(support::pi4::TftpError::Server {
+        Err(crate::support::pi4::TftpError::Server {
             code: 2, message, ..
         }) => {
             assert!(message.contains("Permission denied"), "{message}");

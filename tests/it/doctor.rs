@@ -4,11 +4,8 @@
 //! SRV pinetboot … doctor`). A healthy setup has no problem but NFS (this machine has no nfsd);
 //! each broken setup names its fault. Needs root, `ip`, `unshare`, `nsenter`, `ss` and `dnsmasq`.
 
-#[path = "netsupport/mod.rs"]
-mod support;
-
-use support::mountns::MountNs;
-use support::roots::{generated_conf, make_traversable, os_tree, write};
+use crate::support::mountns::MountNs;
+use crate::support::roots::{generated_conf, make_traversable, os_tree, write};
 
 use std::fs;
 use std::net::UdpSocket;
@@ -16,15 +13,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP, in_netns};
 use serde_json::Value;
-use support::netlab::{Lab, SERVER_IFACE, SERVER_IP, in_netns};
 
 const SERIAL: &str = "0c4c21e5";
 const NFS_FIX: &str = "start the kernel NFS server: `systemctl enable --now nfs-server` (package nfs-kernel-server; it loads the nfsd module and mounts /proc/fs/nfsd), then `exportfs -ra`";
 
 /// `pinetboot ARGS` in the mount namespace `ns`, and in network namespace `netns` if given.
 fn pinetboot(ns: &MountNs, netns: Option<&str>, s: &Setup, args: &[&str]) -> Output {
-    ns.command(netns, env!("CARGO_BIN_EXE_pinetboot"))
+    ns.nsenter(netns, crate::support::tools::bin())
         .arg("--root")
         .arg(&s.root)
         .arg("--config")
@@ -37,7 +34,7 @@ fn pinetboot(ns: &MountNs, netns: Option<&str>, s: &Setup, args: &[&str]) -> Out
 
 /// Runs a command in the mount namespace `ns`; it must succeed.
 fn run_in(ns: &MountNs, args: &[&str]) {
-    let out = ns.command(None, args[0]).args(&args[1..]).output().unwrap();
+    let out = ns.nsenter(None, args[0]).args(&args[1..]).output().unwrap();
     assert!(out.status.success(), "{args:?}: {out:?}");
 }
 
@@ -93,7 +90,7 @@ fn apply(ns: &MountNs, s: &Setup) {
 /// see it; its log-facility dropped for the lab's) in the server namespace and the mount namespace of the bind mounts.
 fn start_dnsmasq(lab: &Lab, ns: &MountNs, s: &Setup) {
     let dir = generated_conf(&s.root, &lab.dir().join("conf.d"), false);
-    lab.start_server_dnsmasq_in(&dir, &[], Some(ns.holder.id()));
+    lab.start_server_dnsmasq_in(&dir, &[], Some(ns.pid()));
 }
 
 /// Lab (namespaces first: the mount namespace copies /run/netns as it is then), mount
@@ -415,7 +412,7 @@ fn udp_67_held_by_something_else() {
 fn invalid_config_is_a_problem_and_the_rest_still_runs() {
     let s = setup();
     fs::write(&s.config, "server: {address: nope}\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pinetboot"))
+    let out = Command::new(crate::support::tools::bin())
         .arg("--root")
         .arg(&s.root)
         .arg("--config")

@@ -10,13 +10,12 @@
 //! The fstab block's lines are not asserted here (they are the fstab resource's business): a
 //! stale block is planted, and the tests check that it changed and that nothing else did.
 
-mod support;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
+use crate::support::fixture::*;
+use crate::support::snapshot::*;
 use proptest::prelude::*;
-use support::*;
 
 const S1: &str = "0c4c21e5";
 const S2: &str = "0c4c21e6";

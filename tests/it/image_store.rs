@@ -4,18 +4,17 @@
 //! Range support and request counting) or read as a local file, fetched, verified, unpacked
 //! once into `/var/lib/pinetboot/images/<sha256>/` and cloned into client roots.
 
-mod disk_image;
-mod support;
-mod support_http;
-
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::support::fixture::*;
+use crate::support::http::HttpServer;
+use crate::support::paused::Paused;
+use crate::support::snapshot::*;
+use crate::support::tools::*;
 use sha2::{Digest, Sha256};
-use support::*;
-use support_http::HttpServer;
 
 /// Disk layout of the test image (512-byte sectors): 32 MiB FAT16, 72 MiB ext4.
 const P1_START: u64 = 2048;
@@ -78,7 +77,7 @@ fn images() -> &'static Images {
         std::fs::rename(tree.join("boot/firmware"), &bootfs).unwrap();
         std::fs::create_dir(tree.join("boot/firmware")).unwrap();
         let disk = dir.join("disk.img");
-        disk_image::build(&disk_image::Disk {
+        crate::support::disk::build(&crate::support::disk::Disk {
             path: &disk,
             bytes: IMAGE_BYTES,
             disk_id: DISK_ID,

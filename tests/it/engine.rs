@@ -3,17 +3,18 @@
 //! safety), 5 (prune keeps client data), 6 (one apply at a time) and 8 (safe defaults), the
 //! exit codes, the JSON plan's shape, drift repair and the host's fstab. Needs root.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::fixture::*;
+use crate::support::paused::Paused;
+use crate::support::snapshot::*;
+use crate::support::tools::*;
 use proptest::prelude::*;
 use serde_json::Value;
-use support::*;
 
 const S1: &str = "0c4c21e5";
 const S2: &str = "0c4c21e6";

@@ -8,12 +8,12 @@
 //! (an unbounded read fails in a second instead of eating the machine). Needs root for the
 //! host-file cases (a throwaway root in a private mount namespace).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use crate::support::fixture::*;
+use crate::support::run::Run;
+use crate::support::tools::*;
 
 /// Seconds before the harness kills a command that hangs.
 const HARNESS_SECS: u32 = 30;

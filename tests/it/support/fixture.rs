@@ -5,7 +5,9 @@ use std::os::unix::fs::{PermissionsExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{MountNs, Run, require_root, shared_dir};
+use super::mountns::MountNs;
+use super::run::Run;
+use super::tools::{bin, require_root, shared_dir};
 
 /// The boot server's address in every test config.
 pub const SERVER: &str = "192.168.2.209";
@@ -606,7 +608,7 @@ impl Env {
             self.config.to_string_lossy().into_owned(),
         ];
         full.extend(args.iter().map(|s| s.to_string()));
-        let mut cmd = self.ns.command(120, super::bin(), &full);
+        let mut cmd = self.ns.command(120, bin(), &full);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -19,24 +19,19 @@
 //! Needs root, `ip`, `unshare`, `nsenter`, dnsmasq, nfs-ganesha + nfs-ganesha-vfs, rpcbind,
 //! qemu-system-arm and openssh-client; fails (never skips) without them.
 
-#[path = "netsupport/mod.rs"]
-mod support;
-
-#[path = "realos/mod.rs"]
-mod realos;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use realos::nfs::NfsServer;
-use realos::vm::{Vm, VmSpec, mac_string};
-use realos::{must, require_root, require_tool};
-use support::mountns::MountNs;
-use support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
-use support::pi4::{EmulatedPi, Session, boot_images};
-use support::roots::generated_conf;
+use crate::support::mountns::MountNs;
+use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
+use crate::support::pi4::{EmulatedPi, Session, boot_images};
+use crate::support::realos::must;
+use crate::support::realos::nfs::NfsServer;
+use crate::support::realos::vm::{Vm, VmSpec, mac_string};
+use crate::support::roots::generated_conf;
+use crate::support::tools::{require_root, require_tool};
 
 /// The client as declared.
 const CLIENT: &str = "raspi1";
@@ -75,7 +70,7 @@ const LOGIN_PROMPT: &str = " login: ";
 
 /// Fails loudly when root or a tool is missing.
 fn preflight() {
-    require_root();
+    require_root("network and mount namespaces, tap devices, an NFS server, the fixture build");
     for (tool, package) in [
         ("ip", "iproute2"),
         ("unshare", "util-linux"),
@@ -91,7 +86,7 @@ fn preflight() {
     ] {
         require_tool(tool, package);
     }
-    realos::nfs::plugins_dir();
+    crate::support::realos::nfs::plugins_dir();
 }
 
 /// The throwaway host: `--root` folder, config, ssh key.
@@ -192,7 +187,7 @@ fn config_yaml(public_key: &str) -> String {
 fn apply(ns: &MountNs, host: &Host, fixture: &Path) {
     let target = host.root.join("srv/rootfs/debian");
     let out = ns
-        .command(None, "mount")
+        .nsenter(None, "mount")
         .args(["--bind", "-o", "ro"])
         .arg(fixture.join("rootfs"))
         .arg(&target)
@@ -475,7 +470,7 @@ fn ssh(lab: &Lab, host: &Host, address: &str, command: &str) -> Result<String, S
         &target,
         command,
     ];
-    realos::run_cmd("ip", &args)
+    crate::support::realos::run_cmd("ip", &args)
 }
 
 /// A file written on the guest over NFS appears in the client root on the server.
@@ -609,7 +604,7 @@ fn second_boot(lab: &Lab, pi: &EmulatedPi, host: &Host, problems: &mut Vec<Strin
 fn real_kernel_boots_over_nfs_from_pinetboot() {
     let started = Instant::now();
     preflight();
-    let fixture = realos::fixture();
+    let fixture = crate::support::realos::fixture();
     eprintln!("fixture: {} ({:.1?})", fixture.display(), started.elapsed());
     let host = Host::new();
     // The lab's namespaces first: the mount namespace copies /run/netns as it is then.

@@ -1,6 +1,5 @@
 //! Shared test helpers: building a Pi-OS-like source tree, snapshotting a
 //! tree entry by entry, and comparing two snapshots field by field.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -8,47 +7,9 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
 use sha2::{Digest, Sha256};
-
-/// Fails (never skips) when not root.
-pub fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "these tests must run as root (owners, device nodes, trusted.* xattrs)"
-    );
-}
-
-/// Fails (never skips) when `tool` is not on PATH, naming the package.
-pub fn require_tool(tool: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-        || ["/usr/sbin", "/sbin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).is_file());
-    assert!(
-        found,
-        "missing tool `{tool}`: install it with `apt-get install -y {package}`"
-    );
-}
-
-/// Runs a command, panicking with its output on failure.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A valid VFS_CAP_REVISION_2 `security.capability` blob granting
 /// cap_net_raw (bit 13), effective.

@@ -7,14 +7,13 @@
 //! config so the tests are quick; a harness kills a command after 60 s and fails loudly (no
 //! timed assertions). Needs root (a throwaway root in a private mount namespace).
 
-mod support;
-mod support_http;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::*;
-use support_http::HttpServer;
+use crate::support::fixture::*;
+use crate::support::http::HttpServer;
+use crate::support::run::Run;
+use crate::support::tools::*;
 
 /// Seconds before the harness kills a command that hangs.
 const HARNESS_SECS: u32 = 60;

@@ -2,16 +2,14 @@
 //! real tools (tooling.md §7 recipe, no mounts), unpacked and compared field
 //! by field with the trees they were built from.
 
-mod common;
-mod disk_image;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::support::tools::{require_root, require_tool, run};
+use crate::support::tree::*;
 use pinetboot::image::{Format, ImageError, UnpackReport, sniff, unpack};
 
 /// Layout of the small test image (sectors of 512 bytes).
@@ -21,7 +19,7 @@ const P2_START: u64 = 204_800;
 const IMAGE_BYTES: u64 = 320 << 20;
 
 fn require_tools() {
-    require_root();
+    require_root("unpacking images keeps owners, device nodes and xattrs");
     for (tool, pkg) in [
         ("sfdisk", "fdisk"),
         ("mkfs.vfat", "dosfstools"),
@@ -103,7 +101,7 @@ fn build_image(boot_dir: &'static str, ext4_opts: &[&str]) -> Built {
     );
     build_bootfs(&bootfs);
     let disk = dir.path().join("disk.img");
-    disk_image::build(&disk_image::Disk {
+    crate::support::disk::build(&crate::support::disk::Disk {
         path: &disk,
         bytes: IMAGE_BYTES,
         disk_id: "0c4c21e5",

@@ -1,11 +1,9 @@
 //! Users created the way Raspberry Pi OS expects (userconf.txt, read by userconfig.service on
 //! first boot), and the warning for trees that already carry a booted system's identity.
 
-mod support;
-
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
-use support::fixture::{Cfg, ClientCfg, Env, Release};
+use crate::support::fixture::{Cfg, ClientCfg, Env, Release};
 
 fn config_with_user(env: &Env, user_line: &str) {
     let cfg = Cfg::default()

@@ -2,13 +2,13 @@
 //! exact files pinetboot leaves, the fidelity of the copied root against the image tree, and
 //! the bind mount of the right boot folder onto the TFTP folder. Needs root.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use support::*;
+use crate::support::fixture::*;
+use crate::support::snapshot::*;
+use crate::support::tools::*;
 
 struct Case {
     release: Release,

@@ -12,13 +12,7 @@
 //! Needs root, the build script's tools (mmdebstrap, qemu-user-static, …), `ip`, `unshare`,
 //! `nsenter`, `dnsmasq`; `.ci/run` installs them and builds the fixture first.
 
-#[path = "netsupport/mod.rs"]
-mod support;
-
-#[path = "realos/mod.rs"]
-mod realos;
-
-use realos::fixture;
+use crate::support::realos::fixture;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,22 +20,22 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::mountns::MountNs;
-use support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
-use support::pi4::EmulatedPi;
-use support::roots::{generated_conf, write};
+use crate::support::mountns::MountNs;
+use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
+use crate::support::pi4::EmulatedPi;
+use crate::support::roots::{generated_conf, write};
 
 const MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x5e, 0xed, 0x01];
 const SERIAL: &str = "5eed0001";
 
 fn info(fixture: &Path, key: &str) -> String {
-    realos::fixture_info(fixture)
+    crate::support::realos::fixture_info(fixture)
         .remove(key)
         .unwrap_or_else(|| panic!("{key} missing from info.env"))
 }
 
 fn mac() -> String {
-    support::netlab::mac_string(&MAC)
+    crate::support::netlab::mac_string(&MAC)
 }
 
 struct Setup {
@@ -69,7 +63,7 @@ fn setup(fixture: &Path, image_yaml: &str, clients: &str) -> Setup {
         ),
     ] {
         let out = ns
-            .command(None, "mount")
+            .nsenter(None, "mount")
             .args(["--bind", "-o", "ro"])
             .arg(&from)
             .arg(&to)
@@ -77,7 +71,7 @@ fn setup(fixture: &Path, image_yaml: &str, clients: &str) -> Setup {
             .unwrap();
         assert!(out.status.success(), "{out:?}");
         let out = ns
-            .command(None, "mount")
+            .nsenter(None, "mount")
             .args(["-o", "remount,bind,ro"])
             .arg(&to)
             .output()
@@ -103,7 +97,7 @@ fn setup(fixture: &Path, image_yaml: &str, clients: &str) -> Setup {
 }
 
 fn run(s: &Setup, args: &[&str]) -> Output {
-    s.ns.command(None, env!("CARGO_BIN_EXE_pinetboot"))
+    s.ns.nsenter(None, crate::support::tools::bin())
         .arg("--root")
         .arg(&s.root)
         .arg("--config")
@@ -305,7 +299,7 @@ fn a_real_debian_tree_becomes_a_client_that_survives_its_kernel_hook() {
         "an fstab line names a path inside the client root"
     );
     let tftp = s.root.join(format!("tftpboot/{SERIAL}"));
-    let umount = s.ns.command(None, "umount").arg(&tftp).output().unwrap();
+    let umount = s.ns.nsenter(None, "umount").arg(&tftp).output().unwrap();
     assert!(umount.status.success(), "umount: {}", text(&umount));
     let out = ok(&s, &["mount"]);
     assert!(
@@ -328,7 +322,7 @@ fn a_real_debian_tree_becomes_a_client_that_survives_its_kernel_hook() {
     .unwrap();
     lab.start_server_dnsmasq_in(&conf, &[], Some(s.ns.pid()));
     let pi = EmulatedPi::new(&lab.add_pi(MAC), u32::from_str_radix(SERIAL, 16).unwrap());
-    let report = support::pi4::assert_boots(
+    let report = crate::support::pi4::assert_boots(
         &pi,
         &s.root.join("nfs/raspi1/boot/firmware"),
         1468,

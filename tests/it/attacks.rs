@@ -4,13 +4,14 @@
 //! 1, raspi2 still converges, and nothing outside raspi1's root changes (the whole throwaway
 //! root minus that client root, plus a canary folder outside the root). Needs root.
 
-mod support;
-
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
+use crate::support::fixture::*;
+use crate::support::run::Run;
+use crate::support::snapshot::*;
+use crate::support::tools::*;
 use serde_json::Value;
-use support::*;
 
 const S1: &str = "0c4c21e5";
 const S2: &str = "0c4c21e6";

@@ -1,13 +1,12 @@
 //! Integration tests of `pinetboot::tree` (run as root, on real files).
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::support::tools::{require_root, require_tool, run};
+use crate::support::tree::*;
 use pinetboot::tree::{Meta, TreeError, TreeWriter, copy_tree};
 
 fn outside_state() -> (String, i64, i64) {
@@ -17,7 +16,7 @@ fn outside_state() -> (String, i64, i64) {
 
 #[test]
 fn copy_tree_keeps_every_field() {
-    require_root();
+    require_root("a source tree with other owners, device nodes and trusted.* xattrs");
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let dst = tmp.path().join("dst");
@@ -135,7 +134,7 @@ fn copy_tree_keeps_every_field() {
 
 #[test]
 fn copy_tree_refuses_existing_destination_and_symlink_root() {
-    require_root();
+    require_root("a source tree with other owners, device nodes and trusted.* xattrs");
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     fs::create_dir(&src).unwrap();
@@ -151,7 +150,7 @@ fn copy_tree_refuses_existing_destination_and_symlink_root() {
 
 #[test]
 fn hostile_relative_paths_are_refused() {
-    require_root();
+    require_root("a source tree with other owners, device nodes and trusted.* xattrs");
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let mut w = TreeWriter::create(&root).unwrap();
@@ -207,7 +206,7 @@ fn hostile_relative_paths_are_refused() {
 
 #[test]
 fn never_writes_through_its_own_symlinks() {
-    require_root();
+    require_root("a source tree with other owners, device nodes and trusted.* xattrs");
     let tmp = tempfile::tempdir().unwrap();
     let outside = tmp.path().join("outside");
     fs::create_dir(&outside).unwrap();
@@ -279,7 +278,7 @@ fn never_writes_through_its_own_symlinks() {
 
 #[test]
 fn writer_applies_metadata_in_the_right_order() {
-    require_root();
+    require_root("a source tree with other owners, device nodes and trusted.* xattrs");
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let mut w = TreeWriter::create(&root).unwrap();
@@ -354,7 +353,7 @@ fn reflink_on_btrfs() {
         reflink_inner(Path::new(&dir));
         return;
     }
-    require_root();
+    require_root("a source tree with other owners, device nodes and trusted.* xattrs");
     require_tool("mkfs.btrfs", "btrfs-progs");
     require_tool("unshare", "util-linux");
     require_tool("mount", "mount");
@@ -436,7 +435,7 @@ fn reflink_inner(dir: &Path) {
 /// "no change" and leave the entry root's (and rustix asserts against it in debug builds).
 #[test]
 fn an_owner_of_minus_one_is_refused_not_left_as_root() {
-    require_root();
+    require_root("a source tree with other owners, device nodes and trusted.* xattrs");
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let mut w = TreeWriter::create(&root).unwrap();

@@ -3,17 +3,14 @@
 //! private network namespaces. Needs root, `ip` and `dnsmasq`; fails (never
 //! skips) without them.
 
-#[path = "netsupport/mod.rs"]
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP, ServerHandle, mac_string};
+use crate::support::pi4::{ClientKind, EmulatedPi};
 use pinetboot::bootlog::{self, BootEventKind};
-use support::netlab::{Lab, SERVER_IFACE, SERVER_IP, ServerHandle, mac_string};
-use support::pi4::{ClientKind, EmulatedPi};
 
 const FIRMWARE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -139,7 +136,7 @@ fn start_server(lab: &Lab, conf: &str) -> ServerHandle {
 }
 
 fn assert_booted(pi: &EmulatedPi, folder: &Path, blksize: u16) {
-    let report = support::pi4::assert_boots(pi, folder, blksize, SERVER_IP);
+    let report = crate::support::pi4::assert_boots(pi, folder, blksize, SERVER_IP);
     assert!(!report.present("pieeprom.upd"), "{report}");
 }
 
@@ -152,7 +149,10 @@ fn declared_pi_discovers_proxy_and_router() {
     let pi = EmulatedPi::new(&lab.add_pi(PI_MAC), SERIAL);
     let out = pi.discover().unwrap();
     let router = out.router_offer().expect("router OFFER");
-    assert!(support::netlab::POOL.0 <= router.yiaddr && router.yiaddr <= support::netlab::POOL.1);
+    assert!(
+        crate::support::netlab::POOL.0 <= router.yiaddr
+            && router.yiaddr <= crate::support::netlab::POOL.1
+    );
     let proxy = out
         .pi_proxy_offer()
         .unwrap_or_else(|| panic!("no Pi proxy OFFER: {out:#?}"));

@@ -1,0 +1,53 @@
+//! A finished command's status and output, with assertions that show the output on failure.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Output};
+
+/// A finished command.
+#[derive(Debug)]
+pub struct Run {
+    /// What ran, for messages.
+    pub what: String,
+    /// Its status.
+    pub status: ExitStatus,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from_output(what: String, out: Output) -> Self {
+        Run {
+            what,
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The exit code (`None` when killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "{} exited with {:?}, expected {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.what,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Whether the process aborted (SIGABRT, the crash hook).
+    pub fn aborted(&self) -> bool {
+        self.status.signal() == Some(6) || self.status.code() == Some(134)
+    }
+}
