@@ -196,8 +196,8 @@ fn parse_stderr(stderr: &str) -> Result<Vec<Printed>, String> {
     Ok(printed)
 }
 
-/// Checks one case; returns what is wrong with it.
-fn check(case: &Case) -> Result<(), String> {
+/// Checks one case; returns its stderr (for the table's snapshot) or what is wrong with it.
+fn check(case: &Case) -> Result<String, String> {
     let (code, stdout, stderr) = run(case.input);
     let context = || format!("\n--- stderr ---\n{stderr}--------------");
     if code != Some(1) {
@@ -242,16 +242,24 @@ fn check(case: &Case) -> Result<(), String> {
             Some(_) => {}
         }
     }
-    Ok(())
+    Ok(stderr)
 }
 
-/// Runs every case of a table, then fails listing every case that went wrong.
-fn check_all(cases: &[Case]) {
+/// Runs every case of a table, then fails listing every case that went wrong; the whole
+/// stderr of every case, in table order, is the snapshot `name` (what a user reads).
+fn check_all(name: &str, cases: &[Case]) {
     let mut names = std::collections::HashSet::new();
+    let mut transcript = String::new();
     let failures: Vec<String> = cases
         .iter()
         .inspect(|c| assert!(names.insert(c.name), "two cases named {}", c.name))
-        .filter_map(|c| check(c).err().map(|e| format!("case `{}`: {e}", c.name)))
+        .filter_map(|c| match check(c) {
+            Ok(stderr) => {
+                transcript.push_str(&format!("=== {}\n{stderr}", c.name));
+                None
+            }
+            Err(e) => Some(format!("case `{}`: {e}", c.name)),
+        })
         .collect();
     assert!(
         failures.is_empty(),
@@ -260,6 +268,7 @@ fn check_all(cases: &[Case]) {
         cases.len(),
         failures.join("\n\n")
     );
+    insta::assert_snapshot!(name, transcript);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -434,7 +443,7 @@ const SYNTAX_AND_TYPES: &[Case] = &[
 
 #[test]
 fn syntax_and_type_errors() {
-    check_all(SYNTAX_AND_TYPES);
+    check_all("syntax_and_type_errors", SYNTAX_AND_TYPES);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -803,7 +812,7 @@ const SERVER_AND_CLIENTS: &[Case] = &[
 
 #[test]
 fn server_and_client_errors() {
-    check_all(SERVER_AND_CLIENTS);
+    check_all("server_and_client_errors", SERVER_AND_CLIENTS);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1143,7 +1152,7 @@ const IMAGES_AND_SETTINGS: &[Case] = &[
 
 #[test]
 fn image_and_setting_errors() {
-    check_all(IMAGES_AND_SETTINGS);
+    check_all("image_and_setting_errors", IMAGES_AND_SETTINGS);
 }
 
 /// Lines 1–10 (server, image, default image, a bootloader image); `clients:` on line 11.
@@ -1274,7 +1283,7 @@ const TFTP_FOLDERS: &[Case] = &[
 
 #[test]
 fn tftp_folder_errors() {
-    check_all(TFTP_FOLDERS);
+    check_all("tftp_folder_errors", TFTP_FOLDERS);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1369,7 +1378,7 @@ const FILES: &[Case] = &[
 
 #[test]
 fn file_errors() {
-    check_all(FILES);
+    check_all("file_errors", FILES);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ mod downloads;
 mod eeprom;
 mod eeprom_cli;
 mod engine;
+mod examples;
 mod fences;
 mod image;
 mod image_store;

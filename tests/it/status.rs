@@ -210,3 +210,31 @@ fn status_and_discover_read_the_log_of_a_real_boot() {
     assert_eq!(valid.clients["pi-abcd1234"].image, "bookworm");
     assert_eq!(valid.clients.len(), 3);
 }
+
+/// `status` (table and `--json`) and `discover` on the recorded dnsmasq logs in `tests/data`,
+/// laid at the drop-in's log path under a throwaway root, as snapshots. Needs no root.
+#[test]
+fn status_and_discover_of_recorded_logs() {
+    for log in ["server-oui", "server-hosts-other-mac", "shared-syslog"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/{log}.log"));
+        fs::create_dir_all(root.join("var/log/pinetboot")).unwrap();
+        fs::copy(&data, root.join("var/log/pinetboot/dnsmasq.log")).unwrap();
+        let config = tmp.path().join("pinetboot.yaml");
+        fs::write(&config, config_text()).unwrap();
+        let mut text = String::new();
+        for args in [&["status"][..], &["status", "--json"], &["discover"]] {
+            let out = pinetboot(&root, &config, args);
+            text.push_str(&format!(
+                "=== {}\nexit code: {:?}\n--- stdout\n{}--- stderr\n{}",
+                args.join(" "),
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let text = crate::support::snap::redact(&text, &[(&root, "[ROOT]"), (&config, "[CONFIG]")]);
+        insta::assert_snapshot!(format!("recorded_{log}"), text);
+    }
+}

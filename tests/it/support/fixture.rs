@@ -577,6 +577,21 @@ impl Env {
         }
     }
 
+    /// `text` with this env's root, config, canary and temp folder named `[ROOT]`,
+    /// `[CONFIG]`, `[OUTSIDE]`, `[TMP]`, and generated host keys redacted, for a snapshot.
+    pub fn redact(&self, text: &str) -> String {
+        super::snap::redact(
+            text,
+            &[
+                (&self.root, "[ROOT]"),
+                (&self.config, "[CONFIG]"),
+                (&self.outside, "[OUTSIDE]"),
+                (self.tmp.path(), "[TMP]"),
+                (self.root.parent().unwrap(), "[TMP]"),
+            ],
+        )
+    }
+
     /// A host path under the root.
     pub fn path(&self, host_path: &str) -> PathBuf {
         self.root.join(host_path.trim_start_matches('/'))

@@ -5,6 +5,7 @@
 //! - [`run`]: a finished command with its output
 //! - [`mountns`]: the private mount namespace for bind mounts
 //! - [`snapshot`]: whole-tree snapshots for "nothing changed" checks
+//! - [`snap`]: deterministic output for insta snapshots (temporary paths, host keys redacted)
 //! - [`fixture`]: Raspberry Pi OS fixture trees, host roots, configs, the engine test `Env`
 //! - [`paused`]: a pinetboot stopped at a pause point (crash tests)
 //! - [`tree`]: a tree with every kind of entry and metadata, and its faithful snapshot
@@ -28,6 +29,7 @@ pub mod pi4;
 pub mod realos;
 pub mod roots;
 pub mod run;
+pub mod snap;
 pub mod snapshot;
 pub mod tools;
 pub mod tree;

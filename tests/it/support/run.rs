@@ -46,6 +46,17 @@ impl Run {
         self
     }
 
+    /// Exit code, stdout and stderr as one text for a snapshot (`--- end` shows whether the
+    /// output ends in a newline).
+    pub fn transcript(&self) -> String {
+        format!(
+            "exit code: {:?}\n--- stdout\n{}--- stderr\n{}--- end",
+            self.code(),
+            self.stdout,
+            self.stderr
+        )
+    }
+
     /// Whether the process aborted (SIGABRT, the crash hook).
     pub fn aborted(&self) -> bool {
         self.status.signal() == Some(6) || self.status.code() == Some(134)
