@@ -8,9 +8,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use crate::support::fixture::*;
-use crate::support::run::Run;
 use crate::support::snapshot::*;
-use crate::support::tools::*;
 use serde_json::Value;
 
 const S1: &str = "0c4c21e5";
@@ -157,36 +155,6 @@ fn attack(env: &Env, rel: &str) {
         again.stdout
     );
     assert!(!again.stdout.contains("Plan:"), "{}", again.stdout);
-}
-
-trait Timeout {
-    fn pt_timeout(&self, secs: u32, args: &[&str]) -> Run;
-}
-
-impl Timeout for Env {
-    fn pt_timeout(&self, secs: u32, args: &[&str]) -> Run {
-        let mut full: Vec<String> = vec![
-            "--root".into(),
-            self.root.to_string_lossy().into(),
-            "--config".into(),
-            self.config.to_string_lossy().into(),
-        ];
-        full.extend(args.iter().map(|s| s.to_string()));
-        let out = self.ns.command(secs, bin(), &full).output().unwrap();
-        let r = Run {
-            what: format!("pinetboot {}", args.join(" ")),
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert_ne!(
-            r.code(),
-            Some(124),
-            "{} timed out (blocked on a planted file?)",
-            r.what
-        );
-        r
-    }
 }
 
 fn replace_with_symlink(path: &Path, target: &Path) {

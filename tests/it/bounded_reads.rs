@@ -37,23 +37,8 @@ fn harnessed(program: &str, args: &[&str]) -> Command {
 
 /// Runs a harnessed command; fails loudly when the harness had to kill it.
 #[track_caller]
-fn finish(mut cmd: Command, what: String) -> Run {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {what}: {e}"));
-    let r = Run {
-        what,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_ne!(
-        r.code(),
-        Some(124),
-        "{} hung: the harness killed it after {HARNESS_SECS} s\n--- stderr\n{}",
-        r.what,
-        r.stderr
-    );
+fn finish(cmd: Command, what: String) -> Run {
+    let r = Run::of(cmd, what).expect_finished(HARNESS_SECS);
     assert!(
         !r.aborted(),
         "{} aborted (out of memory under a {HARNESS_AS_BYTES}-byte address-space cap?)\n--- stderr\n{}",

@@ -13,7 +13,6 @@ use std::time::Duration;
 use crate::support::fixture::*;
 use crate::support::http::HttpServer;
 use crate::support::run::Run;
-use crate::support::tools::*;
 
 /// Seconds before the harness kills a command that hangs.
 const HARNESS_SECS: u32 = 60;
@@ -21,32 +20,7 @@ const HARNESS_SECS: u32 = 60;
 /// Runs `pinetboot --root R --config C ARGS…` in the env's namespace under the harness.
 #[track_caller]
 fn pt(env: &Env, args: &[&str]) -> Run {
-    let mut full: Vec<String> = vec![
-        "--root".into(),
-        env.root.to_string_lossy().into_owned(),
-        "--config".into(),
-        env.config.to_string_lossy().into_owned(),
-    ];
-    full.extend(args.iter().map(|s| s.to_string()));
-    let out = env
-        .ns
-        .command(HARNESS_SECS, bin(), &full)
-        .output()
-        .expect("running pinetboot");
-    let r = Run {
-        what: format!("pinetboot {}", args.join(" ")),
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_ne!(
-        r.code(),
-        Some(124),
-        "{} hung: the harness killed it after {HARNESS_SECS} s\n--- stderr\n{}",
-        r.what,
-        r.stderr
-    );
-    r
+    env.pt_timeout(HARNESS_SECS, args)
 }
 
 /// A config with one URL image (sha256 `sha`) for raspi1, and `downloads` settings.

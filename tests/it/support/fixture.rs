@@ -616,6 +616,16 @@ impl Env {
 
     /// As [`Env::pt`], with extra environment variables.
     pub fn pt_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        self.pt_in(120, env, args)
+    }
+
+    /// As [`Env::pt`] under a `secs` harness that must not have to kill it.
+    #[track_caller]
+    pub fn pt_timeout(&self, secs: u32, args: &[&str]) -> Run {
+        self.pt_in(secs, &[], args).expect_finished(secs)
+    }
+
+    fn pt_in(&self, secs: u32, env: &[(&str, &str)], args: &[&str]) -> Run {
         let mut full: Vec<String> = vec![
             "--root".into(),
             self.root.to_string_lossy().into_owned(),
@@ -623,20 +633,11 @@ impl Env {
             self.config.to_string_lossy().into_owned(),
         ];
         full.extend(args.iter().map(|s| s.to_string()));
-        let mut cmd = self.ns.command(120, bin(), &full);
+        let mut cmd = self.ns.command(secs, bin(), &full);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let what = format!("pinetboot {}", args.join(" "));
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("running {what}: {e}"));
-        Run {
-            what,
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(cmd, format!("pinetboot {}", args.join(" ")))
     }
 
     /// `apply`, which must succeed.

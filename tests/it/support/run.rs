@@ -1,7 +1,7 @@
 //! A finished command's status and output, with assertions that show the output on failure.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Output};
+use std::process::{Command, ExitStatus, Output};
 
 /// A finished command.
 #[derive(Debug)]
@@ -41,6 +41,29 @@ impl Run {
             self.what,
             self.status,
             self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Runs `cmd` to completion; `what` names it in messages.
+    #[track_caller]
+    pub fn of(mut cmd: Command, what: String) -> Self {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running {what}: {e}"));
+        Run::from_output(what, out)
+    }
+
+    /// Asserts that the `timeout SECS` harness in front of it did not kill it (exit 124): a
+    /// hang is a failure with its own message, never a timed assertion.
+    #[track_caller]
+    pub fn expect_finished(self, secs: u32) -> Self {
+        assert_ne!(
+            self.code(),
+            Some(124),
+            "{} hung: the harness killed it after {secs} s\n--- stderr\n{}",
+            self.what,
             self.stderr
         );
         self
