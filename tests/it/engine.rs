@@ -1270,13 +1270,6 @@ fn leftover_staging_folders_are_shown_and_removed_never_through_links_or_mounts(
     );
 }
 
-fn need_tool(tool: &str, package: &str) {
-    assert!(
-        pinetboot::host::tools::which(tool).is_some(),
-        "this test needs {tool} (apt install {package})"
-    );
-}
-
 fn names_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -1293,8 +1286,8 @@ fn names_in(dir: &Path) -> Vec<String> {
 /// there, without following a link out of it.
 #[test]
 fn tool_checks_work_in_pinetboots_scratch_folder_which_the_next_apply_empties() {
-    need_tool("dnsmasq", "dnsmasq");
-    need_tool("exportfs", "nfs-kernel-server");
+    require_tool("dnsmasq", "dnsmasq");
+    require_tool("exportfs", "nfs-kernel-server");
     let env = env_with(&["raspi1"], false);
     let nowhere = base(&env).join("no-such-tmpdir");
     let r = env.pt_env(&[("TMPDIR", nowhere.to_str().unwrap())], &["apply"]);

@@ -10,6 +10,7 @@
 //! and a release build would cost minutes on a 2-core runner. `packaging/build-deb.sh` makes
 //! the release package the same way.
 
+use crate::support::tools::require_tool;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -77,21 +78,6 @@ fn check(out: Output, what: &str) -> String {
     stdout
 }
 
-/// Panics naming every tool in `tools` that is not on `PATH`.
-fn require_on_path(tools: &[&str]) {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let missing: Vec<String> = tools
-        .iter()
-        .filter(|tool| !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
-        .map(|tool| format!("`{tool}` ({})", provider(tool)))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "packaging test needs tools that are not on PATH: {}",
-        missing.join(", ")
-    );
-}
-
 // ---------------------------------------------------------------------------------------
 // The package, built once
 
@@ -114,7 +100,9 @@ fn package() -> &'static Package {
 /// Generates the man pages and completions, runs `cargo deb --no-build` on this run's binary
 /// and unpacks the result.
 fn build_package() -> Package {
-    require_on_path(&["dpkg-deb", "dpkg-shlibdeps", "strip"]);
+    require_tool("dpkg-deb", "dpkg");
+    require_tool("dpkg-shlibdeps", "dpkg-dev");
+    require_tool("strip", "binutils");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let version = run(&cargo, &["deb", "--version"], "cargo-deb");
     assert!(
@@ -491,7 +479,7 @@ fn package_fields_contents_and_scripts() {
 #[test]
 fn lintian_reports_no_errors() {
     let pkg = package();
-    require_on_path(&["lintian"]);
+    require_tool("lintian", "lintian");
     let out = run(
         "lintian",
         &["--no-tag-display-limit", pkg.deb.to_str().unwrap()],
@@ -531,7 +519,10 @@ fn lintian_reports_no_errors() {
 #[test]
 fn installs_into_a_throwaway_root() {
     let pkg = package();
-    require_on_path(&["dpkg", "systemctl", "man", "bash"]);
+    require_tool("dpkg", "dpkg");
+    require_tool("systemctl", "systemd");
+    require_tool("man", "man-db");
+    require_tool("bash", "bash");
     let root = pkg.work.join("root");
     fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
     fs::create_dir_all(root.join("var/lib/dpkg/updates")).unwrap();

@@ -134,7 +134,7 @@ fn copy_tree_keeps_every_field() {
 
 #[test]
 fn copy_tree_refuses_existing_destination_and_symlink_root() {
-    require_root("a source tree with other owners, device nodes and trusted.* xattrs");
+    // Needs no root.
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     fs::create_dir(&src).unwrap();
@@ -435,7 +435,7 @@ fn reflink_inner(dir: &Path) {
 /// "no change" and leave the entry root's (and rustix asserts against it in debug builds).
 #[test]
 fn an_owner_of_minus_one_is_refused_not_left_as_root() {
-    require_root("a source tree with other owners, device nodes and trusted.* xattrs");
+    // Needs no root.
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let mut w = TreeWriter::create(&root).unwrap();
