@@ -6,6 +6,7 @@
 
 use crate::support::mountns::MountNs;
 use crate::support::roots::{generated_conf, make_traversable, os_tree, write};
+use crate::support::snap::{redact, redact_after};
 
 use std::fs;
 use std::net::UdpSocket;
@@ -165,12 +166,30 @@ fn doctor(ns: &MountNs, netns: &str, s: &Setup) -> Report {
     Report { code, json, text }
 }
 
+/// Doctor's text with the setup's paths, process ids and the lab's namespace names redacted.
+fn redact_doctor(s: &Setup, text: &str) -> String {
+    let text = redact(text, &[(&s.root, "[ROOT]"), (&s.config, "[CONFIG]")]);
+    let text = redact_after(&redact_after(&text, "pid ", "[PID]"), "pnb-", "[LAB]");
+    // IPv6 link-local addresses are random and appear only once duplicate address detection
+    // is done: left out of the list of listeners.
+    text.lines()
+        .map(|l| {
+            l.split(", ")
+                .filter(|part| !part.starts_with("[fe80:"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .map(|l| l + "\n")
+        .collect()
+}
+
 #[test]
 fn healthy_setup_has_no_problem_but_the_missing_nfs_server() {
     let (s, lab, ns) = applied();
     start_dnsmasq(&lab, &ns, &s);
     let r = doctor(&ns, &lab.srv, &s);
     eprintln!("{}", r.text);
+    insta::assert_snapshot!("healthy_text", redact_doctor(&s, &r.text));
     for id in [
         "config",
         "state",

@@ -81,3 +81,26 @@ pub fn redact_times_and_hashes(text: &str) -> String {
     flush(&mut word, &mut out);
     out
 }
+
+/// Replaces the word (letters, digits, `-`, `_`) after every `prefix` by `placeholder` when
+/// it starts with a digit: for process ids (`"pid "`) and names that carry one (`"pnb-"`, the
+/// lab's namespaces).
+pub fn redact_after(text: &str, prefix: &str, placeholder: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(prefix) {
+        let (before, after) = rest.split_at(i + prefix.len());
+        out.push_str(before);
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(after.len());
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str(placeholder);
+        } else {
+            out.push_str(&after[..end]);
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
