@@ -11,18 +11,8 @@ use crate::support::fixture::*;
 use crate::support::snapshot::*;
 use serde_json::Value;
 
-const S1: &str = "0c4c21e5";
-const S2: &str = "0c4c21e6";
-
 fn setup() -> Env {
-    let env = Env::new();
-    env.add_image("bookworm-lite", Release::Bookworm, false);
-    env.write_config(
-        &Cfg::default()
-            .image("bookworm-lite")
-            .client(ClientCfg::new("raspi1", S1, "bookworm-lite"))
-            .client(ClientCfg::new("raspi2", S2, "bookworm-lite")),
-    );
+    let env = Env::with_clients(&["raspi1", "raspi2"], false);
     env.apply_ok();
     env.assert_converged();
     // raspi2 drifts, so the apply under attack has work to do for the other client.
@@ -669,6 +659,16 @@ fn plant_root_line(env: &Env, line: &[u8]) {
     std::fs::write(&p, out).unwrap();
 }
 
+/// With `line` as root's line in raspi1's passwd, the attack harness holds (raspi1 is a
+/// conflict, nothing else changes) and the plan says `why`.
+fn root_line_is_a_conflict(line: &[u8], why: &str) {
+    let env = setup();
+    plant_root_line(&env, line);
+    attack(&env, "etc/passwd");
+    let plan = env.pt(&["plan"]);
+    assert!(plan.stdout.contains(why), "{}", plan.stdout);
+}
+
 #[test]
 fn a_passwd_uid_or_gid_of_minus_one_is_that_clients_conflict_not_a_failed_apply() {
     // 4294967295 is (uid_t)-1: fchown(2) reads it as "leave unchanged", so an owner pinetboot
@@ -683,16 +683,7 @@ fn a_passwd_uid_or_gid_of_minus_one_is_that_clients_conflict_not_a_failed_apply(
             "gid 4294967295 is (gid_t)-1",
         ),
     ] {
-        let env = setup();
-        plant_root_line(&env, line);
-        attack(&env, "etc/passwd");
-        let plan = env.pt(&["plan"]);
-        assert!(
-            plan.stdout
-                .contains(&format!("user root in etc/passwd: its {why}")),
-            "{}",
-            plan.stdout
-        );
+        root_line_is_a_conflict(line, &format!("user root in etc/passwd: its {why}"));
     }
 }
 
@@ -712,11 +703,7 @@ fn passwd_fields_pinetboot_cannot_use_are_conflicts() {
         ),
         (b"root:x:0:0:root:/:/bin/bash", "its home folder `/` is not"),
     ] {
-        let env = setup();
-        plant_root_line(&env, line);
-        attack(&env, "etc/passwd");
-        let plan = env.pt(&["plan"]);
-        assert!(plan.stdout.contains(why), "{}", plan.stdout);
+        root_line_is_a_conflict(line, why);
     }
     let env = setup();
     let passwd = std::fs::OpenOptions::new()

@@ -17,32 +17,6 @@ use crate::support::tools::*;
 use proptest::prelude::*;
 use serde_json::Value;
 
-const S1: &str = "0c4c21e5";
-const S2: &str = "0c4c21e6";
-const S3: &str = "0c4c21e7";
-
-/// One Bookworm image and the given clients (raspi1 → S1, raspi2 → S2, raspi3 → S3).
-fn cfg(names: &[&str]) -> Cfg {
-    let mut c = Cfg::default().image("bookworm-lite");
-    for n in names {
-        let serial = match *n {
-            "raspi1" => S1,
-            "raspi2" => S2,
-            "raspi3" => S3,
-            other => panic!("no serial for {other}"),
-        };
-        c = c.client(ClientCfg::new(n, serial, "bookworm-lite"));
-    }
-    c
-}
-
-fn env_with(names: &[&str], real_firmware: bool) -> Env {
-    let env = Env::new();
-    env.add_image("bookworm-lite", Release::Bookworm, real_firmware);
-    env.write_config(&cfg(names));
-    env
-}
-
 /// The lines of a text plan or apply output that describe changes (`  + …`, `~`, `-`).
 fn change_lines(text: &str) -> Vec<String> {
     text.lines()
@@ -64,7 +38,7 @@ fn base(env: &Env) -> PathBuf {
 
 #[test]
 fn plan_changes_nothing_pending_applied_and_drifted() {
-    let env = env_with(&["raspi1", "raspi2"], false);
+    let env = Env::with_clients(&["raspi1", "raspi2"], false);
     let check = |stage: &str| {
         let before = snapshot(&base(&env));
         let text = env.pt(&["plan"]);
@@ -87,7 +61,7 @@ fn plan_changes_nothing_pending_applied_and_drifted() {
     assert_eq!(applied, "No changes. The host matches the configuration.\n");
     // Drift and a removed client (a Kept note): plan still changes nothing.
     std::fs::write(env.path("/nfs/raspi1/etc/hostname"), "drifted\n").unwrap();
-    env.write_config(&cfg(&["raspi1"]));
+    env.write_config(&bookworm_cfg(&["raspi1"]));
     let drifted = check("drifted, client removed");
     insta::assert_snapshot!("plan_drifted_client_removed", env.redact(&drifted));
 }
@@ -97,7 +71,7 @@ fn plan_changes_nothing_pending_applied_and_drifted() {
 
 #[test]
 fn second_apply_changes_nothing_no_mtime_no_remount_no_handler() {
-    let env = env_with(&["raspi1", "raspi2"], false);
+    let env = Env::with_clients(&["raspi1", "raspi2"], false);
     let first = env.apply_ok();
     assert!(
         first.stdout.contains("skipped: exportfs -ra (--root is "),
@@ -133,7 +107,7 @@ fn second_apply_changes_nothing_no_mtime_no_remount_no_handler() {
 
 #[test]
 fn detailed_exitcode_is_2_pending_0_converged_1_bad_config() {
-    let env = env_with(&["raspi1"], false);
+    let env = Env::with_clients(&["raspi1"], false);
     let r = env.pt(&["plan", "--detailed-exitcode"]);
     r.expect_code(2);
     assert!(
@@ -175,7 +149,7 @@ fn detailed_exitcode_is_2_pending_0_converged_1_bad_config() {
 /// Terraform's 1 is an error, 2 a clean plan with changes), and while nothing else is pending.
 #[test]
 fn plan_exits_1_while_a_client_is_in_conflict() {
-    let env = env_with(&["raspi1", "raspi2"], false);
+    let env = Env::with_clients(&["raspi1", "raspi2"], false);
     env.apply_ok();
     // raspi1: a symlink where pinetboot writes (a conflict); raspi2: drift (a change).
     let hostname1 = env.path("/nfs/raspi1/etc/hostname");
@@ -346,7 +320,7 @@ fn check_json_plan(env: &Env, text: &str) -> Value {
 
 #[test]
 fn plan_json_has_a_stable_shape() {
-    let env = env_with(&["raspi1", "raspi2"], false);
+    let env = Env::with_clients(&["raspi1", "raspi2"], false);
     let r = env.pt(&["plan", "--json"]);
     r.expect_code(0);
     insta::assert_snapshot!("plan_json_two_clients", env.redact(&r.transcript()));
@@ -402,7 +376,7 @@ fn plan_json_has_a_stable_shape() {
         env.path("/nfs/raspi1/etc/hostname"),
     )
     .unwrap();
-    env.write_config(&cfg(&["raspi1"]));
+    env.write_config(&bookworm_cfg(&["raspi1"]));
     // A conflict is an error: 1, though changes are pending too.
     let r = env.pt(&["plan", "--json", "--detailed-exitcode"]);
     r.expect_code(1);
@@ -438,7 +412,7 @@ fn plan_json_has_a_stable_shape() {
 
 #[test]
 fn drift_is_shown_and_repaired_and_the_hosts_fstab_is_never_touched() {
-    let env = env_with(&["raspi1"], false);
+    let env = Env::with_clients(&["raspi1"], false);
     env.apply_ok();
     let fstab_applied = env.read("/etc/fstab");
     let conf = env.path("/etc/dnsmasq.d/pinetboot.conf");
@@ -573,7 +547,7 @@ fn is_leftover(p: &Path) -> bool {
 #[test]
 fn crash_at_every_point_then_apply_converges_to_the_clean_end_state() {
     // The clean end state.
-    let clean_env = env_with(&["raspi1"], false);
+    let clean_env = Env::with_clients(&["raspi1"], false);
     let pre = snapshot(&clean_env.root);
     clean_env.apply_ok();
     let clean = without_random_content(snapshot(&clean_env.root));
@@ -589,7 +563,7 @@ fn crash_at_every_point_then_apply_converges_to_the_clean_end_state() {
     let mut leftovers_seen: Vec<String> = Vec::new();
     let mut passed = 0;
     for n in 1..=200u32 {
-        let env = env_with(&["raspi1"], false);
+        let env = Env::with_clients(&["raspi1"], false);
         let crash = env.pt_env(&[("PINETBOOT_CRASH_AT", &n.to_string())], &["apply"]);
         if !crash.aborted() {
             crash.expect_code(0);
@@ -653,12 +627,12 @@ fn crash_at_every_point_then_apply_converges_to_the_clean_end_state() {
 
 #[test]
 fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
-    let env = env_with(&["raspi1", "raspi2"], false);
+    let env = Env::with_clients(&["raspi1", "raspi2"], false);
     env.apply_ok();
     let root2 = env.path("/nfs/raspi2");
     let kept = snapshot(&root2);
     let fstab_before = env.read("/etc/fstab");
-    env.write_config(&cfg(&["raspi1"]));
+    env.write_config(&bookworm_cfg(&["raspi1"]));
     let plan = env.pt(&["plan", "--detailed-exitcode"]);
     plan.expect_code(2);
     insta::assert_snapshot!("plan_client_removed", env.redact(&plan.transcript()));
@@ -741,9 +715,9 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
 
 #[test]
 fn purge_refuses_while_the_removed_clients_boot_folder_is_still_mounted() {
-    let env = env_with(&["raspi1", "raspi2"], false);
+    let env = Env::with_clients(&["raspi1", "raspi2"], false);
     env.apply_ok();
-    env.write_config(&cfg(&["raspi1"]));
+    env.write_config(&bookworm_cfg(&["raspi1"]));
     let before = snapshot(&env.path("/nfs/raspi2"));
     let r = env.pt(&["purge", "raspi2", "--yes"]);
     r.expect_code(1);
@@ -779,7 +753,7 @@ fn hold_lock(env: &Env) -> File {
 
 #[test]
 fn apply_waits_for_the_lock_or_fails_fast_with_no_wait() {
-    let env = env_with(&["raspi1"], false);
+    let env = Env::with_clients(&["raspi1"], false);
     let lock = hold_lock(&env);
     let before = snapshot(&base(&env));
     let r = env.pt(&["apply", "--no-wait"]);
@@ -849,7 +823,7 @@ fn apply_waits_for_the_lock_or_fails_fast_with_no_wait() {
 
 #[test]
 fn two_applies_started_together_never_interleave() {
-    let env = env_with(&["raspi1", "raspi2", "raspi3"], true);
+    let env = Env::with_clients(&["raspi1", "raspi2", "raspi3"], true);
     let args: Vec<String> = vec![
         "--root".into(),
         env.root.to_string_lossy().into(),
@@ -1127,7 +1101,7 @@ proptest! {
             None => format!("{prefix}{suffix}"),
         };
         std::fs::write(&fstab, &old).unwrap();
-        env.write_config(&cfg(&subset(a)));
+        env.write_config(&bookworm_cfg(&subset(a)));
         env.apply_ok();
         let now = std::fs::read_to_string(&fstab).unwrap();
         let (_, block, _) = split_fence(&now);
@@ -1151,7 +1125,7 @@ proptest! {
 /// data and never touched.
 #[test]
 fn leftover_staging_folders_are_shown_and_removed_never_through_links_or_mounts() {
-    let env = env_with(&["raspi1"], false);
+    let env = Env::with_clients(&["raspi1"], false);
     env.apply_ok();
     let outside_before = snapshot(&env.outside);
     // A removed client's interrupted clone: 3 MiB apparent (sparse), links out of it.
@@ -1288,7 +1262,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 fn tool_checks_work_in_pinetboots_scratch_folder_which_the_next_apply_empties() {
     require_tool("dnsmasq", "dnsmasq");
     require_tool("exportfs", "nfs-kernel-server");
-    let env = env_with(&["raspi1"], false);
+    let env = Env::with_clients(&["raspi1"], false);
     let nowhere = base(&env).join("no-such-tmpdir");
     let r = env.pt_env(&[("TMPDIR", nowhere.to_str().unwrap())], &["apply"]);
     r.expect_code(0);
@@ -1307,7 +1281,7 @@ fn tool_checks_work_in_pinetboots_scratch_folder_which_the_next_apply_empties() 
 
     // A new client changes the exports and the dnsmasq drop-in: the first
     // check is killed while its scratch folder is there.
-    env.write_config(&cfg(&["raspi1", "raspi2"]));
+    env.write_config(&bookworm_cfg(&["raspi1", "raspi2"]));
     let tmpdir = base(&env).join("tmpdir");
     std::fs::create_dir(&tmpdir).unwrap();
     let vars = [("TMPDIR", tmpdir.to_str().unwrap())];
@@ -1345,7 +1319,7 @@ fn with_eeprom(env: &Env, base: &[u8], raspi1: &str, raspi2: &str) {
     let dir = env.path("/srv/eeprom");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("pieeprom.bin"), base).unwrap();
-    let mut yaml = cfg(&["raspi1", "raspi2"]).yaml();
+    let mut yaml = bookworm_cfg(&["raspi1", "raspi2"]).yaml();
     yaml = yaml.replacen(
         "images:\n",
         "bootloader:\n  image: /srv/eeprom/pieeprom.bin\nimages:\n",

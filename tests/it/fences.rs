@@ -17,23 +17,13 @@ use crate::support::fixture::*;
 use crate::support::snapshot::*;
 use proptest::prelude::*;
 
-const S1: &str = "0c4c21e5";
-const S2: &str = "0c4c21e6";
 const BEGIN: &str = "# BEGIN pinetboot";
 const END: &str = "# END pinetboot";
 /// A line in a stale block that pinetboot must replace or remove.
 const STALE: &str = "/nfs/gone/boot/firmware /tftpboot/deadbeef none bind 0 0";
 
 fn two_clients() -> Env {
-    let env = Env::new();
-    env.add_image("bookworm-lite", Release::Bookworm, false);
-    env.write_config(
-        &Cfg::default()
-            .image("bookworm-lite")
-            .client(ClientCfg::new("raspi1", S1, "bookworm-lite"))
-            .client(ClientCfg::new("raspi2", S2, "bookworm-lite")),
-    );
-    env
+    Env::with_clients(&["raspi1", "raspi2"], false)
 }
 
 /// Everything under the test's temp folder (root, config, canary) but the lock file's folder.

@@ -185,8 +185,9 @@ fn check_client_root(env: &Env, client: &str) {
     assert_eq!(fstab, Release::Bookworm.fstab_filtered());
 }
 
-#[test]
-fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
+/// The xz image served by a local HTTP server, and an env whose config declares client
+/// raspi1 on it: (images, env, server, url, the xz file's length).
+fn served_bookworm() -> (&'static Images, Env, HttpServer, String, u64) {
     let img = images();
     let env = Env::new();
     let server = HttpServer::start();
@@ -199,6 +200,12 @@ fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
             &[("raspi1", "10000001", "bookworm")],
         ),
     );
+    (img, env, server, url, len)
+}
+
+#[test]
+fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
+    let (img, env, server, url, len) = served_bookworm();
     // Plan: the image to download and the root to create; no conflict, nothing changed.
     let before = snapshot(&env.root);
     let plan = env.pt(&["plan", "--detailed-exitcode"]);
@@ -338,18 +345,7 @@ fn local_image_file_is_unpacked_once() {
 
 #[test]
 fn a_cut_download_is_resumed_with_a_range_request() {
-    let img = images();
-    let env = Env::new();
-    let server = HttpServer::start();
-    let url = server.add("bookworm.img.xz", img.xz.clone());
-    let len = std::fs::metadata(&img.xz).unwrap().len();
-    write_config(
-        &env,
-        &config(
-            &[("bookworm", &url, &img.xz_sha)],
-            &[("raspi1", "10000001", "bookworm")],
-        ),
-    );
+    let (img, env, server, _url, len) = served_bookworm();
     // Within one apply: the server cuts the body at a third; the download resumes.
     server.cut_next_get_after(len / 3);
     env.apply_ok();

@@ -17,16 +17,21 @@ fn config_with_user(env: &Env, user_line: &str) {
     std::fs::write(&env.config, yaml).unwrap();
 }
 
+/// An env with a Bookworm image `bookworm` and client raspi1 declaring `user_line`.
+fn env_with_user(user_line: &str) -> Env {
+    let env = Env::new();
+    env.add_image("bookworm", Release::Bookworm, false);
+    config_with_user(&env, user_line);
+    env
+}
+
 const HASH: &str = "$6$rounds=5000$saltsalt$Q2lnSGkxQ2pkRkVhZ0g0ZnVqU0RmZ2tqc2Q0ZnNkZmc";
 
 #[test]
 fn a_declared_user_gets_userconf_txt_until_the_pi_created_it() {
-    let env = Env::new();
-    env.add_image("bookworm", Release::Bookworm, false);
-    config_with_user(
-        &env,
-        &format!("    user: {{name: alice, password_hash: '{HASH}'}}\n"),
-    );
+    let env = env_with_user(&format!(
+        "    user: {{name: alice, password_hash: '{HASH}'}}\n"
+    ));
     // The hash is a secret: the plan (the nightly apply's journal) never shows it.
     for args in [&["plan"][..], &["plan", "--json"]] {
         let plan = env.pt(args);
@@ -78,9 +83,7 @@ fn a_declared_user_gets_userconf_txt_until_the_pi_created_it() {
 
 #[test]
 fn a_bad_password_hash_is_refused_with_a_hint() {
-    let env = Env::new();
-    env.add_image("bookworm", Release::Bookworm, false);
-    config_with_user(&env, "    user: {name: Alice, password_hash: hunter2}\n");
+    let env = env_with_user("    user: {name: Alice, password_hash: hunter2}\n");
     let r = env.pt(&["validate"]);
     r.expect_code(1);
     assert!(
@@ -157,12 +160,9 @@ fn a_booted_image_is_warned_about_a_booted_client_root_is_not() {
 #[test]
 fn a_world_readable_userconf_txt_is_made_root_only() {
     // What an older pinetboot wrote (0644), or a Pi that loosened it: put right, not left.
-    let env = Env::new();
-    env.add_image("bookworm", Release::Bookworm, false);
-    config_with_user(
-        &env,
-        &format!("    user: {{name: alice, password_hash: '{HASH}'}}\n"),
-    );
+    let env = env_with_user(&format!(
+        "    user: {{name: alice, password_hash: '{HASH}'}}\n"
+    ));
     env.apply_ok();
     let userconf = env.path("/nfs/raspi1/boot/firmware/userconf.txt");
     std::fs::set_permissions(&userconf, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -184,12 +184,9 @@ fn a_world_readable_userconf_txt_is_made_root_only() {
 fn a_created_user_whose_passwd_line_pinetboot_cannot_parse_is_not_pending_again() {
     // The Pi made the user (its line names it): userconf.txt is not wanted again, whatever
     // the line's other fields hold.
-    let env = Env::new();
-    env.add_image("bookworm", Release::Bookworm, false);
-    config_with_user(
-        &env,
-        &format!("    user: {{name: alice, password_hash: '{HASH}'}}\n"),
-    );
+    let env = env_with_user(&format!(
+        "    user: {{name: alice, password_hash: '{HASH}'}}\n"
+    ));
     env.apply_ok();
     let passwd = env.path("/nfs/raspi1/etc/passwd");
     let mut text = std::fs::read_to_string(&passwd).unwrap();

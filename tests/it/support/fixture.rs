@@ -9,6 +9,29 @@ use super::mountns::MountNs;
 use super::run::Run;
 use super::tools::{bin, require_root, shared_dir};
 
+/// The serial numbers of clients raspi1, raspi2 and raspi3 in [`bookworm_cfg`].
+pub const S1: &str = "0c4c21e5";
+/// See [`S1`].
+pub const S2: &str = "0c4c21e6";
+/// See [`S1`].
+pub const S3: &str = "0c4c21e7";
+
+/// One Bookworm image `bookworm-lite` and the given clients (raspi1 → [`S1`], raspi2 → [`S2`],
+/// raspi3 → [`S3`]).
+pub fn bookworm_cfg(names: &[&str]) -> Cfg {
+    let mut c = Cfg::default().image("bookworm-lite");
+    for n in names {
+        let serial = match *n {
+            "raspi1" => S1,
+            "raspi2" => S2,
+            "raspi3" => S3,
+            other => panic!("no serial for {other}"),
+        };
+        c = c.client(ClientCfg::new(n, serial, "bookworm-lite"));
+    }
+    c
+}
+
 /// The boot server's address in every test config.
 pub const SERVER: &str = "192.168.2.209";
 /// The boot network in every test config.
@@ -137,6 +160,29 @@ fn write(p: &Path, content: impl AsRef<[u8]>, mode: u32, uid: u32, gid: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// A root-owned file (see [`write`]).
+fn file(p: &Path, content: impl AsRef<[u8]>, mode: u32) {
+    write(p, content, mode, 0, 0);
+}
+
+/// A systemd unit stand-in `lib/systemd/system/NAME` (`[Unit]` with a description), enabled
+/// for multi-user.target when `wanted`.
+fn unit(dir: &Path, name: &str, description: &str, wanted: bool) {
+    let path = format!("lib/systemd/system/{name}");
+    file(
+        &dir.join(&path),
+        format!("[Unit]\nDescription={description}\n"),
+        0o644,
+    );
+    if wanted {
+        link(
+            &format!("/{path}"),
+            &dir.join("etc/systemd/system/multi-user.target.wants")
+                .join(name),
+        );
+    }
+}
+
 fn link(target: &str, at: &Path) {
     symlink(target, at).unwrap_or_else(|e| panic!("{}: {e}", at.display()));
 }
@@ -174,32 +220,26 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
     mkdir(&dir.join("home/pi"), 0o755, 1000, 1000);
     link("usr/bin", &dir.join("bin"));
     let etc = dir.join("etc");
-    write(
+    file(
         &etc.join("os-release"),
         format!(
             "PRETTY_NAME=\"Debian GNU/Linux ({0})\"\nNAME=\"Debian GNU/Linux\"\nVERSION_CODENAME={0}\nID=debian\n",
             release.codename()
         ),
         0o644,
-        0,
-        0,
     );
-    write(&etc.join("fstab"), release.fstab(), 0o644, 0, 0);
-    write(&etc.join("hostname"), "raspberrypi\n", 0o644, 0, 0);
-    write(&etc.join("hosts"), IMAGE_HOSTS, 0o644, 0, 0);
-    write(
+    file(&etc.join("fstab"), release.fstab(), 0o644);
+    file(&etc.join("hostname"), "raspberrypi\n", 0o644);
+    file(&etc.join("hosts"), IMAGE_HOSTS, 0o644);
+    file(
         &etc.join("passwd"),
         "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\npi:x:1000:1000:,,,:/home/pi:/bin/bash\n",
         0o644,
-        0,
-        0,
     );
-    write(
+    file(
         &etc.join("group"),
         "root:x:0:\nshadow:x:42:\npi:x:1000:\n",
         0o644,
-        0,
-        0,
     );
     write(
         &etc.join("shadow"),
@@ -208,115 +248,52 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
         0,
         42,
     );
-    write(&etc.join("machine-id"), "uninitialized\n", 0o444, 0, 0);
-    write(
+    file(&etc.join("machine-id"), "uninitialized\n", 0o444);
+    file(
         &etc.join("ssh/sshd_config"),
         "Include /etc/ssh/sshd_config.d/*.conf\n",
         0o644,
-        0,
-        0,
     );
     let units = dir.join("lib/systemd/system");
-    write(
+    file(
         &units.join("ssh.service"),
         "[Unit]\nDescription=OpenBSD Secure Shell server\n[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\nAlias=sshd.service\n",
         0o644,
-        0,
-        0,
     );
-    write(
-        &units.join("dphys-swapfile.service"),
-        "[Unit]\nDescription=dphys-swapfile\n",
-        0o644,
-        0,
-        0,
+    unit(dir, "dphys-swapfile.service", "dphys-swapfile", false);
+    unit(
+        dir,
+        "userconfig.service",
+        "User configuration dialog",
+        false,
     );
-    write(
-        &units.join("userconfig.service"),
-        "[Unit]\nDescription=User configuration dialog\n",
-        0o644,
-        0,
-        0,
-    );
-    let wants = etc.join("systemd/system/multi-user.target.wants");
     match release {
         Release::Bullseye => {
-            write(
-                &units.join("resize2fs_once.service"),
-                "[Unit]\nDescription=Resize the root filesystem once\n",
-                0o644,
-                0,
-                0,
+            unit(
+                dir,
+                "resize2fs_once.service",
+                "Resize the root filesystem once",
+                true,
             );
-            link(
-                "/lib/systemd/system/resize2fs_once.service",
-                &wants.join("resize2fs_once.service"),
-            );
-            write(
-                &units.join("dhcpcd.service"),
-                "[Unit]\nDescription=dhcpcd\n",
-                0o644,
-                0,
-                0,
-            );
-            link(
-                "/lib/systemd/system/dhcpcd.service",
-                &wants.join("dhcpcd.service"),
-            );
+            unit(dir, "dhcpcd.service", "dhcpcd", true);
         }
         Release::Bookworm | Release::Trixie => {
-            write(
-                &units.join("NetworkManager.service"),
-                "[Unit]\nDescription=Network Manager\n",
-                0o644,
-                0,
-                0,
-            );
-            link(
-                "/lib/systemd/system/NetworkManager.service",
-                &wants.join("NetworkManager.service"),
-            );
+            unit(dir, "NetworkManager.service", "Network Manager", true);
         }
     }
     if release == Release::Trixie {
-        write(
-            &units.join("rpi-resize.service"),
-            "[Unit]\nDescription=Resize root\n",
-            0o644,
-            0,
-            0,
-        );
+        unit(dir, "rpi-resize.service", "Resize root", false);
         mkdir(&etc.join("cloud"), 0o755, 0, 0);
-        write(
-            &etc.join("cloud/cloud.cfg"),
-            "users:\n  - default\n",
-            0o644,
-            0,
-            0,
-        );
+        file(&etc.join("cloud/cloud.cfg"), "users:\n  - default\n", 0o644);
     }
-    write(
+    file(
         &dir.join("usr/lib/raspberrypi-sys-mods/firstboot"),
         "#!/bin/sh\n# resize the root partition, then reboot\n",
         0o755,
-        0,
-        0,
     );
     // Fidelity probes: setuid, hardlink pair, owner 1000, fifo, devices.
-    write(
-        &dir.join("usr/bin/sudo"),
-        b"\x7fELF sudo stand-in",
-        0o4755,
-        0,
-        0,
-    );
-    write(
-        &dir.join("usr/bin/perl"),
-        b"\x7fELF perl stand-in",
-        0o755,
-        0,
-        0,
-    );
+    file(&dir.join("usr/bin/sudo"), b"\x7fELF sudo stand-in", 0o4755);
+    file(&dir.join("usr/bin/perl"), b"\x7fELF perl stand-in", 0o755);
     std::fs::hard_link(dir.join("usr/bin/perl"), dir.join("usr/bin/perl5.36.0")).expect("hardlink");
     write(
         &dir.join("home/pi/.bashrc"),
@@ -354,35 +331,29 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
         } else {
             format!("stand-in for {name}\n").into_bytes()
         };
-        write(&boot.join(name), bytes, 0o755, 0, 0);
+        file(&boot.join(name), bytes, 0o755);
     }
-    write(&boot.join("cmdline.txt"), release.cmdline(), 0o755, 0, 0);
-    write(
+    file(&boot.join("cmdline.txt"), release.cmdline(), 0o755);
+    file(
         &boot.join("config.txt"),
         "# For more options and information see\n# http://rptl.io/configtxt\ndtparam=audio=on\ncamera_auto_detect=1\ndisplay_auto_detect=1\nauto_initramfs=1\ndtoverlay=vc4-kms-v3d\nmax_framebuffers=2\narm_64bit=1\n",
         0o755,
-        0,
-        0,
     );
     let mut kernel = b"ARMd kernel8 stand-in".to_vec();
     kernel.resize(8192, 0);
-    write(&boot.join("kernel8.img"), kernel, 0o755, 0, 0);
-    write(
+    file(&boot.join("kernel8.img"), kernel, 0o755);
+    file(
         &boot.join("initramfs8"),
         b"\x1f\x8b initramfs stand-in",
         0o755,
-        0,
-        0,
     );
-    write(&boot.join("overlays/README"), "overlays\n", 0o755, 0, 0);
+    file(&boot.join("overlays/README"), "overlays\n", 0o755);
     if release != Release::Bullseye {
-        write(&dir.join("boot/cmdline.txt"), STUB_CMDLINE, 0o644, 0, 0);
-        write(
+        file(&dir.join("boot/cmdline.txt"), STUB_CMDLINE, 0o644);
+        file(
             &dir.join("boot/config.txt"),
             "# This file is no longer used: see /boot/firmware/config.txt\n",
             0o644,
-            0,
-            0,
         );
         link("firmware/overlays", &dir.join("boot/overlays"));
     }
@@ -575,6 +546,15 @@ impl Env {
             root,
             outside,
         }
+    }
+
+    /// A fresh env with the Bookworm image `bookworm-lite` and the config
+    /// [`bookworm_cfg`]`(names)`; `real_firmware` as for [`build_image`].
+    pub fn with_clients(names: &[&str], real_firmware: bool) -> Env {
+        let env = Env::new();
+        env.add_image("bookworm-lite", Release::Bookworm, real_firmware);
+        env.write_config(&bookworm_cfg(names));
+        env
     }
 
     /// `text` with this env's root, config, canary and temp folder named `[ROOT]`,
