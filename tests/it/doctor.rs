@@ -22,13 +22,8 @@ const NFS_FIX: &str = "start the kernel NFS server: `systemctl enable --now nfs-
 
 /// `pinetboot ARGS` in the mount namespace `ns`, and in network namespace `netns` if given.
 fn pinetboot(ns: &MountNs, netns: Option<&str>, s: &Setup, args: &[&str]) -> Output {
-    ns.nsenter(netns, crate::support::tools::bin())
-        .arg("--root")
-        .arg(&s.root)
-        .arg("--config")
-        .arg(&s.config)
+    ns.pinetboot_cmd(netns, &s.root, &s.config)
         .args(args)
-        .env("NO_COLOR", "1")
         .output()
         .expect("nsenter (util-linux)")
 }

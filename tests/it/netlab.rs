@@ -3,6 +3,7 @@
 //! private network namespaces. Needs root, `ip` and `dnsmasq`; fails (never
 //! skips) without them.
 
+use crate::support::roots::filler;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -37,19 +38,6 @@ fn firmware_dir() -> PathBuf {
     p
 }
 
-/// Deterministic filler so each client's kernel differs.
-fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = u64::from(seed) | 1 << 40;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn write_public(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
@@ -81,11 +69,11 @@ fn boot_folder(root: &Path, serial: u32) -> PathBuf {
     );
     write_public(
         &dir.join("kernel8.img"),
-        &pseudo_random(3 * 1024 * 1024, serial),
+        &filler(3 * 1024 * 1024, u64::from(serial) | 1 << 40),
     );
     write_public(
         &dir.join("initramfs8"),
-        &pseudo_random(300 * 1024 + 7, !serial),
+        &filler(300 * 1024 + 7, u64::from(!serial) | 1 << 40),
     );
     dir
 }

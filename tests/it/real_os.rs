@@ -97,13 +97,8 @@ fn setup(fixture: &Path, image_yaml: &str, clients: &str) -> Setup {
 }
 
 fn run(s: &Setup, args: &[&str]) -> Output {
-    s.ns.nsenter(None, crate::support::tools::bin())
-        .arg("--root")
-        .arg(&s.root)
-        .arg("--config")
-        .arg(&s.config)
+    s.ns.pinetboot_cmd(None, &s.root, &s.config)
         .args(args)
-        .env("NO_COLOR", "1")
         .env("PINETBOOT_PROGRESS", "0")
         .output()
         .unwrap()

@@ -65,13 +65,21 @@ impl MountNs {
         cmd
     }
 
-    /// `pinetboot --root ROOT --config CONFIG ARGS` in this mount namespace.
-    pub fn pinetboot(&self, root: &Path, config: &Path, args: &[&str]) -> Output {
-        self.nsenter(None, bin())
-            .arg("--root")
+    /// `pinetboot --root ROOT --config CONFIG` (add the arguments) in this mount namespace,
+    /// and in network namespace `netns` if given; no colour.
+    pub fn pinetboot_cmd(&self, netns: Option<&str>, root: &Path, config: &Path) -> Command {
+        let mut cmd = self.nsenter(netns, bin());
+        cmd.arg("--root")
             .arg(root)
             .arg("--config")
             .arg(config)
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// `pinetboot --root ROOT --config CONFIG ARGS` in this mount namespace, run to the end.
+    pub fn pinetboot(&self, root: &Path, config: &Path, args: &[&str]) -> Output {
+        self.pinetboot_cmd(None, root, config)
             .args(args)
             .output()
             .expect("nsenter (util-linux)")
