@@ -4,13 +4,14 @@
 //! through the bind mounts. Needs root, `ip`, `unshare`, `nsenter` and `dnsmasq`.
 
 use crate::support::mountns::MountNs;
+use crate::support::netlab::write_config;
 use crate::support::roots::{SHARED, generated_conf, make_traversable, os_tree, write};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
+use crate::support::netlab::{Lab, SERVER_IP};
 use crate::support::pi4::{ClientKind, EmulatedPi};
 
 const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
@@ -36,16 +37,14 @@ fn setup(clients: &str) -> Setup {
     );
     make_traversable(&root);
     let config = tmp.path().join("pinetboot.yaml");
-    fs::write(
+    write_config(
         &config,
-        format!(
-            "server: {{address: {SERVER_IP}, network: 10.99.0.0/24, interface: {SERVER_IFACE}}}\n\
-             bootloader: {{image: /srv/eeprom/pieeprom.bin}}\n\
+        &format!(
+            "bootloader: {{image: /srv/eeprom/pieeprom.bin}}\n\
              images:\n  bookworm: {{source: /srv/rootfs/bookworm}}\n  bullseye: {{source: /srv/rootfs/bullseye}}\n\
              clients:\n{clients}"
         ),
-    )
-    .unwrap();
+    );
     Setup {
         _tmp: tmp,
         root,

@@ -5,6 +5,7 @@
 //! each broken setup names its fault. Needs root, `ip`, `unshare`, `nsenter`, `ss` and `dnsmasq`.
 
 use crate::support::mountns::MountNs;
+use crate::support::netlab::write_config;
 use crate::support::roots::{generated_conf, make_traversable, os_tree, write};
 use crate::support::snap::{redact, redact_after};
 
@@ -56,15 +57,13 @@ fn setup() -> Setup {
     // dnsmasq serves as nobody: every folder on the way must be traversable.
     make_traversable(tmp.path());
     let config = tmp.path().join("pinetboot.yaml");
-    fs::write(
+    write_config(
         &config,
-        format!(
-            "server: {{address: {SERVER_IP}, network: 10.99.0.0/24, interface: {SERVER_IFACE}}}\n\
-             images:\n  bookworm: {{source: /srv/rootfs/bookworm}}\n\
+        &format!(
+            "images:\n  bookworm: {{source: /srv/rootfs/bookworm}}\n\
              clients:\n  bw: {{serial: {SERIAL}, mac: 'dc:a6:32:01:02:03', image: bookworm}}\n"
         ),
-    )
-    .unwrap();
+    );
     Setup {
         _tmp: tmp,
         root,

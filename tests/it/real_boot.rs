@@ -19,13 +19,14 @@
 //! Needs root, `ip`, `unshare`, `nsenter`, dnsmasq, nfs-ganesha + nfs-ganesha-vfs, rpcbind,
 //! qemu-system-arm and openssh-client; fails (never skips) without them.
 
+use crate::support::netlab::server_yaml;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::mountns::MountNs;
-use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
+use crate::support::netlab::{Lab, SERVER_IP};
 use crate::support::pi4::{EmulatedPi, Session, boot_images};
 use crate::support::realos::must;
 use crate::support::realos::nfs::NfsServer;
@@ -174,10 +175,10 @@ fn keygen(path: &Path) -> String {
 /// One client from the fixture's root tree (a directory image), the lab's server and network.
 fn config_yaml(public_key: &str) -> String {
     format!(
-        "server: {{address: {SERVER_IP}, network: 10.99.0.0/24, interface: {SERVER_IFACE}}}\n\
-         images:\n  debian: {{source: /srv/rootfs/debian}}\n\
+        "{}images:\n  debian: {{source: /srv/rootfs/debian}}\n\
          clients:\n  {CLIENT}:\n    serial: '{SERIAL:08x}'\n    mac: '{}'\n    image: debian\n    \
          hostname: {HOSTNAME}\n    ssh: {{authorized_keys: ['{public_key}']}}\n",
+        server_yaml(),
         mac_string(&MAC)
     )
 }

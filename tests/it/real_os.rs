@@ -12,6 +12,7 @@
 //! Needs root, the build script's tools (mmdebstrap, qemu-user-static, …), `ip`, `unshare`,
 //! `nsenter`, `dnsmasq`; `.ci/run` installs them and builds the fixture first.
 
+use crate::support::netlab::write_config;
 use crate::support::realos::fixture;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::support::mountns::MountNs;
-use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
+use crate::support::netlab::{Lab, SERVER_IP};
 use crate::support::pi4::EmulatedPi;
 use crate::support::roots::{generated_conf, write};
 
@@ -79,15 +80,10 @@ fn setup(fixture: &Path, image_yaml: &str, clients: &str) -> Setup {
         assert!(out.status.success(), "{out:?}");
     }
     let config = tmp.path().join("pinetboot.yaml");
-    fs::write(
+    write_config(
         &config,
-        format!(
-            "server: {{address: {SERVER_IP}, network: 10.99.0.0/24, interface: {SERVER_IFACE}}}\n\
-             images:\n  debian: {image_yaml}\n\
-             clients:\n{clients}"
-        ),
-    )
-    .unwrap();
+        &format!("images:\n  debian: {image_yaml}\nclients:\n{clients}"),
+    );
     Setup {
         _tmp: tmp,
         root,

@@ -6,6 +6,7 @@
 //! `unshare`, `nsenter` and `dnsmasq`.
 
 use crate::support::mountns::MountNs;
+use crate::support::netlab::server_yaml;
 use crate::support::roots::{generated_conf, make_traversable, os_tree, write};
 
 use std::fs;
@@ -14,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP};
+use crate::support::netlab::Lab;
 use crate::support::pi4::{EmulatedPi, Outcome, Step};
 
 const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
@@ -26,9 +27,9 @@ const CLIENTS: &str = "  bw: {serial: 0c4c21e5, mac: 'dc:a6:32:01:02:03', image:
 
 fn config_text() -> String {
     format!(
-        "server: {{address: {SERVER_IP}, network: 10.99.0.0/24, interface: {SERVER_IFACE}}}\n\
-         images:\n  bookworm: {{source: /srv/rootfs/bookworm}}\n\
-         clients:\n{CLIENTS}"
+        "{}images:\n  bookworm: {{source: /srv/rootfs/bookworm}}\n\
+         clients:\n{CLIENTS}",
+        server_yaml()
     )
 }
 

@@ -74,6 +74,19 @@ pub const PREFIX_LEN: u8 = 24;
 /// Interface name of the server's veth end, inside the server namespace.
 /// Use it for `interface=` in the server's dnsmasq config.
 pub const SERVER_IFACE: &str = "eth0";
+/// The config's `server:` line for the lab: its address, network and interface.
+pub fn server_yaml() -> String {
+    format!(
+        "server: {{address: {SERVER_IP}, network: 10.99.0.0/{PREFIX_LEN}, interface: {SERVER_IFACE}}}\n"
+    )
+}
+
+/// Writes a config at `path`: [`server_yaml`], then `rest` (images, clients, …).
+pub fn write_config(path: &std::path::Path, rest: &str) {
+    std::fs::write(path, format!("{}{rest}", server_yaml()))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 /// Interface name of every emulated Pi's veth end, inside its namespace.
 pub const PI_IFACE: &str = "pi0";
 /// First and last address of the router's DHCP pool.
