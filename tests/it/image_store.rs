@@ -305,19 +305,36 @@ fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
     check_client_root(&env, "raspi2");
 }
 
-#[test]
-fn local_image_file_is_unpacked_once() {
+/// An env with the test image at /srv/images/bookworm.img.xz, and .gz when `gz` (no config
+/// yet).
+fn with_image_files(gz: bool) -> Env {
     let img = images();
     let env = Env::new();
     std::fs::create_dir_all(env.path("/srv/images")).unwrap();
     std::fs::copy(&img.xz, env.path("/srv/images/bookworm.img.xz")).unwrap();
+    if gz {
+        std::fs::copy(&img.gz, env.path("/srv/images/bookworm.img.gz")).unwrap();
+    }
+    env
+}
+
+/// [`with_image_files`] and a config declaring client raspi1 on the local xz image.
+fn local_bookworm() -> Env {
+    let env = with_image_files(false);
     write_config(
         &env,
         &config(
-            &[("bookworm", "/srv/images/bookworm.img.xz", &img.xz_sha)],
+            &[("bookworm", "/srv/images/bookworm.img.xz", &images().xz_sha)],
             &[("raspi1", "10000001", "bookworm")],
         ),
     );
+    env
+}
+
+#[test]
+fn local_image_file_is_unpacked_once() {
+    let img = images();
+    let env = local_bookworm();
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
     assert!(
@@ -446,16 +463,7 @@ fn an_apply_killed_during_unpack_leaves_no_half_entry_and_the_next_converges() {
     // rename, before the store rename, after the image change; each leaves no entry or a
     // whole one.
     for n in 1..=4u32 {
-        let env = Env::new();
-        std::fs::create_dir_all(env.path("/srv/images")).unwrap();
-        std::fs::copy(&img.xz, env.path("/srv/images/bookworm.img.xz")).unwrap();
-        write_config(
-            &env,
-            &config(
-                &[("bookworm", "/srv/images/bookworm.img.xz", &img.xz_sha)],
-                &[("raspi1", "10000001", "bookworm")],
-            ),
-        );
+        let env = local_bookworm();
         let crash = env.pt_env(&[("PINETBOOT_CRASH_AT", &n.to_string())], &["apply"]);
         assert!(crash.aborted(), "crash point {n} not reached: {crash:?}");
         let listing = store_listing(&env);
@@ -480,10 +488,7 @@ fn an_apply_killed_during_unpack_leaves_no_half_entry_and_the_next_converges() {
 #[test]
 fn a_changed_image_keeps_the_root_until_reprovisioned() {
     let img = images();
-    let env = Env::new();
-    std::fs::create_dir_all(env.path("/srv/images")).unwrap();
-    std::fs::copy(&img.xz, env.path("/srv/images/bookworm.img.xz")).unwrap();
-    std::fs::copy(&img.gz, env.path("/srv/images/bookworm.img.gz")).unwrap();
+    let env = with_image_files(true);
     let clients = [("raspi1", "10000001", "bookworm")];
     write_config(
         &env,
@@ -635,10 +640,7 @@ fn client_roots_are_reflinked_from_the_store_on_btrfs() {
 #[test]
 fn staging_folders_of_killed_applies_are_shown_and_removed_once_the_config_changed() {
     let img = images();
-    let env = Env::new();
-    std::fs::create_dir_all(env.path("/srv/images")).unwrap();
-    std::fs::copy(&img.xz, env.path("/srv/images/bookworm.img.xz")).unwrap();
-    std::fs::copy(&img.gz, env.path("/srv/images/bookworm.img.gz")).unwrap();
+    let env = with_image_files(true);
     let json_change = |stdout: &str, path: &str| -> serde_json::Value {
         let v: serde_json::Value = serde_json::from_str(stdout).unwrap();
         v["changes"]
