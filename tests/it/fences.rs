@@ -10,6 +10,7 @@
 //! The fstab block's lines are not asserted here (they are the fstab resource's business): a
 //! stale block is planted, and the tests check that it changed and that nothing else did.
 
+use crate::support::run::Run;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
@@ -133,6 +134,30 @@ fn assert_outside(text: &[u8], before: &[u8], after: &[u8]) {
     }
 }
 
+/// Runs each of `runs`: every one exits 1, passes `check`, and changes nothing under the
+/// test's temp folder.
+fn each_fails_and_changes_nothing(env: &Env, what: &str, runs: &[&[&str]], check: impl Fn(&Run)) {
+    let before = everything(env);
+    for args in runs {
+        let r = env.pt(args);
+        assert_eq!(
+            r.code(),
+            Some(1),
+            "{what}: {}\n{}{}",
+            r.what,
+            r.stdout,
+            r.stderr
+        );
+        check(&r);
+        assert_same(
+            &before,
+            &everything(env),
+            Cmp::ALL,
+            &format!("{what}: {}", r.what),
+        );
+    }
+}
+
 /// Bytes as an unambiguous ASCII string, for assertions that print them.
 fn show(b: &[u8]) -> String {
     b.escape_ascii().to_string()
@@ -148,18 +173,9 @@ fn a_broken_host_fstab_fence_stops_plan_and_apply_and_nothing_is_written() {
         std::fs::write(env.path("/etc/fstab"), &text).unwrap();
         // Drift elsewhere: an apply that went ahead would repair it.
         std::fs::write(env.path("/nfs/raspi2/etc/hostname"), "drifted\n").unwrap();
-        let before = everything(&env);
         let want = format!("error: /etc/fstab{message}");
-        for args in [&["plan"][..], &["plan", "--json"], &["apply"], &["apply"]] {
-            let r = env.pt(args);
-            assert_eq!(
-                r.code(),
-                Some(1),
-                "{what}: {}\n{}{}",
-                r.what,
-                r.stdout,
-                r.stderr
-            );
+        let runs = [&["plan"][..], &["plan", "--json"], &["apply"], &["apply"]];
+        each_fails_and_changes_nothing(&env, what, &runs, |r| {
             assert!(
                 r.stderr.starts_with(&want) && r.stderr.contains("\n  hint: "),
                 "{what}: {} does not say {want:?} with a hint:\n{}",
@@ -167,13 +183,7 @@ fn a_broken_host_fstab_fence_stops_plan_and_apply_and_nothing_is_written() {
                 r.stderr
             );
             assert!(!r.stdout.contains("Apply complete"), "{what}: {}", r.stdout);
-            assert_same(
-                &before,
-                &everything(&env),
-                Cmp::ALL,
-                &format!("{what}: {}", r.what),
-            );
-        }
+        });
         assert_eq!(
             std::fs::read_to_string(env.path("/etc/fstab")).unwrap(),
             text
@@ -566,30 +576,14 @@ fn dangling_looping_and_folder_fstab_links_are_errors_and_nothing_is_written() {
     for (what, to, message) in cases {
         let _ = std::fs::remove_file(&link);
         symlink(&to, &link).unwrap();
-        let before = everything(&env);
-        for args in [&["plan"][..], &["apply"]] {
-            let r = env.pt(args);
-            assert_eq!(
-                r.code(),
-                Some(1),
-                "{what}: {}\n{}{}",
-                r.what,
-                r.stdout,
-                r.stderr
-            );
-            let want = format!("/etc/fstab {message}");
+        let want = format!("/etc/fstab {message}");
+        each_fails_and_changes_nothing(&env, what, &[&["plan"][..], &["apply"]], |r| {
             assert!(
                 r.stderr.contains(&want),
                 "{what}: no {want:?} in\n{}",
                 r.stderr
             );
-            assert_same(
-                &before,
-                &everything(&env),
-                Cmp::ALL,
-                &format!("{what}: {}", r.what),
-            );
-        }
+        });
         assert_eq!(std::fs::read(&outside).unwrap(), outside_text);
     }
 }
