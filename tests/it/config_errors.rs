@@ -117,8 +117,7 @@ fn run(input: Input) -> (Option<i32>, String, String) {
         Input::Bytes(f) => std::fs::write(dir.path().join(CONFIG), f()).unwrap(),
         Input::Missing => {}
     }
-    let out = Command::cargo_bin("pinetboot")
-        .unwrap()
+    let out = Command::new(crate::support::tools::bin())
         .current_dir(dir.path())
         .env_remove("PINETBOOT_CONFIG")
         .env("NO_COLOR", "1")

@@ -36,8 +36,7 @@ fn schema_is_fresh() {
 
 #[test]
 fn schema_command_prints_the_checked_in_schema() {
-    let out = Command::cargo_bin("pinetboot")
-        .unwrap()
+    let out = Command::new(crate::support::tools::bin())
         .arg("schema")
         .output()
         .unwrap();
@@ -87,8 +86,7 @@ fn every_example_validates_and_names_the_schema() {
             rel.display()
         );
 
-        let out = Command::cargo_bin("pinetboot")
-            .unwrap()
+        let out = Command::new(crate::support::tools::bin())
             .current_dir(root)
             .env_remove("PINETBOOT_CONFIG")
             .arg("-c")

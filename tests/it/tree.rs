@@ -374,7 +374,7 @@ fn reflink_on_btrfs() {
         .arg(exe)
         .args([
             "--exact",
-            "reflink_on_btrfs",
+            "tree::reflink_on_btrfs",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -84,3 +84,30 @@ pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// Runs test `name` (its full path, `module::test`) alone in a fresh process of this test
+/// binary, and returns true only inside that process: for measurements the shared test
+/// process would distort (a child's peak RSS, as `wait4` reports it, includes the peak of
+/// the process that spawned it). Outside, it asserts the inner run passed and returns false.
+#[track_caller]
+pub fn in_own_process(name: &str) -> bool {
+    const VAR: &str = "PINETBOOT_TEST_ALONE";
+    if std::env::var_os(VAR).is_some_and(|v| v == name) {
+        return true;
+    }
+    let out = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(VAR, name)
+        .output()
+        .expect("running the test binary again");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{name} in its own process:\n{text}"
+    );
+    false
+}
