@@ -2,7 +2,6 @@
 //! image builders do (tooling.md §7): `sfdisk` (a FAT partition then a Linux one),
 //! `mkfs.vfat` + `mcopy` for the boot partition, `mke2fs -d` for the root partition, and
 //! `e2fsck -fn` to check the result. Shared by the image tests and the image benchmark.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::path::Path;

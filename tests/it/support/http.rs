@@ -3,7 +3,6 @@
 //! servers: an endless body, a `Content-Length` it never sends, a body trickled byte by byte.
 //! Each connection is served on a thread of its own (a trickle never holds up the next
 //! request), then closed. The server stops when dropped.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};

@@ -16,9 +16,6 @@
 //! - [`disk`]: Raspberry Pi OS-like disk images built with the real tools
 //! - [`realos`]: the real Debian arm64 fixture, its VM and NFS server
 
-// Not every test module uses every helper of a shared module.
-#![allow(dead_code)]
-
 pub mod disk;
 pub mod fixture;
 pub mod http;

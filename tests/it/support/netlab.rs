@@ -175,11 +175,6 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Current content of the log file (empty if not yet created).
-    pub fn log_text(&self) -> String {
-        read_lossy(&self.log)
-    }
-
     /// Poll the log until `pred` accepts its content, for at most `timeout`.
     /// Returns the content that satisfied `pred`, or `Err` with the last
     /// content seen.
@@ -219,7 +214,6 @@ pub struct Lab {
     veths: Mutex<Vec<String>>,
     pi_counter: AtomicU32,
     server_counter: AtomicU32,
-    router_log: PathBuf,
 }
 
 /// Fail loudly when the test cannot run here.
@@ -329,7 +323,6 @@ impl Lab {
             rtr: format!("{prefix}-rtr"),
             srv: format!("{prefix}-srv"),
             prefix,
-            router_log: dir.path().join("router.log"),
             dir,
             daemons: Mutex::new(Vec::new()),
             namespaces: Mutex::new(Vec::new()),
@@ -444,11 +437,6 @@ impl Lab {
     /// server's config and TFTP root below it.
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    /// The router dnsmasq's log file.
-    pub fn router_log(&self) -> &Path {
-        &self.router_log
     }
 
     fn start_router(&self) {

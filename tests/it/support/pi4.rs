@@ -551,10 +551,12 @@ impl PxeVendorOptions {
 #[derive(Debug, Clone)]
 pub struct Offer {
     /// UDP source of the OFFER.
+    #[allow(dead_code)] // shown in failure messages (Debug)
     pub from: SocketAddr,
     /// Offered address (0.0.0.0 for a proxy).
     pub yiaddr: Ipv4Addr,
     /// `siaddr` header field.
+    #[allow(dead_code)] // shown in failure messages (Debug)
     pub siaddr: Ipv4Addr,
     /// Option 54.
     pub server_id: Option<Ipv4Addr>,
@@ -795,6 +797,7 @@ pub struct Transfer {
     /// Block size in effect (from the OACK; 512 without options).
     pub blksize: u16,
     /// tsize the server announced.
+    #[allow(dead_code)] // shown in failure messages (Debug)
     pub tsize: Option<u64>,
 }
 
@@ -805,6 +808,7 @@ pub struct Session {
     /// The Pi this session belongs to.
     pub pi: EmulatedPi,
     /// DISCOVER result.
+    #[allow(dead_code)] // shown in failure messages (Debug)
     pub outcome: DiscoverOutcome,
     /// Leased address (now on `pi0`).
     pub ip: Ipv4Addr,
@@ -1318,15 +1322,6 @@ impl FileEntry {
             expected_size: disk.map(|d| d.len() as u64),
             outcome,
             ok,
-        }
-    }
-
-    /// Bytes received (get) or advertised (probe).
-    pub fn size(&self) -> Option<u64> {
-        match &self.outcome {
-            Outcome::Fetched { bytes, .. } => Some(bytes.len() as u64),
-            Outcome::Probed { tsize } => Some(*tsize),
-            _ => None,
         }
     }
 }

@@ -319,11 +319,6 @@ impl NfsServer {
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
-
-    /// `rpcinfo -p` inside the server's namespaces.
-    pub fn rpcinfo(&self) -> String {
-        self.enter(&["rpcinfo", "-p", "127.0.0.1"])
-    }
 }
 
 /// Starts the `sleep` holding a private mount namespace inside network namespace `netns`
