@@ -20,6 +20,22 @@ fn setup() -> Env {
     env
 }
 
+/// The canary file `rel` outside the root still holds `text`.
+#[track_caller]
+fn assert_outside(env: &Env, rel: &str, text: &str) {
+    let now = std::fs::read_to_string(env.outside.join(rel)).unwrap();
+    assert_eq!(now, text, "{rel} outside the root changed");
+}
+
+/// [`setup`], then `rel` in raspi1's root replaced by a symlink to `to(env)`, then the
+/// [`attack`] checks.
+fn symlink_attack(rel: &str, to: impl FnOnce(&Env) -> PathBuf) -> Env {
+    let env = setup();
+    replace_with_symlink(&victim(&env, rel), &to(&env));
+    attack(&env, rel);
+    env
+}
+
 fn victim(env: &Env, rel: &str) -> PathBuf {
     env.path("/nfs/raspi1").join(rel)
 }
@@ -159,23 +175,15 @@ fn replace_with_symlink(path: &Path, target: &Path) {
 
 #[test]
 fn cmdline_txt_symlink_to_a_file_outside() {
-    let env = setup();
-    replace_with_symlink(
-        &victim(&env, "boot/firmware/cmdline.txt"),
-        &env.outside.join("secret"),
-    );
-    attack(&env, "boot/firmware/cmdline.txt");
-    assert_eq!(
-        std::fs::read_to_string(env.outside.join("secret")).unwrap(),
-        "outside secret\n"
-    );
+    let env = symlink_attack("boot/firmware/cmdline.txt", |env| {
+        env.outside.join("secret")
+    });
+    assert_outside(&env, "secret", "outside secret\n");
 }
 
 #[test]
 fn etc_symlink_to_a_folder_outside() {
-    let env = setup();
-    replace_with_symlink(&victim(&env, "etc"), &env.outside.join("etc"));
-    attack(&env, "etc");
+    symlink_attack("etc", |env| env.outside.join("etc"));
 }
 
 #[test]
@@ -235,29 +243,19 @@ fn hardlink_from_etc_hostname_to_an_outside_file() {
     std::fs::remove_file(&p).unwrap();
     std::fs::hard_link(env.outside.join("etc/hostname"), &p).unwrap();
     attack(&env, "etc/hostname");
-    assert_eq!(
-        std::fs::read_to_string(env.outside.join("etc/hostname")).unwrap(),
-        "outside-host\n"
-    );
+    assert_outside(&env, "etc/hostname", "outside-host\n");
 }
 
 #[test]
 fn dotdot_symlink_in_an_intermediate_folder() {
-    let env = setup();
-    replace_with_symlink(&victim(&env, "root/.ssh"), Path::new("../../.."));
-    attack(&env, "root/.ssh");
+    let env = symlink_attack("root/.ssh", |_| PathBuf::from("../../.."));
     assert!(!env.root.join("authorized_keys").exists());
     assert!(!env.path("/nfs/authorized_keys").exists());
 }
 
 #[test]
 fn absolute_symlink_in_an_intermediate_folder() {
-    let env = setup();
-    replace_with_symlink(
-        &victim(&env, "etc/systemd/system"),
-        &env.outside.join("systemd"),
-    );
-    attack(&env, "etc/systemd/system");
+    let env = symlink_attack("etc/systemd/system", |env| env.outside.join("systemd"));
     assert_eq!(
         std::fs::read_dir(env.outside.join("systemd"))
             .unwrap()
@@ -281,10 +279,7 @@ fn swap_between_plan_and_apply() {
     // Planted after the plan the admin reviewed.
     replace_with_symlink(&victim(&env, "etc/hostname"), &env.outside.join("secret"));
     attack(&env, "etc/hostname");
-    assert_eq!(
-        std::fs::read_to_string(env.outside.join("secret")).unwrap(),
-        "outside secret\n"
-    );
+    assert_outside(&env, "secret", "outside secret\n");
 }
 
 #[test]
@@ -673,16 +668,17 @@ fn root_line_is_a_conflict(line: &[u8], why: &str) {
 fn a_passwd_uid_or_gid_of_minus_one_is_that_clients_conflict_not_a_failed_apply() {
     // 4294967295 is (uid_t)-1: fchown(2) reads it as "leave unchanged", so an owner pinetboot
     // enforces could never be reached and every apply failed with "did not converge".
-    for (line, why) in [
+    const LINES: [(&[u8], &str); 2] = [
         (
-            &b"root:x:4294967295:0:root:/root:/bin/bash"[..],
+            b"root:x:4294967295:0:root:/root:/bin/bash",
             "uid 4294967295 is (uid_t)-1",
         ),
         (
             b"root:x:0:4294967295:root:/root:/bin/bash",
             "gid 4294967295 is (gid_t)-1",
         ),
-    ] {
+    ];
+    for (line, why) in LINES {
         root_line_is_a_conflict(line, &format!("user root in etc/passwd: its {why}"));
     }
 }
@@ -692,9 +688,9 @@ fn passwd_fields_pinetboot_cannot_use_are_conflicts() {
     // A home that is not UTF-8 was read lossily (U+FFFD), and keys went to another folder; ids
     // that are not plain numbers read as "no such user"; a passwd too large to be one is
     // refused before it is read.
-    for (line, why) in [
+    const LINES: [(&[u8], &str); 3] = [
         (
-            &b"root:x:0:0:root:/r\xffoot:/bin/bash"[..],
+            b"root:x:0:0:root:/r\xffoot:/bin/bash",
             "its home folder is not UTF-8",
         ),
         (
@@ -702,7 +698,8 @@ fn passwd_fields_pinetboot_cannot_use_are_conflicts() {
             "its uid `+0` is not a number",
         ),
         (b"root:x:0:0:root:/:/bin/bash", "its home folder `/` is not"),
-    ] {
+    ];
+    for (line, why) in LINES {
         root_line_is_a_conflict(line, why);
     }
     let env = setup();
