@@ -14,7 +14,7 @@
 //! a private mount namespace: `cargo bench --bench image`. Page cache is warm for every
 //! contender (the image file is read once before timing).
 
-#[path = "../tests/disk_image/mod.rs"]
+#[path = "../tests/it/support/disk.rs"]
 mod disk_image;
 
 use std::fs;
