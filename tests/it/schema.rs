@@ -28,7 +28,7 @@ fn schema_is_fresh() {
             .unwrap_or_else(|| stored.lines().count().min(fresh.lines().count()));
         panic!(
             "stale schema: schema/pinetboot.schema.json differs from schema_json() from line {}; \
-             rerun with PINETBOOT_UPDATE_SCHEMA=1 (cargo test --test schema) and commit it",
+             rerun with PINETBOOT_UPDATE_SCHEMA=1 (cargo test --test it schema::) and commit it",
             first + 1
         );
     }
