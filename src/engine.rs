@@ -13,18 +13,17 @@ use crate::host::Host;
 use crate::host::lock::{self, Mode};
 use crate::plan::{Plan, plan};
 use crate::resource::{Change, Ctx, Handler, as_violation};
-use crate::state::State;
 
 /// Host path of the lock file.
 pub const LOCK_PATH: &str = "/run/pinetboot.lock";
 
-/// Observes the host and computes the plan.
+/// Observes the host (its facts, read once) and computes the plan.
 pub fn observe_and_plan(valid: &Valid, host: &Host) -> anyhow::Result<(Desired, Ctx, Plan)> {
-    let state = State::load(host, &valid.paths.state)?;
-    let desired = expand(valid, host, &state)?;
+    let facts = crate::facts::collect(valid, host)?;
+    let desired = expand(valid, &facts)?;
     let ctx = Ctx {
         host: host.clone(),
-        mounts: crate::host::mountinfo::read().context("reading /proc/self/mountinfo")?,
+        mounts: facts.mounts,
         clients: desired.clients.clone(),
         scratch: host.path(crate::host::scratch::host_path(&valid.paths.state)),
     };

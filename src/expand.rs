@@ -1,17 +1,19 @@
-//! Expansion: the validated config plus what the client trees say (boot folder, the image's
-//! own cmdline.txt, users) becomes the ordered list of desired resources. A client whose tree
-//! cannot be read safely becomes a conflict instead; the others still expand.
+//! Expansion: the validated config plus what the host's facts say (client trees: boot folder,
+//! the image's own cmdline.txt, users; the state; the image store) becomes the ordered list of
+//! desired resources. A client whose tree cannot be read safely becomes a conflict instead;
+//! the others still expand. Pure: everything it looks at was read by [`crate::facts`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::config::{Source, Valid, ValidClient};
-use crate::host::Host;
+use crate::facts::{Facts, TreeFacts};
 use crate::host::atomic::Owner;
-use crate::host::confined::Tree;
+use crate::host::confined::{EntryKind, Violation};
+use crate::host::ops::Found;
 use crate::image::store::{self, Origin};
 use crate::pios;
 use crate::render;
@@ -34,6 +36,24 @@ pub struct Conflict {
     pub message: String,
     /// What to do.
     pub hint: String,
+}
+
+impl Conflict {
+    /// The conflict an error makes of `client` when it is a violation inside a client's tree
+    /// (`None` for any other error): the error's whole chain, and the violation's own hint
+    /// (a broken fence) or else `hint`'s.
+    pub fn of_violation(
+        client: &str,
+        e: &anyhow::Error,
+        hint: impl FnOnce(&Violation) -> String,
+    ) -> Option<Conflict> {
+        let v = as_violation(e)?;
+        Some(Conflict {
+            client: client.to_owned(),
+            message: format!("{e:#}"),
+            hint: v.hint().unwrap_or_else(|| hint(v)),
+        })
+    }
 }
 
 /// Something pinetboot keeps on purpose and says so.
@@ -109,8 +129,9 @@ fn tftp_folders(
     out
 }
 
-/// Expands `valid` against the host.
-pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired> {
+/// Expands `valid` against the host's facts.
+pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
+    let old = &facts.state;
     let mut out = Desired {
         resources: vec![
             // Client roots hold what their Pis planted (setuid-root files, device nodes, the
@@ -162,23 +183,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
     }
     let images = disk_images(valid);
     // What killed applies left (staging folders, unused downloads): removed first.
-    let resumed: BTreeSet<String> = images
-        .iter()
-        .filter_map(|r| match r {
-            Resource::Image(i) if !store::is_present(host, &valid.paths.state, &i.sha256) => {
-                Some(i.sha256.clone())
-            }
-            _ => None,
-        })
-        .collect();
-    let declared: BTreeSet<String> = valid.clients.keys().cloned().collect();
-    let found = crate::resource::leftover::find(
-        host,
-        &valid.paths.nfs,
-        &valid.paths.state,
-        &declared,
-        &resumed,
-    )?;
+    let found = facts.leftovers.clone();
     out.warnings.extend(found.refused.iter().cloned());
     out.refused = found.refused;
     out.resources
@@ -189,7 +194,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
         let image = valid.images.get(&client.image).context("validated image")?;
         let image_dir = match &image.source {
             Source::Directory(p) => Some(p.to_string_lossy().into_owned()),
-            _ => match disk_image_dir(valid, host, old, name, client, image, &root, &mut out)? {
+            _ => match disk_image_dir(valid, facts, name, client, image, &root, &mut out) {
                 Some(dir) => dir,
                 // Pending: provisioned once the image is in the store (see `disk_image_dir`).
                 None => continue,
@@ -202,11 +207,11 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                 image_dir: image_dir.clone(),
             },
         );
-        let root_exists = std::fs::symlink_metadata(host.path(&root)).is_ok();
+        let root_exists = facts.root(&root) != Found::Missing;
         let recorded_boot = old.clients.get(name).and_then(|r| r.boot_dir.clone());
         match expand_client(
             valid,
-            host,
+            facts,
             name,
             client,
             &root,
@@ -252,24 +257,25 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                 served.push(name.clone());
             }
             Err(e) => {
-                let hint = match as_violation(&e) {
-                    Some(v) if v.path().is_some_and(|p| p.starts_with(host.path(&root))) => {
+                let root_full = facts.root_path(&root);
+                let conflict = Conflict::of_violation(name, &e, |v| {
+                    if v.path().is_some_and(|p| p.starts_with(&root_full)) {
                         format!(
                             "something inside {root} is not what a Raspberry Pi OS root holds (a planted symlink or special file?); inspect it, fix or remove it, then apply again"
                         )
+                    } else {
+                        format!(
+                            "the image {} ({}) holds something pinetboot will not read; inspect the image, or choose another",
+                            client.image,
+                            image_dir.as_deref().unwrap_or("its store entry")
+                        )
                     }
-                    Some(_) => format!(
-                        "the image {} ({}) holds something pinetboot will not read; inspect the image, or choose another",
-                        client.image,
-                        image_dir.as_deref().unwrap_or("its store entry")
-                    ),
-                    None => "fix the cause above, then apply again".to_owned(),
-                };
-                out.conflicts.push(Conflict {
+                });
+                out.conflicts.push(conflict.unwrap_or_else(|| Conflict {
                     client: name.clone(),
                     message: format!("{e:#}"),
-                    hint,
-                });
+                    hint: "fix the cause above, then apply again".to_owned(),
+                }));
                 // Keep serving what already works: its record and mount stay as they are.
                 if let Some(rec) = old.clients.get(name) {
                     out.state.clients.insert(name.clone(), rec.clone());
@@ -344,8 +350,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                 client: name.clone(),
             }));
         }
-        if !valid.clients.contains_key(name) && host.kind(&rec.root)? != crate::host::Kind::Missing
-        {
+        if !valid.clients.contains_key(name) && facts.root(&rec.root) != Found::Missing {
             out.kept.push(Kept {
                 client: name.clone(),
                 path: rec.root.clone(),
@@ -361,7 +366,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
 
 /// The disk images (file or URL) clients use, to fetch and unpack into the store before any
 /// client root is cloned from it. Images no client uses are not fetched.
-fn disk_images(valid: &Valid) -> Vec<Resource> {
+pub(crate) fn disk_images(valid: &Valid) -> Vec<Resource> {
     let mut users: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (name, client) in &valid.clients {
         users
@@ -413,29 +418,60 @@ fn provisioned_sha(
     }
 }
 
-/// Where a client of a disk image reads the image's files from: `Some(Some(store root))` when
-/// the image the client is (or is about to be) provisioned from is in the store,
-/// `Some(None)` when its root exists but that image is not in the store (the root is read
-/// instead). `None` when the client is pending: its root does not exist and the image is not
-/// unpacked yet; then only the client root is planned (its files are planned after the image
-/// is unpacked: `engine::apply` plans again), or a conflict when a local image file is missing.
-#[allow(clippy::too_many_arguments)]
+/// Where a client reads its image's files from: `Some(Some(dir))` for a directory image, or
+/// a disk image whose store entry (the one the client is, or is about to be, provisioned
+/// from) is present; `Some(None)` when its root exists but that image is not in the store
+/// (the root is read instead), or the image has no sha256; `None` when the client is
+/// pending: its root does not exist and the image is not unpacked yet.
+pub(crate) fn source_dir(
+    valid: &Valid,
+    facts: &Facts,
+    old: &State,
+    name: &str,
+    client: &ValidClient,
+    root: Found,
+) -> Option<Option<String>> {
+    let image = valid.images.get(&client.image)?;
+    if let Source::Directory(p) = &image.source {
+        return Some(Some(p.to_string_lossy().into_owned()));
+    }
+    let Some(sha) = image.sha256.as_deref() else {
+        return Some(None);
+    };
+    let state_dir = &valid.paths.state;
+    if root != Found::Missing {
+        let provisioned = old.clients.get(name).and_then(|r| r.image_sha256.clone());
+        return Some(
+            provisioned
+                .filter(|p| facts.in_store(p))
+                .map(|p| store::root_dir(state_dir, &p)),
+        );
+    }
+    facts
+        .in_store(sha)
+        .then(|| Some(store::root_dir(state_dir, sha)))
+}
+
+/// Where a client of a disk image reads the image's files from (see [`source_dir`]); for a
+/// pending client only the client root is planned (its files are planned after the image is
+/// unpacked: `engine::apply` plans again), or a conflict when a local image file is missing.
+/// A root provisioned from another sha256 than the image's now is kept, and said so.
 fn disk_image_dir(
     valid: &Valid,
-    host: &Host,
-    old: &State,
+    facts: &Facts,
     name: &str,
     client: &ValidClient,
     image: &crate::config::ValidImage,
     root: &str,
     out: &mut Desired,
-) -> anyhow::Result<Option<Option<String>>> {
+) -> Option<Option<String>> {
+    let old = &facts.state;
+    let found = facts.root(root);
+    let dir = source_dir(valid, facts, old, name, client, found);
     let Some(sha) = image.sha256.as_deref() else {
-        return Ok(Some(None));
+        return Some(None);
     };
-    let state_dir = &valid.paths.state;
-    let root_exists = std::fs::symlink_metadata(host.path(root)).is_ok();
-    if root_exists {
+    if found != Found::Missing {
         let provisioned = old.clients.get(name).and_then(|r| r.image_sha256.clone());
         if let Some(p) = &provisioned
             && p != sha
@@ -451,15 +487,12 @@ fn disk_image_dir(
                 ),
             });
         }
-        let dir = provisioned
-            .filter(|p| store::is_present(host, state_dir, p))
-            .map(|p| store::root_dir(state_dir, &p));
-        return Ok(Some(dir));
+        return dir;
     }
-    let store_root = store::root_dir(state_dir, sha);
-    if store::is_present(host, state_dir, sha) {
-        return Ok(Some(Some(store_root)));
+    if dir.is_some() {
+        return dir;
     }
+    let store_root = store::root_dir(&valid.paths.state, sha);
     out.clients.insert(
         name.to_owned(),
         ClientPaths {
@@ -472,7 +505,7 @@ fn disk_image_dir(
         out.state.clients.insert(name.to_owned(), rec.clone());
     }
     if let Source::File(p) = &image.source
-        && !host.path(p).is_file()
+        && !facts.sources.get(p).copied().unwrap_or(false)
     {
         out.conflicts.push(Conflict {
             client: name.to_owned(),
@@ -483,7 +516,7 @@ fn disk_image_dir(
             ),
             hint: "put the image file there, or fix the image's source in the config".into(),
         });
-        return Ok(None);
+        return None;
     }
     out.resources.push(Resource::ClientRoot(ClientRoot {
         client: name.to_owned(),
@@ -492,7 +525,44 @@ fn disk_image_dir(
         source: store_root,
         pending: true,
     }));
-    Ok(None)
+    None
+}
+
+/// The release codename of a tree (its os-release's `VERSION_CODENAME`), read as the Pi
+/// sees it (etc/os-release -> ../usr/lib/os-release on every Debian and Raspberry Pi OS root).
+fn codename_of(tree: &TreeFacts) -> Result<Option<String>, Violation> {
+    let os_release = match tree.read_resolved(Path::new("etc/os-release"))? {
+        Some(t) => Some(t),
+        None => tree.read_resolved(Path::new("usr/lib/os-release"))?,
+    };
+    Ok(os_release
+        .as_deref()
+        .and_then(|t| pios::os_release_field(&String::from_utf8_lossy(t), "VERSION_CODENAME")))
+}
+
+/// A client's boot folder: recorded when its root was provisioned (never re-detected from
+/// the untrusted root), else the one the image store's manifest records for its image, else
+/// detected ([`pios::boot_dir_from`]) from `detect_from` (the image, whose fstab still has
+/// its vfat line, else the tree).
+pub(crate) fn boot_dir_of(
+    detect_from: &TreeFacts,
+    recorded: Option<String>,
+    manifest: Option<String>,
+) -> Result<PathBuf, Violation> {
+    let codename = codename_of(detect_from)?;
+    if let Some(b) = recorded.or(manifest) {
+        return Ok(PathBuf::from(b));
+    }
+    let image_fstab = detect_from.read_resolved(Path::new("etc/fstab"))?;
+    let text = image_fstab.as_deref().map(String::from_utf8_lossy);
+    let firmware_dir = detect_from
+        .entry_resolved(Path::new("boot/firmware"))?
+        .is_some_and(|e| e.kind == EntryKind::Dir);
+    Ok(pios::boot_dir_from(
+        text.as_deref(),
+        firmware_dir,
+        codename.as_deref(),
+    ))
 }
 
 struct ClientOut {
@@ -501,27 +571,27 @@ struct ClientOut {
     warnings: Vec<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn expand_client(
     valid: &Valid,
-    host: &Host,
+    facts: &Facts,
     name: &str,
     client: &ValidClient,
     root: &str,
     image_dir: Option<&str>,
     recorded_boot: Option<String>,
 ) -> anyhow::Result<ClientOut> {
-    let root_full = host.path(root);
-    let root_exists = match std::fs::symlink_metadata(&root_full) {
-        Ok(m) if m.file_type().is_symlink() => {
+    let root_exists = match facts.root(root) {
+        Found::Symlink => {
             anyhow::bail!("{root} is a symlink; a client root must be a real folder")
         }
-        Ok(m) if !m.is_dir() => anyhow::bail!("{root} exists and is not a folder"),
-        Ok(_) => true,
-        Err(_) => false,
+        Found::Other => anyhow::bail!("{root} exists and is not a folder"),
+        Found::Dir => true,
+        Found::Missing => false,
     };
     let mut resources = Vec::new();
     let image_tree = match image_dir {
-        Some(dir) => match Tree::open(&host.path(dir)) {
+        Some(dir) => match facts.tree(dir) {
             Ok(t) => Some(t),
             Err(e) if root_exists => {
                 tracing::warn!(
@@ -540,10 +610,9 @@ fn expand_client(
             client.image
         ),
     };
-    let view = if root_exists {
-        Tree::open(&root_full)?
-    } else {
-        Tree::open(image_tree.as_ref().expect("checked").path())?
+    let view = match image_tree {
+        Some(t) if !root_exists => t,
+        _ => facts.tree(root)?,
     };
     if !root_exists {
         resources.push(Resource::ClientRoot(ClientRoot {
@@ -554,40 +623,25 @@ fn expand_client(
             pending: false,
         }));
     }
-    // Release and boot folder: recorded when the root was provisioned, else detected from the
-    // image (whose fstab still has its vfat line), else from the tree. A client root is
-    // untrusted: a boot folder that is not a real folder is a conflict, never a fallback.
-    let detect_from = image_tree.as_ref().unwrap_or(&view);
-    // Facts are read as the Pi sees them: symlinks resolved inside the tree
-    // (etc/os-release -> ../usr/lib/os-release on every Debian and Raspberry Pi OS root).
-    let os_release = match detect_from.read_resolved(Path::new("etc/os-release"))? {
-        Some(t) => Some(t),
-        None => detect_from.read_resolved(Path::new("usr/lib/os-release"))?,
-    };
-    let codename = os_release
-        .as_deref()
-        .and_then(|t| pios::os_release_field(&String::from_utf8_lossy(t), "VERSION_CODENAME"));
+    // Release and boot folder (see `boot_dir_of`). A client root is untrusted: a boot folder
+    // that is not a real folder is a conflict, never a fallback.
+    let detect_from = image_tree.unwrap_or(view);
+    codename_of(detect_from)?;
     let fstab = view.read(Path::new("etc/fstab"))?;
-    let boot_dir = match recorded_boot {
-        Some(b) => PathBuf::from(b),
-        None => {
-            let image_fstab = detect_from.read_resolved(Path::new("etc/fstab"))?;
-            let text = image_fstab.as_deref().map(String::from_utf8_lossy);
-            let firmware_dir = detect_from
-                .entry_resolved(Path::new("boot/firmware"))?
-                .is_some_and(|e| e.kind == crate::host::confined::EntryKind::Dir);
-            pios::boot_dir_from(text.as_deref(), firmware_dir, codename.as_deref())
-        }
+    let manifest = match (image_tree, image_dir) {
+        (Some(_), Some(dir)) => facts
+            .manifest_boot_dir(&valid.paths.state, dir)
+            .map(str::to_owned),
+        _ => None,
     };
+    let boot_dir = boot_dir_of(detect_from, recorded_boot, manifest)?;
     match view.entry(&boot_dir)? {
-        Some(e) if e.kind == crate::host::confined::EntryKind::Dir => {}
+        Some(e) if e.kind == EntryKind::Dir => {}
         Some(crate::host::confined::Entry {
-            kind: crate::host::confined::EntryKind::Symlink,
+            kind: EntryKind::Symlink,
             ..
-        }) => Err(crate::host::confined::Violation::Symlink(
-            view.path().join(&boot_dir),
-        ))?,
-        Some(_) => Err(crate::host::confined::Violation::WrongKind(
+        }) => Err(Violation::Symlink(view.path().join(&boot_dir)))?,
+        Some(_) => Err(Violation::WrongKind(
             view.path().join(&boot_dir),
             "not a folder",
         ))?,
@@ -615,10 +669,7 @@ fn expand_client(
     };
     // cmdline.txt, from the image's own arguments (the client root's when the image is gone).
     let cmdline_rel = boot_dir.join("cmdline.txt");
-    let base = match &image_tree {
-        Some(t) => t.read_resolved(&cmdline_rel)?,
-        None => view.read_resolved(&cmdline_rel)?,
-    };
+    let base = detect_from.read_resolved(&cmdline_rel)?;
     let base = base
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_else(|| "console=serial0,115200 console=tty1".into());
@@ -627,8 +678,13 @@ fn expand_client(
     // Firmware overrides (the recipe's "newer start4.elf" step).
     let image = &valid.images[&client.image];
     for (rel, host_path) in &image.files {
-        let bytes = host
-            .read(host_path)
+        let read = facts
+            .host_files
+            .get(host_path)
+            .cloned()
+            .unwrap_or_else(|| Err("not collected before planning (a pinetboot bug)".into()));
+        let bytes = read
+            .map_err(anyhow::Error::msg)
             .with_context(|| format!("reading {}", host_path.display()))?
             .with_context(|| format!("firmware file {} does not exist", host_path.display()))?;
         resources.push(file(boot_dir.join(rel), Want::Content(bytes)));
@@ -638,15 +694,14 @@ fn expand_client(
     }
     // The bootloader's self-update, when the client declares eeprom settings.
     if let (Some(settings), Some((base_path, _))) = (&client.eeprom, &valid.bootloader) {
-        let base = crate::bootloader::base_image(host, base_path)?;
+        let base = match &facts.bootloader {
+            Some(Ok(base)) => base,
+            Some(Err(e)) => anyhow::bail!("{e}"),
+            None => anyhow::bail!("the bootloader image was not read before planning (a pinetboot bug)"),
+        };
         let upd_rel = boot_dir.join("pieeprom.upd");
         let existing = view.read(&upd_rel)?;
-        let update = crate::bootloader::build(
-            &base,
-            settings,
-            existing.as_deref(),
-            crate::bootloader::now(),
-        )?;
+        let update = crate::bootloader::build(base, settings, existing.as_deref(), facts.now)?;
         // The folder is served from the declared prefix: a base image whose own config
         // sets another would send the flashed Pi where nothing is served.
         let declared = settings
@@ -668,7 +723,7 @@ fn expand_client(
     let mut warnings = Vec::new();
     // A booted image gives every Pi cloned from it one identity (a booted client root is
     // expected to hold its own: only images are looked at).
-    if let (Some(t), Some(dir)) = (&image_tree, image_dir) {
+    if let (Some(t), Some(dir)) = (image_tree, image_dir) {
         crate::clientos::identity_warning(t, &client.image, dir, &mut warnings)?;
     }
     let server = valid.address.to_string();
@@ -679,7 +734,7 @@ fn expand_client(
         boot_dir: &boot_dir,
         server: &server,
     };
-    crate::clientos::expand(&view, &target, &mut resources, &mut warnings, &file)?;
+    crate::clientos::expand(view, &target, &mut resources, &mut warnings, &file)?;
     Ok(ClientOut {
         resources,
         boot_dir,

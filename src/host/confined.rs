@@ -59,6 +59,25 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
+impl Clone for Violation {
+    /// A copy that displays the same (an I/O error is copied by its OS code, or by kind and
+    /// text), so a refusal collected once as a fact can be reported where it is decided.
+    fn clone(&self) -> Self {
+        let io = |e: &io::Error| match e.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(e.kind(), e.to_string()),
+        };
+        match self {
+            Violation::Symlink(p) => Violation::Symlink(p.clone()),
+            Violation::WrongKind(p, k) => Violation::WrongKind(p.clone(), k),
+            Violation::TooLarge(p, n) => Violation::TooLarge(p.clone(), *n),
+            Violation::Unsupported(e) => Violation::Unsupported(io(e)),
+            Violation::Io(p, e) => Violation::Io(p.clone(), io(e)),
+            Violation::Fence(p, b) => Violation::Fence(p.clone(), b.clone()),
+        }
+    }
+}
+
 impl Violation {
     /// The path refused, if the violation is about one.
     pub fn path(&self) -> Option<&Path> {

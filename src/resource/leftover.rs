@@ -126,7 +126,7 @@ impl Leftover {
 }
 
 /// What [`find`] found: leftovers to remove, and why others are left alone.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Found {
     /// To remove.
     pub leftovers: Vec<Leftover>,
