@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::config::ValidClient;
-use crate::host::atomic::Owner;
 use crate::facts::TreeFacts;
+use crate::host::atomic::Owner;
 use crate::host::confined::EntryKind;
 use crate::resource::Resource;
 use crate::resource::client_file::{ClientFile, Want};
@@ -262,10 +262,10 @@ pub fn identity_warning(
     let id_set = !id.trim().is_empty() && id.trim() != "uninitialized";
     let host_keys = IMAGE_HOST_KEYS
         .iter()
-    .map(|k| image.entry_resolved(&Path::new("etc/ssh").join(k)))
-    .collect::<Result<Vec<_>, _>>()?
-    .iter()
-    .any(Option::is_some);
+        .map(|k| image.entry_resolved(&Path::new("etc/ssh").join(k)))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .any(Option::is_some);
     if id_set && host_keys {
         warnings.push(format!(
             "image {image_name} ({image_dir}) looks already booted (etc/machine-id is set and SSH host keys exist); Pis cloned from it share one identity — reset them in the image: empty etc/machine-id and delete etc/ssh/ssh_host_*"

@@ -697,7 +697,9 @@ fn expand_client(
         let base = match &facts.bootloader {
             Some(Ok(base)) => base,
             Some(Err(e)) => anyhow::bail!("{e}"),
-            None => anyhow::bail!("the bootloader image was not read before planning (a pinetboot bug)"),
+            None => {
+                anyhow::bail!("the bootloader image was not read before planning (a pinetboot bug)")
+            }
         };
         let upd_rel = boot_dir.join("pieeprom.upd");
         let existing = view.read(&upd_rel)?;

@@ -405,10 +405,13 @@ pub fn collect(valid: &Valid, host: &Host) -> anyhow::Result<Facts> {
                 Some(crate::bootloader::base_image(host, base).map_err(|e| format!("{e:#}")));
         }
         for host_path in image.files.values() {
-            facts.host_files.entry(host_path.clone()).or_insert_with(|| {
-                host.read(host_path)
-                    .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
-            });
+            facts
+                .host_files
+                .entry(host_path.clone())
+                .or_insert_with(|| {
+                    host.read(host_path)
+                        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+                });
         }
         let Some(image_dir) = crate::expand::source_dir(valid, &facts, &state, name, client, found)
         else {
@@ -503,7 +506,10 @@ fn collect_client(
     }
     for f in crate::clientos::BOOT_FOLDER_SECRETS {
         let rel = boot_dir.join(f);
-        if view.entry(&rel, false).is_some_and(|e| e.kind == EntryKind::File) {
+        if view
+            .entry(&rel, false)
+            .is_some_and(|e| e.kind == EntryKind::File)
+        {
             view.read(&rel, false);
         }
     }

@@ -1,5 +1,6 @@
-//! The plan: desired resources checked against the observed host, and its rendering as
-//! Terraform-like text (with unified diffs) or as versioned JSON (docs/plan-json.md).
+//! The plan: what observing the desired resources against the host said, folded into changes
+//! and conflicts (pure), and its rendering as Terraform-like text (with unified diffs) or as
+//! versioned JSON (docs/plan-json.md).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use serde::Serialize;
 
 use crate::expand::{Conflict, Desired, Kept};
 use crate::output::{Printer, Style};
-use crate::resource::{Action, Change, Ctx, Handler, as_violation};
+use crate::resource::{Action, Change, Handler};
 
 /// The JSON format's version; bumped on any incompatible change.
 pub const JSON_FORMAT_VERSION: u32 = 1;
@@ -61,27 +62,28 @@ impl Plan {
     }
 }
 
-/// Checks every desired resource against the host. A client whose check hits a violation in
-/// its tree becomes a conflict and its other changes are dropped; other errors abort.
-pub fn plan(desired: &Desired, ctx: &Ctx, root: &Path) -> anyhow::Result<Plan> {
+/// What observing one desired resource against the host said: the change it needs (`None`
+/// when the host matches), or why it could not be observed. `None` for a resource that was
+/// not observed: its client was in conflict already.
+pub type Observed = Option<anyhow::Result<Option<Change>>>;
+
+/// The plan, from the desired resources and what observing each said (in the same order;
+/// see `engine::observe`). Pure. A client whose observation hit a violation in its tree
+/// becomes a conflict and its other changes are dropped; other errors abort.
+pub fn plan(desired: &Desired, observed: Vec<Observed>, root: &Path) -> anyhow::Result<Plan> {
     let mut conflicts = desired.conflicts.clone();
     let mut changes = Vec::new();
-    for r in &desired.resources {
-        if let Some(client) = r.client()
-            && conflicts.iter().any(|c| c.client == client)
-        {
-            continue;
-        }
-        match r.check(ctx) {
-            Ok(Some(c)) => changes.push(c),
-            Ok(None) => {}
-            Err(e) => match (r.client(), as_violation(&e)) {
-                (Some(client), Some(v)) => conflicts.push(Conflict {
-                    client: client.to_owned(),
-                    message: format!("{e:#}"),
-                    hint: v.hint().unwrap_or_else(|| "inspect that path in the client root and fix or remove it (pinetboot never follows or overwrites it), then apply again".into()),
-                }),
-                _ => return Err(e),
+    for (r, seen) in desired.resources.iter().zip(observed) {
+        match seen {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(c))) => changes.push(c),
+            Some(Err(e)) => match r.client().and_then(|client| {
+                Conflict::of_violation(client, &e, |_| {
+                    "inspect that path in the client root and fix or remove it (pinetboot never follows or overwrites it), then apply again".into()
+                })
+            }) {
+                Some(conflict) => conflicts.push(conflict),
+                None => return Err(e),
             },
         }
     }

@@ -42,12 +42,12 @@ impl Host {
 
     /// Whether a host path is a regular file (following symlinks).
     pub fn is_file(&self, host_path: impl AsRef<Path>) -> bool {
-        self.path(host_path).is_file()
+        is_file_at(&self.path(host_path))
     }
 
     /// Size of the file at a host path (following symlinks), if it exists.
     pub fn size(&self, host_path: impl AsRef<Path>) -> Option<u64> {
-        std::fs::metadata(self.path(host_path)).map(|m| m.len()).ok()
+        size_at(&self.path(host_path))
     }
 
     /// The names in a host folder, sorted (none when it does not exist or is not a folder;
@@ -74,6 +74,16 @@ impl Host {
         out.sort();
         Ok(out)
     }
+}
+
+/// Whether a full path is a regular file (following symlinks).
+pub fn is_file_at(full: &Path) -> bool {
+    full.is_file()
+}
+
+/// Size of the file at a full path (following symlinks), if it exists.
+pub fn size_at(full: &Path) -> Option<u64> {
+    std::fs::metadata(full).map(|m| m.len()).ok()
 }
 
 /// Creates a folder and its missing parents (new ones get `mode`, less the umask).

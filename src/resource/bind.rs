@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx, host_join};
+use super::{Action, Change, ChangeKind, Ctx, host_join};
 use crate::host::mount;
 
 /// A client's bind mount.
@@ -40,13 +40,13 @@ impl Bind {
         let Some(fd) = tree.open_dir(&self.boot_dir)? else {
             return Ok(Some(false));
         };
-        let src = rustix::fs::fstat(&fd)?;
+        let src = crate::host::ops::dev_ino_of(&fd)?;
         let dst = ctx.host.dev_ino(&self.target)?;
-        Ok(Some(dst == Some((src.st_dev, src.st_ino))))
+        Ok(Some(dst == Some(src)))
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        let change = |a| Change::new(a, "bind mount", &self.target);
+        let change = |a| Change::new(a, ChangeKind::BindMount, &self.target);
         Ok(match self.mounted_right(ctx)? {
             Some(true) => None,
             Some(false) => Some(change(Action::Update).detail(format!(
@@ -89,7 +89,7 @@ pub struct Unbind {
 impl Unbind {
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
         Ok(ctx.mount_at(&self.target).map(|_| {
-            Change::new(Action::Remove, "bind mount", &self.target)
+            Change::new(Action::Remove, ChangeKind::BindMount, &self.target)
                 .detail(format!("client {} is no longer declared", self.client))
         }))
     }
@@ -133,7 +133,7 @@ impl BindGuard {
             return Ok(None);
         }
         Ok(self.refused(ctx).map(|why| {
-            Change::new(Action::Remove, "bind mount", &self.target).detail(format!(
+            Change::new(Action::Remove, ChangeKind::BindMount, &self.target).detail(format!(
                 "client {}: its boot folder is no longer a real folder ({why}); not served until it is",
                 self.client
             ))

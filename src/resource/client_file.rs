@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{Action, Change, Ctx, diff, diff_bytes, host_join};
+use super::{Action, Change, ChangeKind, Ctx, diff, diff_bytes, host_join};
 use crate::host::atomic::Owner;
 use crate::host::confined::{EntryKind, Tree, Violation};
 use crate::render::fence;
@@ -113,7 +113,7 @@ impl ClientFile {
             Want::Dir => {
                 return Ok(match entry {
                     None => Some(
-                        Change::new(Action::Create, "directory", self.full())
+                        Change::new(Action::Create, ChangeKind::Directory, self.full())
                             .detail(format!("mode {:04o}", self.owner.mode)),
                     ),
                     Some(e) if e.kind == EntryKind::Dir => {
@@ -121,8 +121,8 @@ impl ClientFile {
                             && self.owner.gid.is_none_or(|g| g == e.gid);
                         if self.enforce && (e.mode != self.owner.mode || !owner_ok) {
                             Some(
-                                Change::new(Action::Update, "directory", self.full()).detail(
-                                    format!(
+                                Change::new(Action::Update, ChangeKind::Directory, self.full())
+                                    .detail(format!(
                                         "mode {:04o} owner {}:{} → mode {:04o} owner {}:{}",
                                         e.mode,
                                         e.uid,
@@ -130,8 +130,7 @@ impl ClientFile {
                                         self.owner.mode,
                                         self.owner.uid.unwrap_or(e.uid),
                                         self.owner.gid.unwrap_or(e.gid)
-                                    ),
-                                ),
+                                    )),
                             )
                         } else {
                             None
@@ -156,11 +155,11 @@ impl ClientFile {
                 return Ok(match current {
                     Some(t) if t == target.as_bytes() => None,
                     Some(t) => Some(
-                        Change::new(Action::Update, "link", self.full())
+                        Change::new(Action::Update, ChangeKind::Link, self.full())
                             .detail(format!("{} → {target}", String::from_utf8_lossy(&t))),
                     ),
                     None => Some(
-                        Change::new(Action::Create, "link", self.full())
+                        Change::new(Action::Create, ChangeKind::Link, self.full())
                             .detail(format!("→ {target}")),
                     ),
                 });
@@ -186,7 +185,7 @@ impl ClientFile {
                     && self.owner.gid.is_none_or(|g| g == e.gid);
                 if self.enforce && (e.mode != self.owner.mode || !owner_ok) {
                     return Ok(Some(
-                        Change::new(Action::Update, "file", self.full()).detail(format!(
+                        Change::new(Action::Update, ChangeKind::File, self.full()).detail(format!(
                             "mode {:04o} owner {}:{} → mode {:04o}",
                             e.mode, e.uid, e.gid, self.owner.mode
                         )),
@@ -194,8 +193,8 @@ impl ClientFile {
                 }
                 return Ok(None);
             }
-            Some(_) => Change::new(Action::Update, "file", self.full()),
-            None => Change::new(Action::Create, "file", self.full()),
+            Some(_) => Change::new(Action::Update, ChangeKind::File, self.full()),
+            None => Change::new(Action::Create, ChangeKind::File, self.full()),
         };
         change.diff = Some(match &self.want {
             Want::Eeprom(_) => eeprom_diff(current.as_deref(), &desired),
@@ -233,16 +232,16 @@ impl ClientFile {
             (true, false) => self.derivable_public(tree)?.map(|_| {
                 Change::new(
                     Action::Create,
-                    "file",
+                    ChangeKind::File,
                     host_join(&self.root, &self.pub_rel()),
                 )
                 .detail("public half of the client's SSH host key")
             }),
-            (false, _) => {
-                Some(Change::new(Action::Create, "file", self.full()).detail(
+            (false, _) => Some(
+                Change::new(Action::Create, ChangeKind::File, self.full()).detail(
                     "ed25519, generated for this client; its public half goes to known_hosts",
-                ))
-            }
+                ),
+            ),
         })
     }
 
@@ -302,12 +301,7 @@ impl ClientFile {
                     let fd = tree
                         .open_dir(&self.rel)?
                         .ok_or_else(|| anyhow::anyhow!("{} vanished", self.full()))?;
-                    rustix::fs::fchown(
-                        &fd,
-                        self.owner.uid.map(rustix::fs::Uid::from_raw),
-                        self.owner.gid.map(rustix::fs::Gid::from_raw),
-                    )?;
-                    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(self.owner.mode))?;
+                    crate::host::ops::set_owner_of(&fd, self.owner)?;
                 }
                 Ok(())
             }

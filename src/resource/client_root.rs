@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx};
+use super::{Action, Change, ChangeKind, Ctx};
 
 /// A client root that must exist.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ impl ClientRoot {
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        if std::fs::symlink_metadata(ctx.host.path(&self.path)).is_ok() {
+        if ctx.host.exists(&self.path) {
             return Ok(None);
         }
         let mut detail = format!("copy of image {} ({})", self.image, self.source);
@@ -46,7 +46,7 @@ impl ClientRoot {
             detail.push_str("; files inside are planned after the image is unpacked");
         }
         Ok(Some(
-            Change::new(Action::Create, "client root", &self.path).detail(detail),
+            Change::new(Action::Create, ChangeKind::ClientRoot, &self.path).detail(detail),
         ))
     }
 
@@ -57,7 +57,7 @@ impl ClientRoot {
     /// Applies, and says what the copy did (for apply's output line).
     pub(super) fn apply_noted(&self, ctx: &Ctx) -> anyhow::Result<Option<String>> {
         let root = ctx.host.path(&self.path);
-        if std::fs::symlink_metadata(&root).is_ok() {
+        if ctx.host.exists(&self.path) {
             return Ok(None);
         }
         let staging = ctx.host.path(self.staging());
@@ -92,7 +92,7 @@ impl ClientRoot {
         );
         // The copy's data reaches the disk before the root appears under its name, so a
         // power cut never leaves a root of empty files (one syncfs, not one fsync per file).
-        rustix::fs::syncfs(crate::host::atomic::open_dir(&staging)?)
+        crate::host::ops::sync_filesystem_of(&staging)
             .with_context(|| format!("syncing {}", staging.display()))?;
         if crate::host::atomic::crash_point("before-root-rename") {
             std::process::abort();

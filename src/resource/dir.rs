@@ -3,8 +3,8 @@
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx};
-use crate::host::Kind;
+use super::{Action, Change, ChangeKind, Ctx};
+use crate::host::{Kind, ops};
 
 /// A host folder that must exist with `mode`.
 #[derive(Debug, Clone)]
@@ -24,12 +24,12 @@ impl Dir {
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
         Ok(match ctx.host.kind(&self.path)? {
             Kind::Missing => Some(
-                Change::new(Action::Create, "directory", &self.path)
+                Change::new(Action::Create, ChangeKind::Directory, &self.path)
                     .detail(format!("mode {:04o}", self.mode)),
             ),
             Kind::Dir(m) if m & !self.mode == 0 || !self.enforce_mode => None,
             Kind::Dir(m) => Some(
-                Change::new(Action::Update, "directory", &self.path)
+                Change::new(Action::Update, ChangeKind::Directory, &self.path)
                     .detail(format!("mode {m:04o} → {:04o}", m & self.mode)),
             ),
             Kind::File | Kind::Other => anyhow::bail!(
@@ -40,13 +40,9 @@ impl Dir {
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let full = ctx.host.path(&self.path);
         if ctx.host.kind(&self.path)? == Kind::Missing {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(self.mode)
-                .create(&full)
+            ops::create_dirs(&full, self.mode)
                 .with_context(|| format!("creating {}", full.display()))?;
         }
         if !self.enforce_mode {
@@ -55,7 +51,7 @@ impl Dir {
         let Kind::Dir(now) = ctx.host.kind(&self.path)? else {
             anyhow::bail!("{} is not a folder", full.display());
         };
-        std::fs::set_permissions(&full, std::fs::Permissions::from_mode(now & self.mode))
+        ops::set_mode(&full, now & self.mode)
             .with_context(|| format!("setting the mode of {}", full.display()))
     }
 }
@@ -73,7 +69,7 @@ impl RemoveDir {
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
         Ok(match ctx.host.kind(&self.path)? {
             Kind::Dir(_) => Some(
-                Change::new(Action::Remove, "directory", &self.path)
+                Change::new(Action::Remove, ChangeKind::Directory, &self.path)
                     .detail(format!("client {} is no longer declared", self.client)),
             ),
             _ => None,
@@ -82,15 +78,11 @@ impl RemoveDir {
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
         let full = ctx.host.path(&self.path);
-        match std::fs::remove_dir(&full) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| {
-                format!(
-                    "removing {} (pinetboot removes it only when empty)",
-                    full.display()
-                )
-            }),
-        }
+        ops::remove_empty_dir(&full).with_context(|| {
+            format!(
+                "removing {} (pinetboot removes it only when empty)",
+                full.display()
+            )
+        })
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx, Handler, diff_bytes};
+use super::{Action, Change, ChangeKind, Ctx, Handler, diff_bytes};
 use crate::host::through;
 use crate::render::fence::{self, BrokenFile};
 
@@ -46,7 +46,7 @@ impl FstabBlock {
         } else {
             Action::Update
         };
-        let mut c = Change::new(action, "fstab block", &self.path);
+        let mut c = Change::new(action, ChangeKind::FstabBlock, &self.path);
         c.diff = Some(diff_bytes(current, &desired));
         c.handler = Some(Handler::DaemonReload);
         let root = ctx.host.root();

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx, Handler, diff, diff_bytes};
+use super::{Action, Change, ChangeKind, Ctx, Handler, diff, diff_bytes};
 
 /// A host file whose whole content pinetboot owns.
 #[derive(Debug, Clone)]
@@ -23,10 +23,10 @@ impl HostFile {
             .read(&self.path)
             .with_context(|| format!("reading {}", self.path))?;
         let mut change = match current {
-            None => Change::new(Action::Create, "file", &self.path),
+            None => Change::new(Action::Create, ChangeKind::File, &self.path),
             Some(bytes) if bytes == self.content.as_bytes() => return Ok(None),
             Some(bytes) => {
-                let mut c = Change::new(Action::Update, "file", &self.path);
+                let mut c = Change::new(Action::Update, ChangeKind::File, &self.path);
                 c.diff = Some(diff_bytes(&bytes, self.content.as_bytes()));
                 c
             }
@@ -44,7 +44,7 @@ impl HostFile {
         }
         let full = ctx.host.path(&self.path);
         if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent)
+            crate::host::ops::create_dirs(parent, 0o777)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         crate::host::atomic::write_host_file(&full, self.content.as_bytes(), 0o644)

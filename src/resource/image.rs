@@ -2,7 +2,8 @@
 //! verified by sha256 and unpacked once into `<state>/images/<sha256>/`. Applied before any
 //! client root, which are cloned from the store (see `engine::apply`).
 
-use super::{Action, Change, Ctx};
+use super::{Action, Change, ChangeKind, Ctx};
+use crate::host::ops;
 use crate::image::store::{self, Origin};
 use crate::progress::{Progress, human_bytes};
 
@@ -43,21 +44,17 @@ impl Image {
             return Ok(None);
         }
         let what = match &self.origin {
-            Origin::File(p) => {
-                let size = std::fs::metadata(ctx.host.path(p)).map(|m| m.len()).ok();
-                match size {
-                    Some(s) => format!("unpack {p} ({})", human_bytes(s)),
-                    None => format!("unpack {p}"),
-                }
-            }
+            Origin::File(p) => match ctx.host.size(p) {
+                Some(s) => format!("unpack {p} ({})", human_bytes(s)),
+                None => format!("unpack {p}"),
+            },
             Origin::Url(url) => {
                 let images = ctx.host.path(store::images_dir(&self.state_dir));
-                if crate::image::fetch::complete_path(&images, &self.sha256).is_file() {
+                if ops::is_file_at(&crate::image::fetch::complete_path(&images, &self.sha256)) {
                     format!("unpack the finished download of {url}")
                 } else {
                     let have =
-                        std::fs::metadata(crate::image::fetch::partial_path(&images, &self.sha256))
-                            .map(|m| m.len())
+                        ops::size_at(&crate::image::fetch::partial_path(&images, &self.sha256))
                             .unwrap_or(0);
                     match crate::image::fetch::remote_size(url) {
                         Some(total) if have > 0 && have < total => format!(
@@ -72,7 +69,7 @@ impl Image {
             }
         };
         Ok(Some(
-            Change::new(Action::Create, "image", &self.name)
+            Change::new(Action::Create, ChangeKind::Image, &self.name)
                 .detail(format!("{what}, sha256 {}", self.short_sha())),
         ))
     }

@@ -56,14 +56,65 @@ impl Handler {
     }
 }
 
+/// What kind of thing a change is about; shown in the plan as [`ChangeKind::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// A folder (on the host or in a client root).
+    Directory,
+    /// A file (on the host or in a client root).
+    File,
+    /// A symlink in a client root.
+    Link,
+    /// pinetboot's block in the host's fstab.
+    FstabBlock,
+    /// A client root provisioned from an image.
+    ClientRoot,
+    /// A boot folder's bind mount onto a TFTP folder.
+    BindMount,
+    /// A disk image in the store (the change's path is the image's name).
+    Image,
+    /// A staging folder a killed apply left.
+    StagingFolder,
+    /// A download no apply will use.
+    Download,
+}
+
+impl ChangeKind {
+    /// The kind as the plan (text and JSON) names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Directory => "directory",
+            ChangeKind::File => "file",
+            ChangeKind::Link => "link",
+            ChangeKind::FstabBlock => "fstab block",
+            ChangeKind::ClientRoot => "client root",
+            ChangeKind::BindMount => "bind mount",
+            ChangeKind::Image => "image",
+            ChangeKind::StagingFolder => "staging folder",
+            ChangeKind::Download => "download",
+        }
+    }
+}
+
+impl std::fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ChangeKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One pending change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
     /// What it does.
     pub action: Action,
-    /// The resource kind (`directory`, `file`, `fstab block`, `client root`, `link`,
-    /// `bind mount`, `image`; for `image` the path is the image's name).
-    pub kind: &'static str,
+    /// The resource kind (for [`ChangeKind::Image`] the path is the image's name).
+    pub kind: ChangeKind,
     /// The path as the host sees it (no `--root` prefix).
     pub path: String,
     /// The client it belongs to, if any.
@@ -80,7 +131,7 @@ pub struct Change {
 }
 
 impl Change {
-    fn new(action: Action, kind: &'static str, path: impl Into<String>) -> Self {
+    fn new(action: Action, kind: ChangeKind, path: impl Into<String>) -> Self {
         Change {
             action,
             kind,
@@ -228,9 +279,8 @@ impl Ctx {
             .clients
             .get(client)
             .with_context(|| format!("unknown client {client}"))?;
-        let root = self.host.path(&paths.root);
-        if std::fs::symlink_metadata(&root).is_ok() {
-            return Ok((Tree::open(&root)?, false));
+        if self.host.exists(&paths.root) {
+            return Ok((Tree::open(&self.host.path(&paths.root))?, false));
         }
         let image = paths
             .image_dir
