@@ -743,3 +743,441 @@ fn expand_client(
         warnings,
     })
 }
+
+/// Expansion, decided from facts built in memory: no filesystem, no root.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::TreeFacts;
+    use crate::resource::client_file::Want;
+
+    const BOOKWORM_FSTAB: &[u8] = b"proc /proc proc defaults 0 0\nPARTUUID=1-01 /boot/firmware vfat defaults 0 2\nPARTUUID=1-02 / ext4 defaults 0 1\n";
+    const CMDLINE: &[u8] =
+        b"console=serial0,115200 console=tty1 root=PARTUUID=1-02 rootfstype=ext4 rootwait quiet\n";
+    const HASH: &str = "$6$rounds=5000$saltsalt$Q2lnSGkxQ2pkRkVhZ0g0ZnVqU0RmZ2tqc2Q0ZnNkZmc";
+
+    fn valid(clients: &str) -> Valid {
+        let yaml = format!(
+            "server: {{address: 10.0.0.1, network: 10.0.0.0/24}}\n\
+             images: {{lite: {{source: /srv/lite}}}}\n\
+             defaults: {{image: lite}}\nclients:\n{clients}"
+        );
+        crate::config::load_str(Path::new("t.yaml"), &yaml).expect("valid config")
+    }
+
+    /// A Bookworm-like image tree.
+    fn bookworm(path: &str) -> TreeFacts {
+        TreeFacts::memory(path)
+            .file("etc/os-release", b"VERSION_CODENAME=bookworm\n")
+            .file("etc/fstab", BOOKWORM_FSTAB)
+            .file("etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n")
+            .file("boot/firmware/cmdline.txt", CMDLINE)
+            .dir("etc/ssh")
+    }
+
+    fn facts(trees: Vec<TreeFacts>, roots: &[(&str, Found)]) -> Facts {
+        Facts {
+            trees: trees
+                .into_iter()
+                .map(|t| (t.path().to_string_lossy().into_owned(), Ok(t)))
+                .collect(),
+            roots: roots.iter().map(|(p, f)| (p.to_string(), *f)).collect(),
+            prefix: PathBuf::from("/"),
+            ..Facts::default()
+        }
+    }
+
+    fn client_files<'a>(
+        d: &'a Desired,
+        client: &str,
+    ) -> Vec<&'a crate::resource::client_file::ClientFile> {
+        d.resources
+            .iter()
+            .filter_map(|r| match r {
+                Resource::ClientFile(f) if f.client == client => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn want<'a>(d: &'a Desired, client: &str, rel: &str) -> Option<&'a Want> {
+        client_files(d, client)
+            .into_iter()
+            .find(|f| f.rel == Path::new(rel))
+            .map(|f| &f.want)
+    }
+
+    #[test]
+    fn a_new_client_is_cloned_and_its_cmdline_rendered_from_the_image() {
+        let v = valid("  pi: {serial: 10000001}\n");
+        let d = expand(&v, &facts(vec![bookworm("/srv/lite")], &[])).unwrap();
+        assert!(d.conflicts.is_empty(), "{:?}", d.conflicts);
+        assert!(d.resources.iter().any(|r| matches!(r,
+            Resource::ClientRoot(c) if c.path == "/nfs/pi" && c.source == "/srv/lite" && !c.pending)));
+        assert_eq!(
+            want(&d, "pi", "boot/firmware/cmdline.txt"),
+            Some(&Want::Cmdline(
+                "console=serial0,115200 console=tty1 quiet root=/dev/nfs nfsroot=10.0.0.1:/nfs/pi,vers=3 rw ip=dhcp rootwait\n".into()
+            ))
+        );
+        assert_eq!(
+            d.state.clients["pi"].boot_dir.as_deref(),
+            Some("boot/firmware")
+        );
+        // etc/ssh exists: a host key of its own; no fstab in the tree: nothing to filter.
+        assert!(want(&d, "pi", crate::sshkeys::HOST_KEY).is_some());
+        assert!(want(&d, "pi", "etc/fstab").is_some());
+    }
+
+    #[test]
+    fn the_boot_folder_is_detected_from_the_images_fstab_and_release() {
+        let bullseye = TreeFacts::memory("/srv/lite")
+            .file("etc/os-release", b"VERSION_CODENAME=bullseye\n")
+            .file("boot/cmdline.txt", CMDLINE)
+            .dir("boot/firmware");
+        let d = expand(
+            &valid("  pi: {serial: 10000001}\n"),
+            &facts(vec![bullseye], &[]),
+        )
+        .unwrap();
+        assert_eq!(d.state.clients["pi"].boot_dir.as_deref(), Some("boot"));
+        assert!(want(&d, "pi", "boot/cmdline.txt").is_some());
+        // No fstab (none to filter), no release: what is there.
+        let plain = TreeFacts::memory("/srv/lite").file("boot/firmware/cmdline.txt", CMDLINE);
+        let d = expand(
+            &valid("  pi: {serial: 10000001}\n"),
+            &facts(vec![plain], &[]),
+        )
+        .unwrap();
+        assert_eq!(
+            d.state.clients["pi"].boot_dir.as_deref(),
+            Some("boot/firmware")
+        );
+        assert!(want(&d, "pi", "etc/fstab").is_none());
+    }
+
+    #[test]
+    fn a_recorded_boot_folder_is_never_detected_again() {
+        let v = valid("  pi: {serial: 10000001}\n");
+        let root = bookworm("/nfs/pi")
+            .dir("boot")
+            .file("boot/cmdline.txt", CMDLINE);
+        let mut f = facts(
+            vec![bookworm("/srv/lite"), root],
+            &[("/nfs/pi", Found::Dir)],
+        );
+        f.state.clients.insert(
+            "pi".into(),
+            ClientRecord {
+                serial: "10000001".into(),
+                root: "/nfs/pi".into(),
+                tftp: "/tftpboot/10000001".into(),
+                prefix_folders: vec![],
+                boot_dir: Some("boot".into()),
+                image_sha256: None,
+            },
+        );
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(d.state.clients["pi"].boot_dir.as_deref(), Some("boot"));
+        // The image's own cmdline.txt is read in the recorded folder (the image has none
+        // there: the default console arguments).
+        assert!(matches!(want(&d, "pi", "boot/cmdline.txt"),
+            Some(Want::Cmdline(c)) if c.starts_with("console=serial0,115200 console=tty1 root=/dev/nfs")));
+        assert!(
+            !d.resources
+                .iter()
+                .any(|r| matches!(r, Resource::ClientRoot(_)))
+        );
+    }
+
+    #[test]
+    fn a_store_image_uses_the_boot_folder_its_manifest_records() {
+        let sha = "a".repeat(64);
+        let yaml = format!(
+            "server: {{address: 10.0.0.1, network: 10.0.0.0/24}}\n\
+             images: {{os: {{source: /srv/os.img.xz, sha256: {sha}}}}}\n\
+             defaults: {{image: os}}\nclients:\n  pi: {{serial: 10000001}}\n"
+        );
+        let v = crate::config::load_str(Path::new("t.yaml"), &yaml).unwrap();
+        let store_root = store::root_dir(&v.paths.state, &sha);
+        // The tree says boot/firmware; the manifest (what the unpack did) wins.
+        let image = bookworm(&store_root).file("boot/cmdline.txt", CMDLINE);
+        let mut f = facts(vec![image], &[]);
+        f.store.insert(sha.clone(), Some("boot".into()));
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(d.state.clients["pi"].boot_dir.as_deref(), Some("boot"));
+        assert_eq!(d.state.clients["pi"].image_sha256.as_deref(), Some(&*sha));
+        // Not in the store yet: only the root is planned, pending; a missing local file is a
+        // conflict.
+        let mut f = facts(vec![], &[]);
+        f.sources.insert(PathBuf::from("/srv/os.img.xz"), true);
+        let d = expand(&v, &f).unwrap();
+        assert!(
+            d.resources
+                .iter()
+                .any(|r| matches!(r, Resource::ClientRoot(c) if c.pending))
+        );
+        assert!(client_files(&d, "pi").is_empty());
+        f.sources.insert(PathBuf::from("/srv/os.img.xz"), false);
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(d.conflicts.len(), 1);
+        assert!(d.conflicts[0].message.contains("does not exist"));
+    }
+
+    #[test]
+    fn a_planted_symlink_makes_a_conflict_naming_the_tree_it_is_in() {
+        let v =
+            valid("  a: {serial: 10000001}\n  b: {serial: 10000002}\n  c: {serial: 10000003}\n");
+        let a = bookworm("/nfs/a").symlink("boot/firmware");
+        let f = facts(
+            vec![bookworm("/srv/lite"), a],
+            &[("/nfs/a", Found::Dir), ("/nfs/b", Found::Symlink)],
+        );
+        let d = expand(&v, &f).unwrap();
+        let by = |n: &str| d.conflicts.iter().find(|c| c.client == n).unwrap();
+        assert!(
+            by("a")
+                .message
+                .contains("/nfs/a/boot/firmware is or passes through a symlink")
+        );
+        assert!(
+            by("a")
+                .hint
+                .starts_with("something inside /nfs/a is not what")
+        );
+        assert_eq!(
+            by("b").message,
+            "/nfs/b is a symlink; a client root must be a real folder"
+        );
+        assert_eq!(by("b").hint, "fix the cause above, then apply again");
+        // A conflict keeps nothing of the client's but what already serves; c goes on.
+        assert!(client_files(&d, "a").is_empty() && client_files(&d, "b").is_empty());
+        assert!(!client_files(&d, "c").is_empty());
+        // In the image, the hint names the image.
+        let image = bookworm("/srv/lite").symlink("etc/os-release");
+        let d = expand(
+            &valid("  c: {serial: 10000003}\n"),
+            &facts(vec![image], &[]),
+        )
+        .unwrap();
+        assert!(
+            d.conflicts[0]
+                .hint
+                .starts_with("the image lite (/srv/lite) holds something")
+        );
+    }
+
+    #[test]
+    fn firmware_overrides_come_from_the_facts_and_a_missing_one_is_a_conflict() {
+        let yaml = "server: {address: 10.0.0.1, network: 10.0.0.0/24}\n\
+             images: {lite: {source: /srv/lite, files: {start4.elf: /srv/fw/start4.elf}}}\n\
+             defaults: {image: lite}\nclients:\n  pi: {serial: 10000001}\n";
+        let v = crate::config::load_str(Path::new("t.yaml"), yaml).unwrap();
+        let mut f = facts(vec![bookworm("/srv/lite")], &[]);
+        f.host_files.insert(
+            PathBuf::from("/srv/fw/start4.elf"),
+            Ok(Some(b"elf".to_vec())),
+        );
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(
+            want(&d, "pi", "boot/firmware/start4.elf"),
+            Some(&Want::Content(b"elf".to_vec()))
+        );
+        f.host_files
+            .insert(PathBuf::from("/srv/fw/start4.elf"), Ok(None));
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(
+            d.conflicts[0].message,
+            "firmware file /srv/fw/start4.elf does not exist"
+        );
+    }
+
+    #[test]
+    fn a_booted_image_is_warned_about_once() {
+        let v = valid("  a: {serial: 10000001}\n  b: {serial: 10000002}\n");
+        let image = bookworm("/srv/lite")
+            .file("etc/machine-id", b"0123\n")
+            .file("etc/ssh/ssh_host_ed25519_key", b"k");
+        let d = expand(&v, &facts(vec![image], &[])).unwrap();
+        let booted: Vec<_> = d
+            .warnings
+            .iter()
+            .filter(|w| w.contains("looks already booted"))
+            .collect();
+        assert_eq!(booted.len(), 1, "{:?}", d.warnings);
+        let fresh = bookworm("/srv/lite").file("etc/machine-id", b"uninitialized\n");
+        let d = expand(&v, &facts(vec![fresh], &[])).unwrap();
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    }
+
+    #[test]
+    fn prefix_folders_served_before_stay_while_the_serial_does_and_nobody_claims_them() {
+        let v = valid("  a: {serial: 10000001}\n  b: {serial: 10000002}\n");
+        let mut old = State::default();
+        for (name, serial, prefixes) in [
+            (
+                "a",
+                "10000001",
+                vec!["/tftpboot/old-a", "/tftpboot/10000002"],
+            ),
+            ("b", "0000dead", vec!["/tftpboot/old-b"]),
+        ] {
+            old.clients.insert(
+                name.into(),
+                ClientRecord {
+                    serial: serial.into(),
+                    root: format!("/nfs/{name}"),
+                    tftp: format!("/tftpboot/{serial}"),
+                    prefix_folders: prefixes.into_iter().map(String::from).collect(),
+                    boot_dir: None,
+                    image_sha256: None,
+                },
+            );
+        }
+        let f = Facts {
+            state: old,
+            ..facts(vec![bookworm("/srv/lite")], &[])
+        };
+        let d = expand(&v, &f).unwrap();
+        // a keeps old-a; b's serial folder is b's. b's serial changed: old-b goes.
+        assert_eq!(d.state.clients["a"].prefix_folders, vec!["/tftpboot/old-a"]);
+        assert!(d.state.clients["b"].prefix_folders.is_empty());
+        let unbound: Vec<&str> = d
+            .resources
+            .iter()
+            .filter_map(|r| match r {
+                Resource::Unbind(u) => Some(u.target.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unbound, vec!["/tftpboot/0000dead", "/tftpboot/old-b"]);
+    }
+
+    #[test]
+    fn a_root_no_longer_declared_is_kept_and_said_so() {
+        let v = valid("  a: {serial: 10000001}\n");
+        let mut f = facts(vec![bookworm("/srv/lite")], &[("/nfs/gone", Found::Dir)]);
+        f.state.clients.insert(
+            "gone".into(),
+            ClientRecord {
+                serial: "10000009".into(),
+                root: "/nfs/gone".into(),
+                tftp: "/tftpboot/10000009".into(),
+                prefix_folders: vec![],
+                boot_dir: Some("boot/firmware".into()),
+                image_sha256: None,
+            },
+        );
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(d.kept.len(), 1);
+        assert!(d.kept[0].note.contains("pinetboot purge gone --yes"));
+    }
+
+    #[test]
+    fn a_user_not_in_the_tree_gets_a_secret_userconf_and_its_keys_wait() {
+        let v = valid(&format!(
+            "  pi:\n    serial: 10000001\n    user: {{name: alice, password_hash: '{HASH}'}}\n    ssh: {{user: alice, authorized_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBench bench']}}\n"
+        ));
+        let d = expand(&v, &facts(vec![bookworm("/srv/lite")], &[])).unwrap();
+        let userconf = client_files(&d, "pi")
+            .into_iter()
+            .find(|f| f.rel == Path::new("boot/firmware/userconf.txt"))
+            .unwrap();
+        assert_eq!(userconf.owner, crate::clientos::SECRET);
+        assert_eq!(
+            userconf.want,
+            Want::Secret(format!("alice:{HASH}\n").into_bytes())
+        );
+        assert!(want(&d, "pi", "etc/systemd/system/userconfig.service").is_none());
+        assert!(want(&d, "pi", "etc/systemd/system/rpi-resize.service").is_some());
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains("user alice is created on the Pi's first boot"))
+        );
+    }
+
+    #[test]
+    fn authorized_keys_belong_to_the_user_the_trees_passwd_names() {
+        let v = valid(
+            "  pi:\n    serial: 10000001\n    ssh: {user: bob, authorized_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBench bench']}\n",
+        );
+        let image = bookworm("/srv/lite").file(
+            "etc/passwd",
+            b"root:x:0:0::/root:/bin/sh\nbob:x:1001:1002::/home/bob:/bin/sh\n",
+        );
+        let d = expand(&v, &facts(vec![image], &[])).unwrap();
+        let keys = client_files(&d, "pi")
+            .into_iter()
+            .find(|f| f.rel == Path::new("home/bob/.ssh/authorized_keys"))
+            .unwrap();
+        assert_eq!(
+            (keys.owner.uid, keys.owner.gid, keys.owner.mode),
+            (Some(1001), Some(1002), 0o600)
+        );
+        // The home does not exist: made, the user's.
+        assert_eq!(want(&d, "pi", "home/bob"), Some(&Want::Dir));
+        // A uid pinetboot cannot set is the tree's violation: a conflict.
+        let bad =
+            bookworm("/srv/lite").file("etc/passwd", b"bob:x:4294967295:0::/home/bob:/bin/sh\n");
+        let d = expand(&v, &facts(vec![bad], &[])).unwrap();
+        assert!(
+            d.conflicts[0].message.contains("(uid_t)-1"),
+            "{:?}",
+            d.conflicts
+        );
+        assert!(d.conflicts[0].hint.starts_with("the image lite"));
+        // No such user: an error of the client, not a violation.
+        let none = bookworm("/srv/lite");
+        let d = expand(&v, &facts(vec![none], &[])).unwrap();
+        assert!(d.conflicts[0].message.contains("user bob does not exist"));
+        assert_eq!(d.conflicts[0].hint, "fix the cause above, then apply again");
+    }
+
+    #[test]
+    fn network_stacks_and_firmware_hooks_get_their_drop_ins() {
+        let v = valid("  pi: {serial: 10000001}\n");
+        let image = bookworm("/srv/lite")
+            .dir("etc/NetworkManager")
+            .file("usr/lib/systemd/system/systemd-networkd.service", b"")
+            .file("etc/kernel/postinst.d/z50-raspi-firmware", b"")
+            .file("etc/dhcpcd.conf", b"");
+        let d = expand(&v, &facts(vec![image], &[])).unwrap();
+        for rel in [
+            "etc/NetworkManager/conf.d/pinetboot-nfsroot.conf",
+            "etc/systemd/network/00-pinetboot-nfsroot.network",
+            "etc/systemd/system/boot-firmware.mount",
+            "etc/systemd/system/local-fs.target.wants/boot-firmware.mount",
+        ] {
+            assert!(want(&d, "pi", rel).is_some(), "{rel}");
+        }
+        assert!(matches!(want(&d, "pi", "etc/default/raspi-firmware"),
+            Some(Want::Block(l)) if l[1] == "ROOTPART='/dev/nfs nfsroot=10.0.0.1:/nfs/pi,vers=3 ip=dhcp'"));
+        assert!(matches!(
+            want(&d, "pi", "etc/dhcpcd.conf"),
+            Some(Want::Block(_))
+        ));
+        assert!(want(&d, "pi", "etc/systemd/system/networking.service.d").is_none());
+    }
+
+    #[test]
+    fn secrets_the_boot_folder_serves_to_anyone_are_warned_about() {
+        let v = valid("  pi: {serial: 10000001}\n");
+        let image = bookworm("/srv/lite")
+            .file_with("boot/firmware/firstrun.sh", b"#!/bin/sh\necho x\n", 0o644)
+            .file_with("boot/firmware/wpa_supplicant.conf", b"psk=x\n", 0o600)
+            .file_with(
+                "boot/firmware/user-data",
+                b"#cloud-config\n# nothing\n",
+                0o644,
+            );
+        let d = expand(&v, &facts(vec![image], &[])).unwrap();
+        let served: Vec<_> = d
+            .warnings
+            .iter()
+            .filter(|w| w.contains("is served over TFTP"))
+            .collect();
+        assert_eq!(served.len(), 1, "{served:?}");
+        assert!(served[0].contains("boot/firmware/firstrun.sh"));
+    }
+}

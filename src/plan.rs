@@ -213,3 +213,99 @@ pub fn render_json(plan: &Plan) -> String {
     };
     serde_json::to_string_pretty(&j).expect("plans serialise") + "\n"
 }
+
+/// The plan, folded from observations made in memory.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::confined::Violation;
+    use crate::resource::client_file::{ClientFile, Want};
+    use crate::resource::{ChangeKind, Resource};
+
+    fn file(client: &str, rel: &str) -> Resource {
+        Resource::ClientFile(ClientFile {
+            client: client.into(),
+            root: format!("/nfs/{client}"),
+            rel: rel.into(),
+            want: Want::Dir,
+            owner: crate::host::atomic::Owner::mode(0o755),
+            enforce: false,
+        })
+    }
+
+    fn change(client: &str, path: &str) -> Change {
+        Change {
+            action: Action::Create,
+            kind: ChangeKind::Directory,
+            path: path.into(),
+            client: Some(client.into()),
+            detail: None,
+            diff: None,
+            handler: None,
+            bytes: None,
+        }
+    }
+
+    fn desired(resources: Vec<Resource>) -> Desired {
+        Desired {
+            resources,
+            conflicts: vec![],
+            kept: vec![],
+            warnings: vec![],
+            refused: vec![],
+            clients: Default::default(),
+            state: Default::default(),
+            previous: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_violation_makes_its_client_a_conflict_and_drops_its_changes() {
+        let d = desired(vec![file("a", "x"), file("a", "y"), file("b", "x")]);
+        let refused = anyhow::Error::new(Violation::Symlink("/nfs/a/y".into())).context("checking");
+        let p = plan(
+            &d,
+            vec![
+                Some(Ok(Some(change("a", "/nfs/a/x")))),
+                Some(Err(refused)),
+                Some(Ok(Some(change("b", "/nfs/b/x")))),
+            ],
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.changes[0].path, "/nfs/b/x");
+        assert_eq!(p.conflicts.len(), 1);
+        assert_eq!(
+            p.conflicts[0].message,
+            "checking: /nfs/a/y is or passes through a symlink"
+        );
+        assert!(
+            p.conflicts[0]
+                .hint
+                .starts_with("inspect that path in the client root")
+        );
+        assert_eq!(
+            p.summary(),
+            Summary {
+                add: 1,
+                change: 0,
+                remove: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_broken_fence_gives_its_own_hint_and_other_errors_abort() {
+        let d = desired(vec![file("a", "etc/hosts")]);
+        let broken = crate::render::fence::Broken::Unterminated { line: 2 };
+        let hint = broken.hint();
+        let e = anyhow::Error::new(Violation::Fence("/nfs/a/etc/hosts".into(), broken));
+        let p = plan(&d, vec![Some(Err(e))], Path::new("/")).unwrap();
+        assert_eq!(p.conflicts[0].hint, hint);
+        let e = anyhow::anyhow!("reading /etc/exports: permission denied");
+        assert!(plan(&d, vec![Some(Err(e))], Path::new("/")).is_err());
+        // Not observed (its client was in conflict already): nothing.
+        assert!(plan(&d, vec![None], Path::new("/")).unwrap().is_empty());
+    }
+}

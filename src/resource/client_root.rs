@@ -38,16 +38,20 @@ impl ClientRoot {
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        if ctx.host.exists(&self.path) {
-            return Ok(None);
+        Ok(self.decide(ctx.host.exists(&self.path)))
+    }
+
+    /// The change from whether anything is at the root's path (pure): once there, the root
+    /// is the client's.
+    fn decide(&self, exists: bool) -> Option<Change> {
+        if exists {
+            return None;
         }
         let mut detail = format!("copy of image {} ({})", self.image, self.source);
         if self.pending {
             detail.push_str("; files inside are planned after the image is unpacked");
         }
-        Ok(Some(
-            Change::new(Action::Create, ChangeKind::ClientRoot, &self.path).detail(detail),
-        ))
+        Some(Change::new(Action::Create, ChangeKind::ClientRoot, &self.path).detail(detail))
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -106,5 +110,35 @@ impl ClientRoot {
             crate::progress::human_bytes(stats.bytes),
             stats.reflinked
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_is_made_once_and_a_pending_one_says_its_files_wait() {
+        let mut r = ClientRoot {
+            client: "pi".into(),
+            path: "/nfs/pi".into(),
+            image: "lite".into(),
+            source: "/srv/lite".into(),
+            pending: false,
+        };
+        assert!(r.decide(true).is_none());
+        assert_eq!(
+            r.decide(false).unwrap().detail.as_deref(),
+            Some("copy of image lite (/srv/lite)")
+        );
+        r.pending = true;
+        assert!(
+            r.decide(false)
+                .unwrap()
+                .detail
+                .unwrap()
+                .ends_with("planned after the image is unpacked")
+        );
+        assert_eq!(r.staging(), "/nfs/.pi.pinetboot-staging");
     }
 }

@@ -21,8 +21,14 @@ pub struct Dir {
 }
 
 impl Dir {
-    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        Ok(match ctx.host.kind(&self.path)? {
+    /// What is at the path now.
+    fn observe(&self, ctx: &Ctx) -> anyhow::Result<Kind> {
+        Ok(ctx.host.kind(&self.path)?)
+    }
+
+    /// The change from what is there (pure).
+    fn decide(&self, seen: Kind) -> anyhow::Result<Option<Change>> {
+        Ok(match seen {
             Kind::Missing => Some(
                 Change::new(Action::Create, ChangeKind::Directory, &self.path)
                     .detail(format!("mode {:04o}", self.mode)),
@@ -37,6 +43,10 @@ impl Dir {
                 self.path
             ),
         })
+    }
+
+    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
+        self.decide(self.observe(ctx)?)
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -66,14 +76,16 @@ pub struct RemoveDir {
 }
 
 impl RemoveDir {
-    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        Ok(match ctx.host.kind(&self.path)? {
-            Kind::Dir(_) => Some(
-                Change::new(Action::Remove, ChangeKind::Directory, &self.path)
-                    .detail(format!("client {} is no longer declared", self.client)),
-            ),
-            _ => None,
+    /// The change from what is at the path (pure): a folder there goes.
+    fn decide(&self, seen: Kind) -> Option<Change> {
+        matches!(seen, Kind::Dir(_)).then(|| {
+            Change::new(Action::Remove, ChangeKind::Directory, &self.path)
+                .detail(format!("client {} is no longer declared", self.client))
         })
+    }
+
+    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
+        Ok(self.decide(ctx.host.kind(&self.path)?))
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -84,5 +96,48 @@ impl RemoveDir {
                 full.display()
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::Action;
+
+    fn dir(enforce_mode: bool) -> Dir {
+        Dir {
+            path: "/nfs".into(),
+            mode: 0o700,
+            enforce_mode,
+            client: None,
+        }
+    }
+
+    #[test]
+    fn a_folder_is_made_and_only_loosened_modes_are_tightened() {
+        let c = dir(true).decide(Kind::Missing).unwrap().unwrap();
+        assert_eq!(
+            (c.action, c.detail.as_deref()),
+            (Action::Create, Some("mode 0700"))
+        );
+        assert!(dir(true).decide(Kind::Dir(0o700)).unwrap().is_none());
+        // Stricter than asked: the admin's choice stays.
+        assert!(dir(true).decide(Kind::Dir(0o500)).unwrap().is_none());
+        let c = dir(true).decide(Kind::Dir(0o755)).unwrap().unwrap();
+        assert_eq!(c.detail.as_deref(), Some("mode 0755 → 0700"));
+        // A mount point's mode is not ours.
+        assert!(dir(false).decide(Kind::Dir(0o755)).unwrap().is_none());
+        assert!(dir(true).decide(Kind::File).is_err());
+    }
+
+    #[test]
+    fn only_a_folder_there_is_removed() {
+        let r = RemoveDir {
+            path: "/tftpboot/x".into(),
+            client: "gone".into(),
+        };
+        assert_eq!(r.decide(Kind::Dir(0o755)).unwrap().action, Action::Remove);
+        assert!(r.decide(Kind::Missing).is_none());
+        assert!(r.decide(Kind::File).is_none());
     }
 }

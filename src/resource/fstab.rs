@@ -37,9 +37,21 @@ impl FstabBlock {
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
         let (found, desired, had_block) = self.read(ctx)?;
+        Ok(self.decide(ctx.host.root(), &found, &desired, had_block))
+    }
+
+    /// The change from the file as found (through its links, under `root`) and as it should
+    /// be (pure).
+    fn decide(
+        &self,
+        root: &Path,
+        found: &through::Found,
+        desired: &[u8],
+        had_block: bool,
+    ) -> Option<Change> {
         let current = found.content.as_deref().unwrap_or_default();
         if desired == current {
-            return Ok(None);
+            return None;
         }
         let action = if had_block {
             Action::Remove
@@ -47,16 +59,15 @@ impl FstabBlock {
             Action::Update
         };
         let mut c = Change::new(action, ChangeKind::FstabBlock, &self.path);
-        c.diff = Some(diff_bytes(current, &desired));
+        c.diff = Some(diff_bytes(current, desired));
         c.handler = Some(Handler::DaemonReload);
-        let root = ctx.host.root();
         if found.linked(root, Path::new(&self.path)) {
             c.detail = Some(format!(
                 "written through the symlink to {}",
                 found.host_target(root)
             ));
         }
-        Ok(Some(c))
+        Some(c)
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {

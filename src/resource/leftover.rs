@@ -102,8 +102,13 @@ impl Leftover {
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        if !ctx.host.exists(&self.path) {
-            return Ok(None);
+        Ok(self.decide(ctx.host.exists(&self.path)))
+    }
+
+    /// The change from whether it is still there (pure).
+    fn decide(&self, exists: bool) -> Option<Change> {
+        if !exists {
+            return None;
         }
         let mut c = Change::new(Action::Remove, self.kind(), &self.path).detail(format!(
             "{}; {}",
@@ -111,7 +116,7 @@ impl Leftover {
             crate::progress::human_bytes(self.bytes)
         ));
         c.bytes = Some(self.bytes);
-        Ok(Some(c))
+        Some(c)
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
