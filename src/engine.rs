@@ -26,8 +26,9 @@ pub fn observe_and_plan(valid: &Valid, host: &Host) -> anyhow::Result<(Desired, 
         mounts: facts.mounts,
         clients: desired.clients.clone(),
         scratch: host.path(crate::host::scratch::host_path(&valid.paths.state)),
+        views: Default::default(),
     };
-    let observed = observe(&desired, &ctx);
+    let observed = ctx.observing(|| observe(&desired, &ctx));
     let p = plan(&desired, observed, host.root())?;
     Ok((desired, ctx, p))
 }

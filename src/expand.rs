@@ -775,6 +775,18 @@ mod tests {
             .dir("etc/ssh")
     }
 
+    /// What an earlier apply recorded for a client.
+    fn record(name: &str, serial: &str, prefixes: &[&str], boot_dir: Option<&str>) -> ClientRecord {
+        ClientRecord {
+            serial: serial.into(),
+            root: format!("/nfs/{name}"),
+            tftp: format!("/tftpboot/{serial}"),
+            prefix_folders: prefixes.iter().map(|p| p.to_string()).collect(),
+            boot_dir: boot_dir.map(str::to_owned),
+            image_sha256: None,
+        }
+    }
+
     fn facts(trees: Vec<TreeFacts>, roots: &[(&str, Found)]) -> Facts {
         Facts {
             trees: trees
@@ -798,6 +810,11 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The warnings that say `what`.
+    fn warned<'a>(d: &'a Desired, what: &str) -> Vec<&'a String> {
+        d.warnings.iter().filter(|w| w.contains(what)).collect()
     }
 
     fn want<'a>(d: &'a Desired, client: &str, rel: &str) -> Option<&'a Want> {
@@ -866,17 +883,9 @@ mod tests {
             vec![bookworm("/srv/lite"), root],
             &[("/nfs/pi", Found::Dir)],
         );
-        f.state.clients.insert(
-            "pi".into(),
-            ClientRecord {
-                serial: "10000001".into(),
-                root: "/nfs/pi".into(),
-                tftp: "/tftpboot/10000001".into(),
-                prefix_folders: vec![],
-                boot_dir: Some("boot".into()),
-                image_sha256: None,
-            },
-        );
+        f.state
+            .clients
+            .insert("pi".into(), record("pi", "10000001", &[], Some("boot")));
         let d = expand(&v, &f).unwrap();
         assert_eq!(d.state.clients["pi"].boot_dir.as_deref(), Some("boot"));
         // The image's own cmdline.txt is read in the recorded folder (the image has none
@@ -999,11 +1008,7 @@ mod tests {
             .file("etc/machine-id", b"0123\n")
             .file("etc/ssh/ssh_host_ed25519_key", b"k");
         let d = expand(&v, &facts(vec![image], &[])).unwrap();
-        let booted: Vec<_> = d
-            .warnings
-            .iter()
-            .filter(|w| w.contains("looks already booted"))
-            .collect();
+        let booted = warned(&d, "looks already booted");
         assert_eq!(booted.len(), 1, "{:?}", d.warnings);
         let fresh = bookworm("/srv/lite").file("etc/machine-id", b"uninitialized\n");
         let d = expand(&v, &facts(vec![fresh], &[])).unwrap();
@@ -1014,26 +1019,15 @@ mod tests {
     fn prefix_folders_served_before_stay_while_the_serial_does_and_nobody_claims_them() {
         let v = valid("  a: {serial: 10000001}\n  b: {serial: 10000002}\n");
         let mut old = State::default();
-        for (name, serial, prefixes) in [
-            (
-                "a",
-                "10000001",
-                vec!["/tftpboot/old-a", "/tftpboot/10000002"],
-            ),
-            ("b", "0000dead", vec!["/tftpboot/old-b"]),
-        ] {
-            old.clients.insert(
-                name.into(),
-                ClientRecord {
-                    serial: serial.into(),
-                    root: format!("/nfs/{name}"),
-                    tftp: format!("/tftpboot/{serial}"),
-                    prefix_folders: prefixes.into_iter().map(String::from).collect(),
-                    boot_dir: None,
-                    image_sha256: None,
-                },
-            );
-        }
+        let a = record(
+            "a",
+            "10000001",
+            &["/tftpboot/old-a", "/tftpboot/10000002"],
+            None,
+        );
+        old.clients.insert("a".into(), a);
+        let b = record("b", "0000dead", &["/tftpboot/old-b"], None);
+        old.clients.insert("b".into(), b);
         let f = Facts {
             state: old,
             ..facts(vec![bookworm("/srv/lite")], &[])
@@ -1057,17 +1051,8 @@ mod tests {
     fn a_root_no_longer_declared_is_kept_and_said_so() {
         let v = valid("  a: {serial: 10000001}\n");
         let mut f = facts(vec![bookworm("/srv/lite")], &[("/nfs/gone", Found::Dir)]);
-        f.state.clients.insert(
-            "gone".into(),
-            ClientRecord {
-                serial: "10000009".into(),
-                root: "/nfs/gone".into(),
-                tftp: "/tftpboot/10000009".into(),
-                prefix_folders: vec![],
-                boot_dir: Some("boot/firmware".into()),
-                image_sha256: None,
-            },
-        );
+        let gone = record("gone", "10000009", &[], Some("boot/firmware"));
+        f.state.clients.insert("gone".into(), gone);
         let d = expand(&v, &f).unwrap();
         assert_eq!(d.kept.len(), 1);
         assert!(d.kept[0].note.contains("pinetboot purge gone --yes"));
@@ -1172,11 +1157,7 @@ mod tests {
                 0o644,
             );
         let d = expand(&v, &facts(vec![image], &[])).unwrap();
-        let served: Vec<_> = d
-            .warnings
-            .iter()
-            .filter(|w| w.contains("is served over TFTP"))
-            .collect();
+        let served = warned(&d, "is served over TFTP");
         assert_eq!(served.len(), 1, "{served:?}");
         assert!(served[0].contains("boot/firmware/firstrun.sh"));
     }

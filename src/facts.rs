@@ -281,28 +281,29 @@ struct Reading {
 
 impl Reading {
     fn read(&mut self, rel: impl AsRef<Path>, resolved: bool) {
+        let tree = &self.tree;
         let key = (rel.as_ref().to_owned(), resolved);
-        if !self.facts.reads.contains_key(&key) {
-            let r = if resolved {
-                self.tree.read_resolved(&key.0)
-            } else {
-                self.tree.read(&key.0)
-            };
-            self.facts.reads.insert(key, r);
-        }
+        self.facts
+            .reads
+            .entry(key)
+            .or_insert_with_key(|(p, resolved)| match resolved {
+                true => tree.read_resolved(p),
+                false => tree.read(p),
+            });
     }
 
     fn entry(&mut self, rel: impl AsRef<Path>, resolved: bool) -> Option<Entry> {
+        let tree = &self.tree;
         let key = (rel.as_ref().to_owned(), resolved);
-        if !self.facts.entries.contains_key(&key) {
-            let r = if resolved {
-                self.tree.entry_resolved(&key.0)
-            } else {
-                self.tree.entry(&key.0)
-            };
-            self.facts.entries.insert(key.clone(), r);
-        }
-        self.facts.entries[&key].as_ref().ok().copied().flatten()
+        let seen =
+            self.facts
+                .entries
+                .entry(key)
+                .or_insert_with_key(|(p, resolved)| match resolved {
+                    true => tree.entry_resolved(p),
+                    false => tree.entry(p),
+                });
+        seen.as_ref().ok().copied().flatten()
     }
 
     fn open_dir(&mut self, rel: &Path) {

@@ -397,7 +397,12 @@ impl Tree {
     /// folder or special file there is a violation (fail closed: we do not replace what the
     /// client put there without being asked).
     pub fn check_replaceable(&self, rel: &Path) -> Result<(), Violation> {
-        match self.entry(rel)? {
+        self.replaceable(rel, self.entry(rel)?)
+    }
+
+    /// As [`Tree::check_replaceable`], for the entry at `rel` already looked at.
+    pub fn replaceable(&self, rel: &Path, entry: Option<Entry>) -> Result<(), Violation> {
+        match entry {
             None => Ok(()),
             Some(e) => match e.kind {
                 EntryKind::File => Ok(()),

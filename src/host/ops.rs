@@ -53,17 +53,15 @@ impl Host {
     /// The names in a host folder, sorted (none when it does not exist or is not a folder;
     /// names that are not UTF-8 are left out).
     pub fn names(&self, host_path: impl AsRef<Path>) -> io::Result<Vec<String>> {
+        let absent = |e: &io::Error| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            )
+        };
         let entries = match std::fs::read_dir(self.path(host_path)) {
-            Ok(e) => e,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(e),
+            Err(e) if absent(&e) => return Ok(Vec::new()),
+            r => r?,
         };
         let mut out = Vec::new();
         for entry in entries {

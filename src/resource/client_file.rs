@@ -139,7 +139,7 @@ impl ClientFile {
                 }
             }
             Want::SshHostKey { .. } => {
-                tree.check_replaceable(&self.rel)?;
+                tree.replaceable(&self.rel, entry)?;
                 tree.check_replaceable(&self.pub_rel())?;
                 seen.public = tree.entry(&self.pub_rel())?.is_some();
                 if entry.is_some() && !seen.public {
@@ -147,7 +147,7 @@ impl ClientFile {
                 }
             }
             _ => {
-                tree.check_replaceable(&self.rel)?;
+                tree.replaceable(&self.rel, entry)?;
                 seen.content = tree.read(&self.rel)?;
             }
         }
@@ -438,6 +438,10 @@ mod tests {
         }
     }
 
+    fn file_seen(content: Option<&[u8]>) -> Seen {
+        seen(Some(EntryKind::File), content)
+    }
+
     #[test]
     fn files_are_created_replaced_or_put_right_by_mode_and_owner() {
         let f = item("etc/hostname", Want::Content(b"pi\n".to_vec()), false);
@@ -447,22 +451,15 @@ mod tests {
             (Action::Create, ChangeKind::File, "/nfs/pi/etc/hostname")
         );
         assert!(c.diff.unwrap().contains("+pi"));
-        assert!(
-            f.decide(&seen(Some(EntryKind::File), Some(b"pi\n")))
-                .unwrap()
-                .is_none()
-        );
+        assert!(f.decide(&file_seen(Some(b"pi\n"))).unwrap().is_none());
         let c = f
-            .decide(&seen(Some(EntryKind::File), Some(b"raspberrypi\n")))
+            .decide(&file_seen(Some(b"raspberrypi\n")))
             .unwrap()
             .unwrap();
         assert_eq!(c.action, Action::Update);
         // Enforced: the same content with another mode and owner is a change.
         let keys = item(".ssh/authorized_keys", Want::Content(b"k\n".to_vec()), true);
-        let c = keys
-            .decide(&seen(Some(EntryKind::File), Some(b"k\n")))
-            .unwrap()
-            .unwrap();
+        let c = keys.decide(&file_seen(Some(b"k\n"))).unwrap().unwrap();
         assert_eq!(c.detail.as_deref(), Some("mode 0644 owner 0:0 → mode 0600"));
         // A secret's content is never shown.
         let s = item(
@@ -487,17 +484,9 @@ mod tests {
             false,
         );
         let regenerated = b"console=tty1 root=/dev/nfs nfsroot=10.0.0.1:/nfs/pi,vers=3 ip=dhcp rw fsck.repair=yes rootwait\n";
-        assert!(
-            f.decide(&seen(Some(EntryKind::File), Some(regenerated)))
-                .unwrap()
-                .is_none()
-        );
+        assert!(f.decide(&file_seen(Some(regenerated))).unwrap().is_none());
         let sd = b"console=tty1 root=PARTUUID=1-02 rw rootwait\n";
-        assert!(
-            f.decide(&seen(Some(EntryKind::File), Some(sd)))
-                .unwrap()
-                .is_some()
-        );
+        assert!(f.decide(&file_seen(Some(sd))).unwrap().is_some());
     }
 
     #[test]
@@ -519,7 +508,7 @@ mod tests {
             c.detail.as_deref(),
             Some("mode 0644 owner 0:0 → mode 0600 owner 1000:1000")
         );
-        let e = d.decide(&seen(Some(EntryKind::File), None)).unwrap_err();
+        let e = d.decide(&file_seen(None)).unwrap_err();
         assert!(crate::resource::as_violation(&e).is_some());
         let l = item(
             "etc/systemd/system/x.service",
@@ -535,7 +524,7 @@ mod tests {
             Some("/lib/x → /dev/null")
         );
         assert_eq!(
-            l.decide(&seen(Some(EntryKind::File), None))
+            l.decide(&file_seen(None))
                 .unwrap()
                 .unwrap()
                 .detail
@@ -546,9 +535,7 @@ mod tests {
         // A hosts file with a cut fence: a violation with the fence's hint, nothing written.
         let h = item("etc/hosts", Want::HostsEntry("pi".into()), false);
         let cut = b"# BEGIN pinetboot\n127.0.1.1\tpi\n";
-        let e = h
-            .decide(&seen(Some(EntryKind::File), Some(cut)))
-            .unwrap_err();
+        let e = h.decide(&file_seen(Some(cut))).unwrap_err();
         assert!(matches!(
             crate::resource::as_violation(&e),
             Some(Violation::Fence(..))
@@ -575,17 +562,13 @@ mod tests {
                 .unwrap()
                 .starts_with("ed25519, generated")
         );
-        let mut both = seen(Some(EntryKind::File), None);
+        let mut both = file_seen(None);
         both.public = true;
         assert!(k.decide(&both).unwrap().is_none());
         // The private half only: its public line is restored when it derives, else left be.
-        assert!(
-            k.decide(&seen(Some(EntryKind::File), None))
-                .unwrap()
-                .is_none()
-        );
+        assert!(k.decide(&file_seen(None)).unwrap().is_none());
         let c = k
-            .decide(&seen(Some(EntryKind::File), Some(b"ssh-ed25519 AAAA")))
+            .decide(&file_seen(Some(b"ssh-ed25519 AAAA")))
             .unwrap()
             .unwrap();
         assert!(c.path.ends_with(".pub"));

@@ -11,8 +11,10 @@ pub mod image;
 pub mod known_hosts;
 pub mod leftover;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -269,24 +271,50 @@ pub struct Ctx {
     /// pinetboot's scratch space for tool checks (`<state>/tmp` under the root prefix; made
     /// and emptied by apply, see [`crate::host::scratch`]).
     pub scratch: PathBuf,
+    /// While one pass observes every resource ([`Ctx::observing`]): each client's tree,
+    /// opened once for all its resources. `None` otherwise: apply observes afresh.
+    pub views: RefCell<Option<HashMap<String, View>>>,
 }
 
+/// A client's tree as observed, and whether it is the image (its root does not exist yet).
+pub type View = (Rc<Tree>, bool);
+
 impl Ctx {
+    /// Runs `f` with each client's tree opened once for all its resources (one observation
+    /// pass of the whole plan), then forgets the trees.
+    pub fn observing<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.views.replace(Some(HashMap::new()));
+        let out = f();
+        self.views.replace(None);
+        out
+    }
+
     /// The tree a client's files are read from: its root when provisioned, else the image it
     /// will be copied from. The flag is true when the root does not exist yet.
-    pub fn client_view(&self, client: &str) -> anyhow::Result<(Tree, bool)> {
+    pub fn client_view(&self, client: &str) -> anyhow::Result<View> {
+        if let Some(view) = self.views.borrow().as_ref().and_then(|v| v.get(client)) {
+            return Ok(view.clone());
+        }
+        let view = self.open_view(client)?;
+        if let Some(views) = self.views.borrow_mut().as_mut() {
+            views.insert(client.to_owned(), view.clone());
+        }
+        Ok(view)
+    }
+
+    fn open_view(&self, client: &str) -> anyhow::Result<View> {
         let paths = self
             .clients
             .get(client)
             .with_context(|| format!("unknown client {client}"))?;
         if self.host.exists(&paths.root) {
-            return Ok((Tree::open(&self.host.path(&paths.root))?, false));
+            return Ok((Rc::new(Tree::open(&self.host.path(&paths.root))?), false));
         }
         let image = paths
             .image_dir
             .as_ref()
             .with_context(|| format!("client {client} has no root and no directory image"))?;
-        Ok((Tree::open(&self.host.path(image))?, true))
+        Ok((Rc::new(Tree::open(&self.host.path(image))?), true))
     }
 
     /// The client root, which must exist (apply, after provisioning).
