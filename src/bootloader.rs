@@ -65,16 +65,8 @@ pub fn build(
     })
 }
 
-/// Seconds since the epoch (`SOURCE_DATE_EPOCH` wins, for reproducible output).
+/// Seconds since the epoch (`SOURCE_DATE_EPOCH` wins, for reproducible output): the clock is
+/// the host's ([`crate::host::ops::now`]); planning gets it as a fact.
 pub fn now() -> u64 {
-    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return t;
-    }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::host::ops::now()
 }

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::config::ValidClient;
+use crate::facts::TreeFacts;
 use crate::host::atomic::Owner;
-use crate::host::confined::{EntryKind, Tree};
+use crate::host::confined::EntryKind;
 use crate::resource::Resource;
 use crate::resource::client_file::{ClientFile, Want};
 
@@ -35,10 +36,35 @@ pub struct Target<'a> {
     pub server: &'a str,
 }
 
-/// Adds the client-root resources for `target` to `out` (and any warnings), reading users
-/// and identity files from `view`.
+/// The paths whose kind [`expand`] looks at (resolved inside the tree): the markers of
+/// cloud-init, SSH, raspi-firmware's kernel hook and the network stacks.
+pub const FACT_PATHS: &[&str] = &[
+    "etc/cloud",
+    "etc/ssh",
+    RASPI_FIRMWARE_HOOK,
+    "lib/systemd/system/networking.service",
+    "usr/lib/systemd/system/networking.service",
+    "lib/systemd/system/systemd-networkd.service",
+    "usr/lib/systemd/system/systemd-networkd.service",
+    "etc/NetworkManager",
+    "etc/dhcpcd.conf",
+];
+
+/// Debian's raspi-firmware kernel hook (see `raspi_firmware`).
+const RASPI_FIRMWARE_HOOK: &str = "etc/kernel/postinst.d/z50-raspi-firmware";
+
+/// The SSH host keys whose presence in an *image* says it was booted.
+pub const IMAGE_HOST_KEYS: &[&str] = &[
+    "ssh_host_ed25519_key",
+    "ssh_host_rsa_key",
+    "ssh_host_ecdsa_key",
+];
+
+/// Adds the client-root resources for `target` to `out` (and any warnings), from the users
+/// and identity files of `view` (the client root's facts, or its image's before the root
+/// exists). Pure.
 pub fn expand(
-    view: &Tree,
+    view: &TreeFacts,
     target: &Target<'_>,
     out: &mut Vec<Resource>,
     warnings: &mut Vec<String>,
@@ -224,7 +250,7 @@ pub fn expand(
 /// machine-id and SSH host keys (two Pis with one identity). A client root that has booted is
 /// expected to hold its own identity and is never warned about.
 pub fn identity_warning(
-    image: &Tree,
+    image: &TreeFacts,
     image_name: &str,
     image_dir: &str,
     warnings: &mut Vec<String>,
@@ -234,16 +260,12 @@ pub fn identity_warning(
         .unwrap_or_default();
     let id = String::from_utf8_lossy(&machine_id);
     let id_set = !id.trim().is_empty() && id.trim() != "uninitialized";
-    let host_keys = [
-        "ssh_host_ed25519_key",
-        "ssh_host_rsa_key",
-        "ssh_host_ecdsa_key",
-    ]
-    .iter()
-    .map(|k| image.entry_resolved(&Path::new("etc/ssh").join(k)))
-    .collect::<Result<Vec<_>, _>>()?
-    .iter()
-    .any(Option::is_some);
+    let host_keys = IMAGE_HOST_KEYS
+        .iter()
+        .map(|k| image.entry_resolved(&Path::new("etc/ssh").join(k)))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .any(Option::is_some);
     if id_set && host_keys {
         warnings.push(format!(
             "image {image_name} ({image_dir}) looks already booted (etc/machine-id is set and SSH host keys exist); Pis cloned from it share one identity — reset them in the image: empty etc/machine-id and delete etc/ssh/ssh_host_*"
@@ -255,7 +277,7 @@ pub fn identity_warning(
 /// Files that first-boot tools (Raspberry Pi Imager's customisation, cloud-init's NoCloud
 /// seed, userconf-pi, wpa_supplicant) read from the boot folder, and that may hold password
 /// hashes or Wi-Fi keys.
-const BOOT_FOLDER_SECRETS: &[&str] = &[
+pub const BOOT_FOLDER_SECRETS: &[&str] = &[
     "firstrun.sh",
     "userconf",
     "userconf.txt",
@@ -269,7 +291,7 @@ const BOOT_FOLDER_SECRETS: &[&str] = &[
 /// boot network (readable by others: dnsmasq serves them), but those in `ours`. They are the
 /// client's (or its image's) files: pinetboot never changes them, it says so.
 fn served_secrets(
-    view: &Tree,
+    view: &TreeFacts,
     name: &str,
     boot_dir: &Path,
     ours: &[&str],
@@ -308,12 +330,12 @@ fn has_settings(text: &[u8]) -> bool {
 /// also refuses to run unless the boot folder is a mount point (on an NFS root it is a plain
 /// folder), so the client gets a bind mount of the boot folder onto itself.
 fn raspi_firmware(
-    view: &Tree,
+    view: &TreeFacts,
     target: &Target<'_>,
     out: &mut Vec<Resource>,
     item: &dyn Fn(&str, Want, Owner, bool) -> Resource,
 ) -> anyhow::Result<()> {
-    let hook = Path::new("etc/kernel/postinst.d/z50-raspi-firmware");
+    let hook = Path::new(RASPI_FIRMWARE_HOOK);
     if view.entry_resolved(hook)?.is_none() {
         return Ok(());
     }
@@ -389,7 +411,7 @@ fn raspi_firmware(
 /// - NetworkManager (Raspberry Pi OS Bookworm): wired devices unmanaged;
 /// - dhcpcd (Bullseye): wired interfaces denied, in a fenced block of `dhcpcd.conf`.
 fn network_stacks(
-    view: &Tree,
+    view: &TreeFacts,
     out: &mut Vec<Resource>,
     item: &dyn Fn(&str, Want, Owner, bool) -> Resource,
 ) -> anyhow::Result<()> {
@@ -521,17 +543,23 @@ fn passwd_line<'a>(passwd: &'a [u8], user: &str) -> Option<Vec<&'a [u8]>> {
 }
 
 /// Whether the tree's `etc/passwd` has a line for `user` (whatever its other fields say).
-fn user_exists(view: &Tree, user: &str) -> anyhow::Result<bool> {
+fn user_exists(view: &TreeFacts, user: &str) -> anyhow::Result<bool> {
     Ok(view
         .read_resolved(Path::new("etc/passwd"))?
         .is_some_and(|p| passwd_line(&p, user).is_some()))
+}
+
+/// The home folder (relative to the root) of `user` in the tree's `etc/passwd`, when it has
+/// a line pinetboot can use (the facts step reads what is there).
+pub fn home_of(view: &TreeFacts, user: &str) -> anyhow::Result<Option<String>> {
+    Ok(lookup_user(view, user)?.map(|u| u.home))
 }
 
 /// uid, gid and home of `user` from the tree's `etc/passwd`; `None` when it has no line for
 /// the user. A client root is untrusted: a line whose ids pinetboot could not set (such as
 /// 4294967295, chown's "leave unchanged") or whose home is not a folder below the root is a
 /// violation of that tree (the client's conflict), never an apply that cannot converge.
-fn lookup_user(view: &Tree, user: &str) -> anyhow::Result<Option<PasswdUser>> {
+fn lookup_user(view: &TreeFacts, user: &str) -> anyhow::Result<Option<PasswdUser>> {
     let rel = Path::new("etc/passwd");
     let Some(passwd) = view.read_resolved(rel)? else {
         return Ok(None);

@@ -6,29 +6,58 @@ use std::collections::{BTreeSet, HashSet};
 use anyhow::Context as _;
 
 use crate::config::Valid;
-use crate::expand::{Desired, expand};
+use crate::expand::{Conflict, Desired, expand};
 use crate::handlers::{self, Outcome};
 use crate::host::Host;
 use crate::host::lock::{self, Mode};
 use crate::plan::{Plan, plan};
-use crate::resource::{Change, Ctx, Handler, as_violation};
-use crate::state::State;
+use crate::resource::{Change, ChangeKind, Ctx, Handler, as_violation};
 
 /// Host path of the lock file.
 pub const LOCK_PATH: &str = "/run/pinetboot.lock";
 
-/// Observes the host and computes the plan.
+/// Observes the host (its facts, read once) and computes the plan.
 pub fn observe_and_plan(valid: &Valid, host: &Host) -> anyhow::Result<(Desired, Ctx, Plan)> {
-    let state = State::load(host, &valid.paths.state)?;
-    let desired = expand(valid, host, &state)?;
+    let facts = crate::facts::collect(valid, host)?;
+    let desired = expand(valid, &facts)?;
     let ctx = Ctx {
         host: host.clone(),
-        mounts: crate::host::mountinfo::read().context("reading /proc/self/mountinfo")?,
+        mounts: facts.mounts,
         clients: desired.clients.clone(),
         scratch: host.path(crate::host::scratch::host_path(&valid.paths.state)),
+        views: Default::default(),
     };
-    let p = plan(&desired, &ctx, host.root())?;
+    let observed = ctx.observing(|| observe(&desired, &ctx));
+    let p = plan(&desired, observed, host.root())?;
     Ok((desired, ctx, p))
+}
+
+/// Observes each desired resource against the host (see [`crate::plan::Observed`]). A
+/// client's tree is not looked at again once it is in conflict: declared so by expansion, or
+/// one of its resources was refused (a violation).
+pub fn observe(desired: &Desired, ctx: &Ctx) -> Vec<crate::plan::Observed> {
+    let mut refused: HashSet<&str> = desired
+        .conflicts
+        .iter()
+        .map(|c| c.client.as_str())
+        .collect();
+    desired
+        .resources
+        .iter()
+        .map(|r| {
+            let client = r.client();
+            if client.is_some_and(|c| refused.contains(c)) {
+                return None;
+            }
+            let seen = r.check(ctx);
+            if let (Some(c), Err(e)) = (client, &seen)
+                && as_violation(e).is_some()
+            {
+                refused.insert(c);
+            }
+            Some(seen)
+        })
+        .collect()
 }
 
 /// Why the lock was not taken.
@@ -240,16 +269,16 @@ pub fn apply(
                 }
             }
             Ok(None) => {}
-            Err(e) => match (r.client(), as_violation(&e)) {
-                (Some(client), Some(v)) => {
-                    conflicted.insert(client.to_owned());
-                    conflicts.push(crate::expand::Conflict {
-                        client: client.to_owned(),
-                        message: format!("{e:#}"),
-                        hint: v.hint().unwrap_or_else(|| "the client root changed under pinetboot (a symlink or special file appeared); inspect it, then apply again".into()),
-                    });
+            Err(e) => match r.client().and_then(|client| {
+                Conflict::of_violation(client, &e, |_| {
+                    "the client root changed under pinetboot (a symlink or special file appeared); inspect it, then apply again".into()
+                })
+            }) {
+                Some(conflict) => {
+                    conflicted.insert(conflict.client.clone());
+                    conflicts.push(conflict);
                 }
-                _ => return Err(e),
+                None => return Err(e),
             },
         }
     }
@@ -279,7 +308,7 @@ pub fn apply(
         .changes
         .iter()
         .filter(|c| !c.client.as_ref().is_some_and(|n| conflicted.contains(n)))
-        .filter(|c| !(c.kind == "image" && images.failed.contains(&c.path)))
+        .filter(|c| !(c.kind == ChangeKind::Image && images.failed.contains(&c.path)))
         .collect();
     if !left.is_empty() {
         let pending = left

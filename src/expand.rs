@@ -1,17 +1,19 @@
-//! Expansion: the validated config plus what the client trees say (boot folder, the image's
-//! own cmdline.txt, users) becomes the ordered list of desired resources. A client whose tree
-//! cannot be read safely becomes a conflict instead; the others still expand.
+//! Expansion: the validated config plus what the host's facts say (client trees: boot folder,
+//! the image's own cmdline.txt, users; the state; the image store) becomes the ordered list of
+//! desired resources. A client whose tree cannot be read safely becomes a conflict instead;
+//! the others still expand. Pure: everything it looks at was read by [`crate::facts`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::config::{Source, Valid, ValidClient};
-use crate::host::Host;
+use crate::facts::{Facts, TreeFacts};
 use crate::host::atomic::Owner;
-use crate::host::confined::Tree;
+use crate::host::confined::{EntryKind, Violation};
+use crate::host::ops::Found;
 use crate::image::store::{self, Origin};
 use crate::pios;
 use crate::render;
@@ -34,6 +36,24 @@ pub struct Conflict {
     pub message: String,
     /// What to do.
     pub hint: String,
+}
+
+impl Conflict {
+    /// The conflict an error makes of `client` when it is a violation inside a client's tree
+    /// (`None` for any other error): the error's whole chain, and the violation's own hint
+    /// (a broken fence) or else `hint`'s.
+    pub fn of_violation(
+        client: &str,
+        e: &anyhow::Error,
+        hint: impl FnOnce(&Violation) -> String,
+    ) -> Option<Conflict> {
+        let v = as_violation(e)?;
+        Some(Conflict {
+            client: client.to_owned(),
+            message: format!("{e:#}"),
+            hint: v.hint().unwrap_or_else(|| hint(v)),
+        })
+    }
 }
 
 /// Something pinetboot keeps on purpose and says so.
@@ -109,8 +129,9 @@ fn tftp_folders(
     out
 }
 
-/// Expands `valid` against the host.
-pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired> {
+/// Expands `valid` against the host's facts.
+pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
+    let old = &facts.state;
     let mut out = Desired {
         resources: vec![
             // Client roots hold what their Pis planted (setuid-root files, device nodes, the
@@ -162,23 +183,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
     }
     let images = disk_images(valid);
     // What killed applies left (staging folders, unused downloads): removed first.
-    let resumed: BTreeSet<String> = images
-        .iter()
-        .filter_map(|r| match r {
-            Resource::Image(i) if !store::is_present(host, &valid.paths.state, &i.sha256) => {
-                Some(i.sha256.clone())
-            }
-            _ => None,
-        })
-        .collect();
-    let declared: BTreeSet<String> = valid.clients.keys().cloned().collect();
-    let found = crate::resource::leftover::find(
-        host,
-        &valid.paths.nfs,
-        &valid.paths.state,
-        &declared,
-        &resumed,
-    )?;
+    let found = facts.leftovers.clone();
     out.warnings.extend(found.refused.iter().cloned());
     out.refused = found.refused;
     out.resources
@@ -189,7 +194,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
         let image = valid.images.get(&client.image).context("validated image")?;
         let image_dir = match &image.source {
             Source::Directory(p) => Some(p.to_string_lossy().into_owned()),
-            _ => match disk_image_dir(valid, host, old, name, client, image, &root, &mut out)? {
+            _ => match disk_image_dir(valid, facts, name, client, image, &root, &mut out) {
                 Some(dir) => dir,
                 // Pending: provisioned once the image is in the store (see `disk_image_dir`).
                 None => continue,
@@ -202,11 +207,11 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                 image_dir: image_dir.clone(),
             },
         );
-        let root_exists = std::fs::symlink_metadata(host.path(&root)).is_ok();
+        let root_exists = facts.root(&root) != Found::Missing;
         let recorded_boot = old.clients.get(name).and_then(|r| r.boot_dir.clone());
         match expand_client(
             valid,
-            host,
+            facts,
             name,
             client,
             &root,
@@ -252,24 +257,25 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                 served.push(name.clone());
             }
             Err(e) => {
-                let hint = match as_violation(&e) {
-                    Some(v) if v.path().is_some_and(|p| p.starts_with(host.path(&root))) => {
+                let root_full = facts.root_path(&root);
+                let conflict = Conflict::of_violation(name, &e, |v| {
+                    if v.path().is_some_and(|p| p.starts_with(&root_full)) {
                         format!(
                             "something inside {root} is not what a Raspberry Pi OS root holds (a planted symlink or special file?); inspect it, fix or remove it, then apply again"
                         )
+                    } else {
+                        format!(
+                            "the image {} ({}) holds something pinetboot will not read; inspect the image, or choose another",
+                            client.image,
+                            image_dir.as_deref().unwrap_or("its store entry")
+                        )
                     }
-                    Some(_) => format!(
-                        "the image {} ({}) holds something pinetboot will not read; inspect the image, or choose another",
-                        client.image,
-                        image_dir.as_deref().unwrap_or("its store entry")
-                    ),
-                    None => "fix the cause above, then apply again".to_owned(),
-                };
-                out.conflicts.push(Conflict {
+                });
+                out.conflicts.push(conflict.unwrap_or_else(|| Conflict {
                     client: name.clone(),
                     message: format!("{e:#}"),
-                    hint,
-                });
+                    hint: "fix the cause above, then apply again".to_owned(),
+                }));
                 // Keep serving what already works: its record and mount stay as they are.
                 if let Some(rec) = old.clients.get(name) {
                     out.state.clients.insert(name.clone(), rec.clone());
@@ -344,8 +350,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
                 client: name.clone(),
             }));
         }
-        if !valid.clients.contains_key(name) && host.kind(&rec.root)? != crate::host::Kind::Missing
-        {
+        if !valid.clients.contains_key(name) && facts.root(&rec.root) != Found::Missing {
             out.kept.push(Kept {
                 client: name.clone(),
                 path: rec.root.clone(),
@@ -361,7 +366,7 @@ pub fn expand(valid: &Valid, host: &Host, old: &State) -> anyhow::Result<Desired
 
 /// The disk images (file or URL) clients use, to fetch and unpack into the store before any
 /// client root is cloned from it. Images no client uses are not fetched.
-fn disk_images(valid: &Valid) -> Vec<Resource> {
+pub(crate) fn disk_images(valid: &Valid) -> Vec<Resource> {
     let mut users: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (name, client) in &valid.clients {
         users
@@ -413,29 +418,60 @@ fn provisioned_sha(
     }
 }
 
-/// Where a client of a disk image reads the image's files from: `Some(Some(store root))` when
-/// the image the client is (or is about to be) provisioned from is in the store,
-/// `Some(None)` when its root exists but that image is not in the store (the root is read
-/// instead). `None` when the client is pending: its root does not exist and the image is not
-/// unpacked yet; then only the client root is planned (its files are planned after the image
-/// is unpacked: `engine::apply` plans again), or a conflict when a local image file is missing.
-#[allow(clippy::too_many_arguments)]
+/// Where a client reads its image's files from: `Some(Some(dir))` for a directory image, or
+/// a disk image whose store entry (the one the client is, or is about to be, provisioned
+/// from) is present; `Some(None)` when its root exists but that image is not in the store
+/// (the root is read instead), or the image has no sha256; `None` when the client is
+/// pending: its root does not exist and the image is not unpacked yet.
+pub(crate) fn source_dir(
+    valid: &Valid,
+    facts: &Facts,
+    old: &State,
+    name: &str,
+    client: &ValidClient,
+    root: Found,
+) -> Option<Option<String>> {
+    let image = valid.images.get(&client.image)?;
+    if let Source::Directory(p) = &image.source {
+        return Some(Some(p.to_string_lossy().into_owned()));
+    }
+    let Some(sha) = image.sha256.as_deref() else {
+        return Some(None);
+    };
+    let state_dir = &valid.paths.state;
+    if root != Found::Missing {
+        let provisioned = old.clients.get(name).and_then(|r| r.image_sha256.clone());
+        return Some(
+            provisioned
+                .filter(|p| facts.in_store(p))
+                .map(|p| store::root_dir(state_dir, &p)),
+        );
+    }
+    facts
+        .in_store(sha)
+        .then(|| Some(store::root_dir(state_dir, sha)))
+}
+
+/// Where a client of a disk image reads the image's files from (see [`source_dir`]); for a
+/// pending client only the client root is planned (its files are planned after the image is
+/// unpacked: `engine::apply` plans again), or a conflict when a local image file is missing.
+/// A root provisioned from another sha256 than the image's now is kept, and said so.
 fn disk_image_dir(
     valid: &Valid,
-    host: &Host,
-    old: &State,
+    facts: &Facts,
     name: &str,
     client: &ValidClient,
     image: &crate::config::ValidImage,
     root: &str,
     out: &mut Desired,
-) -> anyhow::Result<Option<Option<String>>> {
+) -> Option<Option<String>> {
+    let old = &facts.state;
+    let found = facts.root(root);
+    let dir = source_dir(valid, facts, old, name, client, found);
     let Some(sha) = image.sha256.as_deref() else {
-        return Ok(Some(None));
+        return Some(None);
     };
-    let state_dir = &valid.paths.state;
-    let root_exists = std::fs::symlink_metadata(host.path(root)).is_ok();
-    if root_exists {
+    if found != Found::Missing {
         let provisioned = old.clients.get(name).and_then(|r| r.image_sha256.clone());
         if let Some(p) = &provisioned
             && p != sha
@@ -451,15 +487,12 @@ fn disk_image_dir(
                 ),
             });
         }
-        let dir = provisioned
-            .filter(|p| store::is_present(host, state_dir, p))
-            .map(|p| store::root_dir(state_dir, &p));
-        return Ok(Some(dir));
+        return dir;
     }
-    let store_root = store::root_dir(state_dir, sha);
-    if store::is_present(host, state_dir, sha) {
-        return Ok(Some(Some(store_root)));
+    if dir.is_some() {
+        return dir;
     }
+    let store_root = store::root_dir(&valid.paths.state, sha);
     out.clients.insert(
         name.to_owned(),
         ClientPaths {
@@ -472,7 +505,7 @@ fn disk_image_dir(
         out.state.clients.insert(name.to_owned(), rec.clone());
     }
     if let Source::File(p) = &image.source
-        && !host.path(p).is_file()
+        && !facts.sources.get(p).copied().unwrap_or(false)
     {
         out.conflicts.push(Conflict {
             client: name.to_owned(),
@@ -483,7 +516,7 @@ fn disk_image_dir(
             ),
             hint: "put the image file there, or fix the image's source in the config".into(),
         });
-        return Ok(None);
+        return None;
     }
     out.resources.push(Resource::ClientRoot(ClientRoot {
         client: name.to_owned(),
@@ -492,7 +525,44 @@ fn disk_image_dir(
         source: store_root,
         pending: true,
     }));
-    Ok(None)
+    None
+}
+
+/// The release codename of a tree (its os-release's `VERSION_CODENAME`), read as the Pi
+/// sees it (etc/os-release -> ../usr/lib/os-release on every Debian and Raspberry Pi OS root).
+fn codename_of(tree: &TreeFacts) -> Result<Option<String>, Violation> {
+    let os_release = match tree.read_resolved(Path::new("etc/os-release"))? {
+        Some(t) => Some(t),
+        None => tree.read_resolved(Path::new("usr/lib/os-release"))?,
+    };
+    Ok(os_release
+        .as_deref()
+        .and_then(|t| pios::os_release_field(&String::from_utf8_lossy(t), "VERSION_CODENAME")))
+}
+
+/// A client's boot folder: recorded when its root was provisioned (never re-detected from
+/// the untrusted root), else the one the image store's manifest records for its image, else
+/// detected ([`pios::boot_dir_from`]) from `detect_from` (the image, whose fstab still has
+/// its vfat line, else the tree).
+pub(crate) fn boot_dir_of(
+    detect_from: &TreeFacts,
+    recorded: Option<String>,
+    manifest: Option<String>,
+) -> Result<PathBuf, Violation> {
+    let codename = codename_of(detect_from)?;
+    if let Some(b) = recorded.or(manifest) {
+        return Ok(PathBuf::from(b));
+    }
+    let image_fstab = detect_from.read_resolved(Path::new("etc/fstab"))?;
+    let text = image_fstab.as_deref().map(String::from_utf8_lossy);
+    let firmware_dir = detect_from
+        .entry_resolved(Path::new("boot/firmware"))?
+        .is_some_and(|e| e.kind == EntryKind::Dir);
+    Ok(pios::boot_dir_from(
+        text.as_deref(),
+        firmware_dir,
+        codename.as_deref(),
+    ))
 }
 
 struct ClientOut {
@@ -501,27 +571,27 @@ struct ClientOut {
     warnings: Vec<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn expand_client(
     valid: &Valid,
-    host: &Host,
+    facts: &Facts,
     name: &str,
     client: &ValidClient,
     root: &str,
     image_dir: Option<&str>,
     recorded_boot: Option<String>,
 ) -> anyhow::Result<ClientOut> {
-    let root_full = host.path(root);
-    let root_exists = match std::fs::symlink_metadata(&root_full) {
-        Ok(m) if m.file_type().is_symlink() => {
+    let root_exists = match facts.root(root) {
+        Found::Symlink => {
             anyhow::bail!("{root} is a symlink; a client root must be a real folder")
         }
-        Ok(m) if !m.is_dir() => anyhow::bail!("{root} exists and is not a folder"),
-        Ok(_) => true,
-        Err(_) => false,
+        Found::Other => anyhow::bail!("{root} exists and is not a folder"),
+        Found::Dir => true,
+        Found::Missing => false,
     };
     let mut resources = Vec::new();
     let image_tree = match image_dir {
-        Some(dir) => match Tree::open(&host.path(dir)) {
+        Some(dir) => match facts.tree(dir) {
             Ok(t) => Some(t),
             Err(e) if root_exists => {
                 tracing::warn!(
@@ -540,10 +610,9 @@ fn expand_client(
             client.image
         ),
     };
-    let view = if root_exists {
-        Tree::open(&root_full)?
-    } else {
-        Tree::open(image_tree.as_ref().expect("checked").path())?
+    let view = match image_tree {
+        Some(t) if !root_exists => t,
+        _ => facts.tree(root)?,
     };
     if !root_exists {
         resources.push(Resource::ClientRoot(ClientRoot {
@@ -554,40 +623,25 @@ fn expand_client(
             pending: false,
         }));
     }
-    // Release and boot folder: recorded when the root was provisioned, else detected from the
-    // image (whose fstab still has its vfat line), else from the tree. A client root is
-    // untrusted: a boot folder that is not a real folder is a conflict, never a fallback.
-    let detect_from = image_tree.as_ref().unwrap_or(&view);
-    // Facts are read as the Pi sees them: symlinks resolved inside the tree
-    // (etc/os-release -> ../usr/lib/os-release on every Debian and Raspberry Pi OS root).
-    let os_release = match detect_from.read_resolved(Path::new("etc/os-release"))? {
-        Some(t) => Some(t),
-        None => detect_from.read_resolved(Path::new("usr/lib/os-release"))?,
-    };
-    let codename = os_release
-        .as_deref()
-        .and_then(|t| pios::os_release_field(&String::from_utf8_lossy(t), "VERSION_CODENAME"));
+    // Release and boot folder (see `boot_dir_of`). A client root is untrusted: a boot folder
+    // that is not a real folder is a conflict, never a fallback.
+    let detect_from = image_tree.unwrap_or(view);
+    codename_of(detect_from)?;
     let fstab = view.read(Path::new("etc/fstab"))?;
-    let boot_dir = match recorded_boot {
-        Some(b) => PathBuf::from(b),
-        None => {
-            let image_fstab = detect_from.read_resolved(Path::new("etc/fstab"))?;
-            let text = image_fstab.as_deref().map(String::from_utf8_lossy);
-            let firmware_dir = detect_from
-                .entry_resolved(Path::new("boot/firmware"))?
-                .is_some_and(|e| e.kind == crate::host::confined::EntryKind::Dir);
-            pios::boot_dir_from(text.as_deref(), firmware_dir, codename.as_deref())
-        }
+    let manifest = match (image_tree, image_dir) {
+        (Some(_), Some(dir)) => facts
+            .manifest_boot_dir(&valid.paths.state, dir)
+            .map(str::to_owned),
+        _ => None,
     };
+    let boot_dir = boot_dir_of(detect_from, recorded_boot, manifest)?;
     match view.entry(&boot_dir)? {
-        Some(e) if e.kind == crate::host::confined::EntryKind::Dir => {}
+        Some(e) if e.kind == EntryKind::Dir => {}
         Some(crate::host::confined::Entry {
-            kind: crate::host::confined::EntryKind::Symlink,
+            kind: EntryKind::Symlink,
             ..
-        }) => Err(crate::host::confined::Violation::Symlink(
-            view.path().join(&boot_dir),
-        ))?,
-        Some(_) => Err(crate::host::confined::Violation::WrongKind(
+        }) => Err(Violation::Symlink(view.path().join(&boot_dir)))?,
+        Some(_) => Err(Violation::WrongKind(
             view.path().join(&boot_dir),
             "not a folder",
         ))?,
@@ -615,10 +669,7 @@ fn expand_client(
     };
     // cmdline.txt, from the image's own arguments (the client root's when the image is gone).
     let cmdline_rel = boot_dir.join("cmdline.txt");
-    let base = match &image_tree {
-        Some(t) => t.read_resolved(&cmdline_rel)?,
-        None => view.read_resolved(&cmdline_rel)?,
-    };
+    let base = detect_from.read_resolved(&cmdline_rel)?;
     let base = base
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_else(|| "console=serial0,115200 console=tty1".into());
@@ -627,8 +678,13 @@ fn expand_client(
     // Firmware overrides (the recipe's "newer start4.elf" step).
     let image = &valid.images[&client.image];
     for (rel, host_path) in &image.files {
-        let bytes = host
-            .read(host_path)
+        let read = facts
+            .host_files
+            .get(host_path)
+            .cloned()
+            .unwrap_or_else(|| Err("not collected before planning (a pinetboot bug)".into()));
+        let bytes = read
+            .map_err(anyhow::Error::msg)
             .with_context(|| format!("reading {}", host_path.display()))?
             .with_context(|| format!("firmware file {} does not exist", host_path.display()))?;
         resources.push(file(boot_dir.join(rel), Want::Content(bytes)));
@@ -638,15 +694,16 @@ fn expand_client(
     }
     // The bootloader's self-update, when the client declares eeprom settings.
     if let (Some(settings), Some((base_path, _))) = (&client.eeprom, &valid.bootloader) {
-        let base = crate::bootloader::base_image(host, base_path)?;
+        let base = match &facts.bootloader {
+            Some(Ok(base)) => base,
+            Some(Err(e)) => anyhow::bail!("{e}"),
+            None => {
+                anyhow::bail!("the bootloader image was not read before planning (a pinetboot bug)")
+            }
+        };
         let upd_rel = boot_dir.join("pieeprom.upd");
         let existing = view.read(&upd_rel)?;
-        let update = crate::bootloader::build(
-            &base,
-            settings,
-            existing.as_deref(),
-            crate::bootloader::now(),
-        )?;
+        let update = crate::bootloader::build(base, settings, existing.as_deref(), facts.now)?;
         // The folder is served from the declared prefix: a base image whose own config
         // sets another would send the flashed Pi where nothing is served.
         let declared = settings
@@ -668,7 +725,7 @@ fn expand_client(
     let mut warnings = Vec::new();
     // A booted image gives every Pi cloned from it one identity (a booted client root is
     // expected to hold its own: only images are looked at).
-    if let (Some(t), Some(dir)) = (&image_tree, image_dir) {
+    if let (Some(t), Some(dir)) = (image_tree, image_dir) {
         crate::clientos::identity_warning(t, &client.image, dir, &mut warnings)?;
     }
     let server = valid.address.to_string();
@@ -679,10 +736,429 @@ fn expand_client(
         boot_dir: &boot_dir,
         server: &server,
     };
-    crate::clientos::expand(&view, &target, &mut resources, &mut warnings, &file)?;
+    crate::clientos::expand(view, &target, &mut resources, &mut warnings, &file)?;
     Ok(ClientOut {
         resources,
         boot_dir,
         warnings,
     })
+}
+
+/// Expansion, decided from facts built in memory: no filesystem, no root.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::TreeFacts;
+    use crate::resource::client_file::Want;
+
+    const BOOKWORM_FSTAB: &[u8] = b"proc /proc proc defaults 0 0\nPARTUUID=1-01 /boot/firmware vfat defaults 0 2\nPARTUUID=1-02 / ext4 defaults 0 1\n";
+    const CMDLINE: &[u8] =
+        b"console=serial0,115200 console=tty1 root=PARTUUID=1-02 rootfstype=ext4 rootwait quiet\n";
+    const HASH: &str = "$6$rounds=5000$saltsalt$Q2lnSGkxQ2pkRkVhZ0g0ZnVqU0RmZ2tqc2Q0ZnNkZmc";
+
+    fn valid(clients: &str) -> Valid {
+        let yaml = format!(
+            "server: {{address: 10.0.0.1, network: 10.0.0.0/24}}\n\
+             images: {{lite: {{source: /srv/lite}}}}\n\
+             defaults: {{image: lite}}\nclients:\n{clients}"
+        );
+        crate::config::load_str(Path::new("t.yaml"), &yaml).expect("valid config")
+    }
+
+    /// A Bookworm-like image tree.
+    fn bookworm(path: &str) -> TreeFacts {
+        TreeFacts::memory(path)
+            .file("etc/os-release", b"VERSION_CODENAME=bookworm\n")
+            .file("etc/fstab", BOOKWORM_FSTAB)
+            .file("etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n")
+            .file("boot/firmware/cmdline.txt", CMDLINE)
+            .dir("etc/ssh")
+    }
+
+    /// What an earlier apply recorded for a client.
+    fn record(name: &str, serial: &str, prefixes: &[&str], boot_dir: Option<&str>) -> ClientRecord {
+        ClientRecord {
+            serial: serial.into(),
+            root: format!("/nfs/{name}"),
+            tftp: format!("/tftpboot/{serial}"),
+            prefix_folders: prefixes.iter().map(|p| p.to_string()).collect(),
+            boot_dir: boot_dir.map(str::to_owned),
+            image_sha256: None,
+        }
+    }
+
+    fn facts(trees: Vec<TreeFacts>, roots: &[(&str, Found)]) -> Facts {
+        Facts {
+            trees: trees
+                .into_iter()
+                .map(|t| (t.path().to_string_lossy().into_owned(), Ok(t)))
+                .collect(),
+            roots: roots.iter().map(|(p, f)| (p.to_string(), *f)).collect(),
+            prefix: PathBuf::from("/"),
+            ..Facts::default()
+        }
+    }
+
+    fn client_files<'a>(
+        d: &'a Desired,
+        client: &str,
+    ) -> Vec<&'a crate::resource::client_file::ClientFile> {
+        d.resources
+            .iter()
+            .filter_map(|r| match r {
+                Resource::ClientFile(f) if f.client == client => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The warnings that say `what`.
+    fn warned<'a>(d: &'a Desired, what: &str) -> Vec<&'a String> {
+        d.warnings.iter().filter(|w| w.contains(what)).collect()
+    }
+
+    fn want<'a>(d: &'a Desired, client: &str, rel: &str) -> Option<&'a Want> {
+        client_files(d, client)
+            .into_iter()
+            .find(|f| f.rel == Path::new(rel))
+            .map(|f| &f.want)
+    }
+
+    #[test]
+    fn a_new_client_is_cloned_and_its_cmdline_rendered_from_the_image() {
+        let v = valid("  pi: {serial: 10000001}\n");
+        let d = expand(&v, &facts(vec![bookworm("/srv/lite")], &[])).unwrap();
+        assert!(d.conflicts.is_empty(), "{:?}", d.conflicts);
+        assert!(d.resources.iter().any(|r| matches!(r,
+            Resource::ClientRoot(c) if c.path == "/nfs/pi" && c.source == "/srv/lite" && !c.pending)));
+        assert_eq!(
+            want(&d, "pi", "boot/firmware/cmdline.txt"),
+            Some(&Want::Cmdline(
+                "console=serial0,115200 console=tty1 quiet root=/dev/nfs nfsroot=10.0.0.1:/nfs/pi,vers=3 rw ip=dhcp rootwait\n".into()
+            ))
+        );
+        assert_eq!(
+            d.state.clients["pi"].boot_dir.as_deref(),
+            Some("boot/firmware")
+        );
+        // etc/ssh exists: a host key of its own; no fstab in the tree: nothing to filter.
+        assert!(want(&d, "pi", crate::sshkeys::HOST_KEY).is_some());
+        assert!(want(&d, "pi", "etc/fstab").is_some());
+    }
+
+    #[test]
+    fn the_boot_folder_is_detected_from_the_images_fstab_and_release() {
+        let bullseye = TreeFacts::memory("/srv/lite")
+            .file("etc/os-release", b"VERSION_CODENAME=bullseye\n")
+            .file("boot/cmdline.txt", CMDLINE)
+            .dir("boot/firmware");
+        let d = expand(
+            &valid("  pi: {serial: 10000001}\n"),
+            &facts(vec![bullseye], &[]),
+        )
+        .unwrap();
+        assert_eq!(d.state.clients["pi"].boot_dir.as_deref(), Some("boot"));
+        assert!(want(&d, "pi", "boot/cmdline.txt").is_some());
+        // No fstab (none to filter), no release: what is there.
+        let plain = TreeFacts::memory("/srv/lite").file("boot/firmware/cmdline.txt", CMDLINE);
+        let d = expand(
+            &valid("  pi: {serial: 10000001}\n"),
+            &facts(vec![plain], &[]),
+        )
+        .unwrap();
+        assert_eq!(
+            d.state.clients["pi"].boot_dir.as_deref(),
+            Some("boot/firmware")
+        );
+        assert!(want(&d, "pi", "etc/fstab").is_none());
+    }
+
+    #[test]
+    fn a_recorded_boot_folder_is_never_detected_again() {
+        let v = valid("  pi: {serial: 10000001}\n");
+        let root = bookworm("/nfs/pi")
+            .dir("boot")
+            .file("boot/cmdline.txt", CMDLINE);
+        let mut f = facts(
+            vec![bookworm("/srv/lite"), root],
+            &[("/nfs/pi", Found::Dir)],
+        );
+        f.state
+            .clients
+            .insert("pi".into(), record("pi", "10000001", &[], Some("boot")));
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(d.state.clients["pi"].boot_dir.as_deref(), Some("boot"));
+        // The image's own cmdline.txt is read in the recorded folder (the image has none
+        // there: the default console arguments).
+        assert!(matches!(want(&d, "pi", "boot/cmdline.txt"),
+            Some(Want::Cmdline(c)) if c.starts_with("console=serial0,115200 console=tty1 root=/dev/nfs")));
+        assert!(
+            !d.resources
+                .iter()
+                .any(|r| matches!(r, Resource::ClientRoot(_)))
+        );
+    }
+
+    #[test]
+    fn a_store_image_uses_the_boot_folder_its_manifest_records() {
+        let sha = "a".repeat(64);
+        let yaml = format!(
+            "server: {{address: 10.0.0.1, network: 10.0.0.0/24}}\n\
+             images: {{os: {{source: /srv/os.img.xz, sha256: {sha}}}}}\n\
+             defaults: {{image: os}}\nclients:\n  pi: {{serial: 10000001}}\n"
+        );
+        let v = crate::config::load_str(Path::new("t.yaml"), &yaml).unwrap();
+        let store_root = store::root_dir(&v.paths.state, &sha);
+        // The tree says boot/firmware; the manifest (what the unpack did) wins.
+        let image = bookworm(&store_root).file("boot/cmdline.txt", CMDLINE);
+        let mut f = facts(vec![image], &[]);
+        f.store.insert(sha.clone(), Some("boot".into()));
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(d.state.clients["pi"].boot_dir.as_deref(), Some("boot"));
+        assert_eq!(d.state.clients["pi"].image_sha256.as_deref(), Some(&*sha));
+        // Not in the store yet: only the root is planned, pending; a missing local file is a
+        // conflict.
+        let mut f = facts(vec![], &[]);
+        f.sources.insert(PathBuf::from("/srv/os.img.xz"), true);
+        let d = expand(&v, &f).unwrap();
+        assert!(
+            d.resources
+                .iter()
+                .any(|r| matches!(r, Resource::ClientRoot(c) if c.pending))
+        );
+        assert!(client_files(&d, "pi").is_empty());
+        f.sources.insert(PathBuf::from("/srv/os.img.xz"), false);
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(d.conflicts.len(), 1);
+        assert!(d.conflicts[0].message.contains("does not exist"));
+    }
+
+    #[test]
+    fn a_planted_symlink_makes_a_conflict_naming_the_tree_it_is_in() {
+        let v =
+            valid("  a: {serial: 10000001}\n  b: {serial: 10000002}\n  c: {serial: 10000003}\n");
+        let a = bookworm("/nfs/a").symlink("boot/firmware");
+        let f = facts(
+            vec![bookworm("/srv/lite"), a],
+            &[("/nfs/a", Found::Dir), ("/nfs/b", Found::Symlink)],
+        );
+        let d = expand(&v, &f).unwrap();
+        let by = |n: &str| d.conflicts.iter().find(|c| c.client == n).unwrap();
+        assert!(
+            by("a")
+                .message
+                .contains("/nfs/a/boot/firmware is or passes through a symlink")
+        );
+        assert!(
+            by("a")
+                .hint
+                .starts_with("something inside /nfs/a is not what")
+        );
+        assert_eq!(
+            by("b").message,
+            "/nfs/b is a symlink; a client root must be a real folder"
+        );
+        assert_eq!(by("b").hint, "fix the cause above, then apply again");
+        // A conflict keeps nothing of the client's but what already serves; c goes on.
+        assert!(client_files(&d, "a").is_empty() && client_files(&d, "b").is_empty());
+        assert!(!client_files(&d, "c").is_empty());
+        // In the image, the hint names the image.
+        let image = bookworm("/srv/lite").symlink("etc/os-release");
+        let d = expand(
+            &valid("  c: {serial: 10000003}\n"),
+            &facts(vec![image], &[]),
+        )
+        .unwrap();
+        assert!(
+            d.conflicts[0]
+                .hint
+                .starts_with("the image lite (/srv/lite) holds something")
+        );
+    }
+
+    #[test]
+    fn firmware_overrides_come_from_the_facts_and_a_missing_one_is_a_conflict() {
+        let yaml = "server: {address: 10.0.0.1, network: 10.0.0.0/24}\n\
+             images: {lite: {source: /srv/lite, files: {start4.elf: /srv/fw/start4.elf}}}\n\
+             defaults: {image: lite}\nclients:\n  pi: {serial: 10000001}\n";
+        let v = crate::config::load_str(Path::new("t.yaml"), yaml).unwrap();
+        let mut f = facts(vec![bookworm("/srv/lite")], &[]);
+        f.host_files.insert(
+            PathBuf::from("/srv/fw/start4.elf"),
+            Ok(Some(b"elf".to_vec())),
+        );
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(
+            want(&d, "pi", "boot/firmware/start4.elf"),
+            Some(&Want::Content(b"elf".to_vec()))
+        );
+        f.host_files
+            .insert(PathBuf::from("/srv/fw/start4.elf"), Ok(None));
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(
+            d.conflicts[0].message,
+            "firmware file /srv/fw/start4.elf does not exist"
+        );
+    }
+
+    #[test]
+    fn a_booted_image_is_warned_about_once() {
+        let v = valid("  a: {serial: 10000001}\n  b: {serial: 10000002}\n");
+        let image = bookworm("/srv/lite")
+            .file("etc/machine-id", b"0123\n")
+            .file("etc/ssh/ssh_host_ed25519_key", b"k");
+        let d = expand(&v, &facts(vec![image], &[])).unwrap();
+        let booted = warned(&d, "looks already booted");
+        assert_eq!(booted.len(), 1, "{:?}", d.warnings);
+        let fresh = bookworm("/srv/lite").file("etc/machine-id", b"uninitialized\n");
+        let d = expand(&v, &facts(vec![fresh], &[])).unwrap();
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    }
+
+    #[test]
+    fn prefix_folders_served_before_stay_while_the_serial_does_and_nobody_claims_them() {
+        let v = valid("  a: {serial: 10000001}\n  b: {serial: 10000002}\n");
+        let mut old = State::default();
+        let a = record(
+            "a",
+            "10000001",
+            &["/tftpboot/old-a", "/tftpboot/10000002"],
+            None,
+        );
+        old.clients.insert("a".into(), a);
+        let b = record("b", "0000dead", &["/tftpboot/old-b"], None);
+        old.clients.insert("b".into(), b);
+        let f = Facts {
+            state: old,
+            ..facts(vec![bookworm("/srv/lite")], &[])
+        };
+        let d = expand(&v, &f).unwrap();
+        // a keeps old-a; b's serial folder is b's. b's serial changed: old-b goes.
+        assert_eq!(d.state.clients["a"].prefix_folders, vec!["/tftpboot/old-a"]);
+        assert!(d.state.clients["b"].prefix_folders.is_empty());
+        let unbound: Vec<&str> = d
+            .resources
+            .iter()
+            .filter_map(|r| match r {
+                Resource::Unbind(u) => Some(u.target.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unbound, vec!["/tftpboot/0000dead", "/tftpboot/old-b"]);
+    }
+
+    #[test]
+    fn a_root_no_longer_declared_is_kept_and_said_so() {
+        let v = valid("  a: {serial: 10000001}\n");
+        let mut f = facts(vec![bookworm("/srv/lite")], &[("/nfs/gone", Found::Dir)]);
+        let gone = record("gone", "10000009", &[], Some("boot/firmware"));
+        f.state.clients.insert("gone".into(), gone);
+        let d = expand(&v, &f).unwrap();
+        assert_eq!(d.kept.len(), 1);
+        assert!(d.kept[0].note.contains("pinetboot purge gone --yes"));
+    }
+
+    #[test]
+    fn a_user_not_in_the_tree_gets_a_secret_userconf_and_its_keys_wait() {
+        let v = valid(&format!(
+            "  pi:\n    serial: 10000001\n    user: {{name: alice, password_hash: '{HASH}'}}\n    ssh: {{user: alice, authorized_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBench bench']}}\n"
+        ));
+        let d = expand(&v, &facts(vec![bookworm("/srv/lite")], &[])).unwrap();
+        let userconf = client_files(&d, "pi")
+            .into_iter()
+            .find(|f| f.rel == Path::new("boot/firmware/userconf.txt"))
+            .unwrap();
+        assert_eq!(userconf.owner, crate::clientos::SECRET);
+        assert_eq!(
+            userconf.want,
+            Want::Secret(format!("alice:{HASH}\n").into_bytes())
+        );
+        assert!(want(&d, "pi", "etc/systemd/system/userconfig.service").is_none());
+        assert!(want(&d, "pi", "etc/systemd/system/rpi-resize.service").is_some());
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains("user alice is created on the Pi's first boot"))
+        );
+    }
+
+    #[test]
+    fn authorized_keys_belong_to_the_user_the_trees_passwd_names() {
+        let v = valid(
+            "  pi:\n    serial: 10000001\n    ssh: {user: bob, authorized_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBench bench']}\n",
+        );
+        let image = bookworm("/srv/lite").file(
+            "etc/passwd",
+            b"root:x:0:0::/root:/bin/sh\nbob:x:1001:1002::/home/bob:/bin/sh\n",
+        );
+        let d = expand(&v, &facts(vec![image], &[])).unwrap();
+        let keys = client_files(&d, "pi")
+            .into_iter()
+            .find(|f| f.rel == Path::new("home/bob/.ssh/authorized_keys"))
+            .unwrap();
+        assert_eq!(
+            (keys.owner.uid, keys.owner.gid, keys.owner.mode),
+            (Some(1001), Some(1002), 0o600)
+        );
+        // The home does not exist: made, the user's.
+        assert_eq!(want(&d, "pi", "home/bob"), Some(&Want::Dir));
+        // A uid pinetboot cannot set is the tree's violation: a conflict.
+        let bad =
+            bookworm("/srv/lite").file("etc/passwd", b"bob:x:4294967295:0::/home/bob:/bin/sh\n");
+        let d = expand(&v, &facts(vec![bad], &[])).unwrap();
+        assert!(
+            d.conflicts[0].message.contains("(uid_t)-1"),
+            "{:?}",
+            d.conflicts
+        );
+        assert!(d.conflicts[0].hint.starts_with("the image lite"));
+        // No such user: an error of the client, not a violation.
+        let none = bookworm("/srv/lite");
+        let d = expand(&v, &facts(vec![none], &[])).unwrap();
+        assert!(d.conflicts[0].message.contains("user bob does not exist"));
+        assert_eq!(d.conflicts[0].hint, "fix the cause above, then apply again");
+    }
+
+    #[test]
+    fn network_stacks_and_firmware_hooks_get_their_drop_ins() {
+        let v = valid("  pi: {serial: 10000001}\n");
+        let image = bookworm("/srv/lite")
+            .dir("etc/NetworkManager")
+            .file("usr/lib/systemd/system/systemd-networkd.service", b"")
+            .file("etc/kernel/postinst.d/z50-raspi-firmware", b"")
+            .file("etc/dhcpcd.conf", b"");
+        let d = expand(&v, &facts(vec![image], &[])).unwrap();
+        for rel in [
+            "etc/NetworkManager/conf.d/pinetboot-nfsroot.conf",
+            "etc/systemd/network/00-pinetboot-nfsroot.network",
+            "etc/systemd/system/boot-firmware.mount",
+            "etc/systemd/system/local-fs.target.wants/boot-firmware.mount",
+        ] {
+            assert!(want(&d, "pi", rel).is_some(), "{rel}");
+        }
+        assert!(matches!(want(&d, "pi", "etc/default/raspi-firmware"),
+            Some(Want::Block(l)) if l[1] == "ROOTPART='/dev/nfs nfsroot=10.0.0.1:/nfs/pi,vers=3 ip=dhcp'"));
+        assert!(matches!(
+            want(&d, "pi", "etc/dhcpcd.conf"),
+            Some(Want::Block(_))
+        ));
+        assert!(want(&d, "pi", "etc/systemd/system/networking.service.d").is_none());
+    }
+
+    #[test]
+    fn secrets_the_boot_folder_serves_to_anyone_are_warned_about() {
+        let v = valid("  pi: {serial: 10000001}\n");
+        let image = bookworm("/srv/lite")
+            .file_with("boot/firmware/firstrun.sh", b"#!/bin/sh\necho x\n", 0o644)
+            .file_with("boot/firmware/wpa_supplicant.conf", b"psk=x\n", 0o600)
+            .file_with(
+                "boot/firmware/user-data",
+                b"#cloud-config\n# nothing\n",
+                0o644,
+            );
+        let d = expand(&v, &facts(vec![image], &[])).unwrap();
+        let served = warned(&d, "is served over TFTP");
+        assert_eq!(served.len(), 1, "{served:?}");
+        assert!(served[0].contains("boot/firmware/firstrun.sh"));
+    }
 }

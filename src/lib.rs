@@ -18,6 +18,7 @@ pub mod eeprom;
 pub mod engine;
 pub mod error;
 pub mod expand;
+pub mod facts;
 pub mod handlers;
 pub mod host;
 pub mod image;

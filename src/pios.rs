@@ -1,5 +1,6 @@
-//! What pinetboot knows about Raspberry Pi OS roots (see shared/reference/pi4-netboot.md §5):
-//! where the boot folder is, which kernel arguments and fstab lines assume an SD card, and
+//! What pinetboot knows about Raspberry Pi OS roots (see shared/reference/pi4-netboot.md §5),
+//! in one place for planning and for the image reader (`image::unpack`): where the boot
+//! folder is, what os-release says, which kernel arguments and fstab lines assume an SD card, and
 //! which first-boot services must not run on an NFS root.
 
 use std::path::PathBuf;
@@ -38,11 +39,16 @@ pub fn boot_dir_from(
     }
 }
 
-/// `KEY=value` from an os-release file.
+/// `KEY=value` from an os-release file, its quotes (double or single) removed.
 pub fn os_release_field(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|l| {
-        let (k, v) = l.split_once('=')?;
-        (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+        let v = l.trim().strip_prefix(key)?.strip_prefix('=')?.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(v);
+        Some(v.to_string())
     })
 }
 

@@ -1,5 +1,6 @@
-//! The plan: desired resources checked against the observed host, and its rendering as
-//! Terraform-like text (with unified diffs) or as versioned JSON (docs/plan-json.md).
+//! The plan: what observing the desired resources against the host said, folded into changes
+//! and conflicts (pure), and its rendering as Terraform-like text (with unified diffs) or as
+//! versioned JSON (docs/plan-json.md).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use serde::Serialize;
 
 use crate::expand::{Conflict, Desired, Kept};
 use crate::output::{Printer, Style};
-use crate::resource::{Action, Change, Ctx, Handler, as_violation};
+use crate::resource::{Action, Change, Handler};
 
 /// The JSON format's version; bumped on any incompatible change.
 pub const JSON_FORMAT_VERSION: u32 = 1;
@@ -61,27 +62,28 @@ impl Plan {
     }
 }
 
-/// Checks every desired resource against the host. A client whose check hits a violation in
-/// its tree becomes a conflict and its other changes are dropped; other errors abort.
-pub fn plan(desired: &Desired, ctx: &Ctx, root: &Path) -> anyhow::Result<Plan> {
+/// What observing one desired resource against the host said: the change it needs (`None`
+/// when the host matches), or why it could not be observed. `None` for a resource that was
+/// not observed: its client was in conflict already.
+pub type Observed = Option<anyhow::Result<Option<Change>>>;
+
+/// The plan, from the desired resources and what observing each said (in the same order;
+/// see `engine::observe`). Pure. A client whose observation hit a violation in its tree
+/// becomes a conflict and its other changes are dropped; other errors abort.
+pub fn plan(desired: &Desired, observed: Vec<Observed>, root: &Path) -> anyhow::Result<Plan> {
     let mut conflicts = desired.conflicts.clone();
     let mut changes = Vec::new();
-    for r in &desired.resources {
-        if let Some(client) = r.client()
-            && conflicts.iter().any(|c| c.client == client)
-        {
-            continue;
-        }
-        match r.check(ctx) {
-            Ok(Some(c)) => changes.push(c),
-            Ok(None) => {}
-            Err(e) => match (r.client(), as_violation(&e)) {
-                (Some(client), Some(v)) => conflicts.push(Conflict {
-                    client: client.to_owned(),
-                    message: format!("{e:#}"),
-                    hint: v.hint().unwrap_or_else(|| "inspect that path in the client root and fix or remove it (pinetboot never follows or overwrites it), then apply again".into()),
-                }),
-                _ => return Err(e),
+    for (r, seen) in desired.resources.iter().zip(observed) {
+        match seen {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(c))) => changes.push(c),
+            Some(Err(e)) => match r.client().and_then(|client| {
+                Conflict::of_violation(client, &e, |_| {
+                    "inspect that path in the client root and fix or remove it (pinetboot never follows or overwrites it), then apply again".into()
+                })
+            }) {
+                Some(conflict) => conflicts.push(conflict),
+                None => return Err(e),
             },
         }
     }
@@ -210,4 +212,100 @@ pub fn render_json(plan: &Plan) -> String {
         handlers: plan.handlers.iter().collect(),
     };
     serde_json::to_string_pretty(&j).expect("plans serialise") + "\n"
+}
+
+/// The plan, folded from observations made in memory.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::confined::Violation;
+    use crate::resource::client_file::{ClientFile, Want};
+    use crate::resource::{ChangeKind, Resource};
+
+    fn file(client: &str, rel: &str) -> Resource {
+        Resource::ClientFile(ClientFile {
+            client: client.into(),
+            root: format!("/nfs/{client}"),
+            rel: rel.into(),
+            want: Want::Dir,
+            owner: crate::host::atomic::Owner::mode(0o755),
+            enforce: false,
+        })
+    }
+
+    fn change(client: &str, path: &str) -> Change {
+        Change {
+            action: Action::Create,
+            kind: ChangeKind::Directory,
+            path: path.into(),
+            client: Some(client.into()),
+            detail: None,
+            diff: None,
+            handler: None,
+            bytes: None,
+        }
+    }
+
+    fn desired(resources: Vec<Resource>) -> Desired {
+        Desired {
+            resources,
+            conflicts: vec![],
+            kept: vec![],
+            warnings: vec![],
+            refused: vec![],
+            clients: Default::default(),
+            state: Default::default(),
+            previous: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_violation_makes_its_client_a_conflict_and_drops_its_changes() {
+        let d = desired(vec![file("a", "x"), file("a", "y"), file("b", "x")]);
+        let refused = anyhow::Error::new(Violation::Symlink("/nfs/a/y".into())).context("checking");
+        let p = plan(
+            &d,
+            vec![
+                Some(Ok(Some(change("a", "/nfs/a/x")))),
+                Some(Err(refused)),
+                Some(Ok(Some(change("b", "/nfs/b/x")))),
+            ],
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.changes[0].path, "/nfs/b/x");
+        assert_eq!(p.conflicts.len(), 1);
+        assert_eq!(
+            p.conflicts[0].message,
+            "checking: /nfs/a/y is or passes through a symlink"
+        );
+        assert!(
+            p.conflicts[0]
+                .hint
+                .starts_with("inspect that path in the client root")
+        );
+        assert_eq!(
+            p.summary(),
+            Summary {
+                add: 1,
+                change: 0,
+                remove: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_broken_fence_gives_its_own_hint_and_other_errors_abort() {
+        let d = desired(vec![file("a", "etc/hosts")]);
+        let broken = crate::render::fence::Broken::Unterminated { line: 2 };
+        let hint = broken.hint();
+        let e = anyhow::Error::new(Violation::Fence("/nfs/a/etc/hosts".into(), broken));
+        let p = plan(&d, vec![Some(Err(e))], Path::new("/")).unwrap();
+        assert_eq!(p.conflicts[0].hint, hint);
+        let e = anyhow::anyhow!("reading /etc/exports: permission denied");
+        assert!(plan(&d, vec![Some(Err(e))], Path::new("/")).is_err());
+        // Not observed (its client was in conflict already): nothing.
+        assert!(plan(&d, vec![None], Path::new("/")).unwrap().is_empty());
+    }
 }

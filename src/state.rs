@@ -87,7 +87,8 @@ impl State {
     /// Writes the state atomically.
     pub fn save(&self, host: &Host, state_dir: &str) -> anyhow::Result<()> {
         let dir = host.path(state_dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::host::ops::create_dirs(&dir, 0o777)
+            .with_context(|| format!("creating {}", dir.display()))?;
         let mut text = serde_json::to_string_pretty(self).expect("state serialises");
         text.push('\n');
         let path = host.path(file(state_dir));

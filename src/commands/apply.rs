@@ -22,7 +22,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> CommandR
         };
         // A client root's line says how it was copied (files, bytes, reflinked).
         let note = match (&c.detail, c.kind) {
-            (Some(d), "client root") => format!(" ({d})"),
+            (Some(d), crate::resource::ChangeKind::ClientRoot) => format!(" ({d})"),
             _ => String::new(),
         };
         printer.line(&format!(
@@ -31,7 +31,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> CommandR
             c.kind,
             c.path
         ));
-        tracing::info!(action = ?c.action, kind = c.kind, path = %c.path, "applied");
+        tracing::info!(action = ?c.action, kind = c.kind.as_str(), path = %c.path, "applied");
     })?;
     for (h, outcome) in &report.handlers {
         match outcome {

@@ -59,6 +59,25 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
+impl Clone for Violation {
+    /// A copy that displays the same (an I/O error is copied by its OS code, or by kind and
+    /// text), so a refusal collected once as a fact can be reported where it is decided.
+    fn clone(&self) -> Self {
+        let io = |e: &io::Error| match e.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(e.kind(), e.to_string()),
+        };
+        match self {
+            Violation::Symlink(p) => Violation::Symlink(p.clone()),
+            Violation::WrongKind(p, k) => Violation::WrongKind(p.clone(), k),
+            Violation::TooLarge(p, n) => Violation::TooLarge(p.clone(), *n),
+            Violation::Unsupported(e) => Violation::Unsupported(io(e)),
+            Violation::Io(p, e) => Violation::Io(p.clone(), io(e)),
+            Violation::Fence(p, b) => Violation::Fence(p.clone(), b.clone()),
+        }
+    }
+}
+
 impl Violation {
     /// The path refused, if the violation is about one.
     pub fn path(&self) -> Option<&Path> {
@@ -378,7 +397,12 @@ impl Tree {
     /// folder or special file there is a violation (fail closed: we do not replace what the
     /// client put there without being asked).
     pub fn check_replaceable(&self, rel: &Path) -> Result<(), Violation> {
-        match self.entry(rel)? {
+        self.replaceable(rel, self.entry(rel)?)
+    }
+
+    /// As [`Tree::check_replaceable`], for the entry at `rel` already looked at.
+    pub fn replaceable(&self, rel: &Path, entry: Option<Entry>) -> Result<(), Violation> {
+        match entry {
             None => Ok(()),
             Some(e) => match e.kind {
                 EntryKind::File => Ok(()),

@@ -8,6 +8,7 @@ pub mod confined;
 pub mod lock;
 pub mod mount;
 pub mod mountinfo;
+pub mod ops;
 pub mod process;
 pub mod scratch;
 pub mod through;

@@ -40,7 +40,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ioerr::IoError;
-use crate::tree::{Meta, TreeError, TreeWriter, check_rel_path};
+use crate::pios;
+use crate::tree::{Meta, TreeError, TreeWriter};
 
 pub use source::sniff;
 
@@ -246,35 +247,6 @@ pub fn fuzz_xz(data: &[u8]) {
     let _ = decode.finish();
 }
 
-/// Boot dir from an fstab: the mount point of its (first) vfat line.
-fn boot_dir_from_fstab(fstab: &str) -> Option<PathBuf> {
-    fstab
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 3 && f[2] == "vfat").then(|| f[1].to_string())
-        })
-        .find_map(|mp| {
-            let rel = PathBuf::from(mp.strip_prefix('/')?);
-            check_rel_path(&rel).ok()?;
-            Some(rel)
-        })
-}
-
-/// A value of an os-release file (quotes removed).
-fn os_release_value(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let v = l.trim().strip_prefix(key)?.strip_prefix('=')?.trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-            .unwrap_or(v);
-        Some(v.to_string())
-    })
-}
-
 /// A partition's byte range, checked against the image size.
 fn partition(
     image: &Path,
@@ -473,25 +445,22 @@ fn unpack_into(
             inside: "/".into(),
             reason,
         })?;
-    let fstab = ext4::read_small(&fs, "/etc/fstab");
-    let boot_dir = fstab
-        .as_deref()
-        .and_then(|b| boot_dir_from_fstab(&String::from_utf8_lossy(b)))
-        .unwrap_or_else(|| {
-            if fs
-                .metadata("/boot/firmware")
-                .map(|m| m.is_dir())
-                .unwrap_or(false)
-            {
-                PathBuf::from("boot/firmware")
-            } else {
-                PathBuf::from("boot")
-            }
-        });
     let os_release = ext4::read_small(&fs, "/etc/os-release")
         .or_else(|| ext4::read_small(&fs, "/usr/lib/os-release"))
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
+    // Where the FAT partition goes: decided as planning decides it (`pios`), from the image's
+    // fstab, release and folders; the manifest records it, and expand uses that.
+    let fstab = ext4::read_small(&fs, "/etc/fstab");
+    let firmware_dir = fs
+        .metadata("/boot/firmware")
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
+    let boot_dir = pios::boot_dir_from(
+        fstab.as_deref().map(String::from_utf8_lossy).as_deref(),
+        firmware_dir,
+        pios::os_release_field(&os_release, "VERSION_CODENAME").as_deref(),
+    );
 
     let mut walk = ext4::Ext4Walk {
         image,
@@ -564,8 +533,8 @@ fn unpack_into(
         image_bytes: raw.len,
         disk_signature,
         boot_dir,
-        pretty_name: os_release_value(&os_release, "PRETTY_NAME"),
-        version_codename: os_release_value(&os_release, "VERSION_CODENAME"),
+        pretty_name: pios::os_release_field(&os_release, "PRETTY_NAME"),
+        version_codename: pios::os_release_field(&os_release, "VERSION_CODENAME"),
         boot_partition_bytes: boot_len,
         root_partition_bytes: root_len,
         root: root_counts,
@@ -579,31 +548,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fstab_boot_dir() {
-        let bookworm = "proc /proc proc defaults 0 0\nPARTUUID=1-01  /boot/firmware  vfat defaults 0 2\nPARTUUID=1-02 / ext4 defaults,noatime 0 1\n";
-        assert_eq!(
-            boot_dir_from_fstab(bookworm),
-            Some(PathBuf::from("boot/firmware"))
-        );
-        let bullseye = "# c\nPARTUUID=1-01  /boot vfat defaults 0 2\n";
-        assert_eq!(boot_dir_from_fstab(bullseye), Some(PathBuf::from("boot")));
-        assert_eq!(boot_dir_from_fstab("x /../etc vfat d 0 0\n"), None);
-        assert_eq!(boot_dir_from_fstab("x /boot ext4 d 0 0\n"), None);
-        assert_eq!(boot_dir_from_fstab("#x /boot vfat d 0 0\n"), None);
-    }
-
-    #[test]
     fn os_release() {
         let t = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_CODENAME=bookworm\n";
         assert_eq!(
-            os_release_value(t, "PRETTY_NAME").as_deref(),
+            pios::os_release_field(t, "PRETTY_NAME").as_deref(),
             Some("Debian GNU/Linux 12 (bookworm)")
         );
         assert_eq!(
-            os_release_value(t, "VERSION_CODENAME").as_deref(),
+            pios::os_release_field(t, "VERSION_CODENAME").as_deref(),
             Some("bookworm")
         );
-        assert_eq!(os_release_value(t, "ID"), None);
+        assert_eq!(pios::os_release_field(t, "ID"), None);
     }
 
     #[test]

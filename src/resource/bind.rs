@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx, host_join};
+use super::{Action, Change, ChangeKind, Ctx, host_join};
 use crate::host::mount;
 
 /// A client's bind mount.
@@ -40,14 +40,19 @@ impl Bind {
         let Some(fd) = tree.open_dir(&self.boot_dir)? else {
             return Ok(Some(false));
         };
-        let src = rustix::fs::fstat(&fd)?;
+        let src = crate::host::ops::dev_ino_of(&fd)?;
         let dst = ctx.host.dev_ino(&self.target)?;
-        Ok(Some(dst == Some((src.st_dev, src.st_ino))))
+        Ok(Some(dst == Some(src)))
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        let change = |a| Change::new(a, "bind mount", &self.target);
-        Ok(match self.mounted_right(ctx)? {
+        Ok(self.decide(self.mounted_right(ctx)?))
+    }
+
+    /// The change from whether the target is mounted, and right (pure).
+    fn decide(&self, mounted_right: Option<bool>) -> Option<Change> {
+        let change = |a| Change::new(a, ChangeKind::BindMount, &self.target);
+        match mounted_right {
             Some(true) => None,
             Some(false) => Some(change(Action::Update).detail(format!(
                 "mounted from elsewhere or without {}; remount from {}",
@@ -57,7 +62,7 @@ impl Bind {
             None => {
                 Some(change(Action::Create).detail(format!("from {} (not mounted)", self.source())))
             }
-        })
+        }
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -88,10 +93,15 @@ pub struct Unbind {
 
 impl Unbind {
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        Ok(ctx.mount_at(&self.target).map(|_| {
-            Change::new(Action::Remove, "bind mount", &self.target)
+        Ok(self.decide(ctx.mount_at(&self.target).is_some()))
+    }
+
+    /// The change from whether the target is mounted (pure).
+    fn decide(&self, mounted: bool) -> Option<Change> {
+        mounted.then(|| {
+            Change::new(Action::Remove, ChangeKind::BindMount, &self.target)
                 .detail(format!("client {} is no longer declared", self.client))
-        }))
+        })
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -132,12 +142,17 @@ impl BindGuard {
         if ctx.mount_at(&self.target).is_none() {
             return Ok(None);
         }
-        Ok(self.refused(ctx).map(|why| {
-            Change::new(Action::Remove, "bind mount", &self.target).detail(format!(
+        Ok(self.decide(self.refused(ctx)))
+    }
+
+    /// The change for a mounted target from why its boot folder is refused, if it is (pure).
+    fn decide(&self, refused: Option<String>) -> Option<Change> {
+        refused.map(|why| {
+            Change::new(Action::Remove, ChangeKind::BindMount, &self.target).detail(format!(
                 "client {}: its boot folder is no longer a real folder ({why}); not served until it is",
                 self.client
             ))
-        }))
+        })
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -146,5 +161,52 @@ impl BindGuard {
             target: self.target.clone(),
         }
         .apply(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_are_made_remade_removed_and_guarded() {
+        let b = Bind {
+            client: "pi".into(),
+            root: "/nfs/pi".into(),
+            boot_dir: "boot/firmware".into(),
+            target: "/tftpboot/10000001".into(),
+        };
+        assert!(b.decide(Some(true)).is_none());
+        assert_eq!(
+            b.decide(None).unwrap().detail.as_deref(),
+            Some("from /nfs/pi/boot/firmware (not mounted)")
+        );
+        let c = b.decide(Some(false)).unwrap();
+        assert_eq!(c.action, Action::Update);
+        assert!(
+            c.detail
+                .unwrap()
+                .ends_with("remount from /nfs/pi/boot/firmware")
+        );
+        let u = Unbind {
+            client: "gone".into(),
+            target: "/tftpboot/x".into(),
+        };
+        assert!(u.decide(false).is_none());
+        assert_eq!(u.decide(true).unwrap().action, Action::Remove);
+        let g = BindGuard {
+            client: "pi".into(),
+            root: "/nfs/pi".into(),
+            boot_dir: "boot/firmware".into(),
+            target: "/tftpboot/10000001".into(),
+        };
+        assert!(g.decide(None).is_none());
+        assert!(
+            g.decide(Some("a symlink".into()))
+                .unwrap()
+                .detail
+                .unwrap()
+                .contains("(a symlink)")
+        );
     }
 }

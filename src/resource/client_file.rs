@@ -2,11 +2,11 @@
 //! through [`crate::host::confined::Tree`]; a planted symlink, fifo or device makes the client
 //! a conflict instead of being followed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::{Action, Change, Ctx, diff, diff_bytes, host_join};
+use super::{Action, Change, ChangeKind, Ctx, diff, diff_bytes, host_join};
 use crate::host::atomic::Owner;
-use crate::host::confined::{EntryKind, Tree, Violation};
+use crate::host::confined::{Entry, EntryKind, Tree, Violation};
 use crate::render::fence;
 
 /// What a client path must be.
@@ -38,6 +38,21 @@ pub enum Want {
         /// The comment of the public key (`root@HOSTNAME`).
         comment: String,
     },
+}
+
+/// What a client path is now (see [`ClientFile::observe`]).
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    /// The tree's full path, for the paths violations name.
+    tree: PathBuf,
+    /// The entry at the path (not followed).
+    entry: Option<Entry>,
+    /// A symlink's target, when a link is wanted and a symlink is there.
+    link: Option<Vec<u8>>,
+    /// A file's bytes; for a host key, the public line its private half gives.
+    content: Option<Vec<u8>>,
+    /// For a host key: whether its public half exists.
+    public: bool,
 }
 
 /// One path inside a client root.
@@ -83,10 +98,10 @@ impl ClientFile {
 
     /// The desired bytes for a file path given what is there now; `None` = leave it be. Files
     /// others own are edited as bytes; a broken fence in one is a [`Violation::Fence`].
-    fn desired(&self, tree: &Tree, current: Option<&[u8]>) -> Result<Option<Vec<u8>>, Violation> {
+    fn desired(&self, tree: &Path, current: Option<&[u8]>) -> Result<Option<Vec<u8>>, Violation> {
         let fenced = |r: Result<Vec<u8>, fence::Broken>| {
             r.map(Some)
-                .map_err(|b| Violation::Fence(tree.path().join(&self.rel), b))
+                .map_err(|b| Violation::Fence(tree.join(&self.rel), b))
         };
         match &self.want {
             Want::Content(c) | Want::Secret(c) | Want::Eeprom(c) => Ok(Some(c.clone())),
@@ -107,13 +122,48 @@ impl ClientFile {
         )
     }
 
-    fn check_in(&self, tree: &Tree) -> anyhow::Result<Option<Change>> {
+    /// What is at the path now, as far as what it must be needs: its entry, a link's
+    /// target, a file's bytes, a host key's public half. Every read is confined.
+    fn observe(&self, tree: &Tree) -> anyhow::Result<Seen> {
         let entry = tree.entry(&self.rel)?;
+        let mut seen = Seen {
+            tree: tree.path().to_owned(),
+            entry,
+            ..Seen::default()
+        };
+        match &self.want {
+            Want::Dir => {}
+            Want::Link(_) => {
+                if entry.is_some_and(|e| e.kind == EntryKind::Symlink) {
+                    seen.link = tree.read_link(&self.rel)?;
+                }
+            }
+            Want::SshHostKey { .. } => {
+                tree.replaceable(&self.rel, entry)?;
+                tree.check_replaceable(&self.pub_rel())?;
+                seen.public = tree.entry(&self.pub_rel())?.is_some();
+                if entry.is_some() && !seen.public {
+                    seen.content = self.derivable_public(tree)?;
+                }
+            }
+            _ => {
+                tree.replaceable(&self.rel, entry)?;
+                seen.content = tree.read(&self.rel)?;
+            }
+        }
+        Ok(seen)
+    }
+
+    /// The change from what is there (pure): a folder, link or file made or put right; a
+    /// violation when something else is in the way.
+    fn decide(&self, seen: &Seen) -> anyhow::Result<Option<Change>> {
+        let entry = seen.entry;
+        let tree = &seen.tree;
         match &self.want {
             Want::Dir => {
                 return Ok(match entry {
                     None => Some(
-                        Change::new(Action::Create, "directory", self.full())
+                        Change::new(Action::Create, ChangeKind::Directory, self.full())
                             .detail(format!("mode {:04o}", self.owner.mode)),
                     ),
                     Some(e) if e.kind == EntryKind::Dir => {
@@ -121,8 +171,8 @@ impl ClientFile {
                             && self.owner.gid.is_none_or(|g| g == e.gid);
                         if self.enforce && (e.mode != self.owner.mode || !owner_ok) {
                             Some(
-                                Change::new(Action::Update, "directory", self.full()).detail(
-                                    format!(
+                                Change::new(Action::Update, ChangeKind::Directory, self.full())
+                                    .detail(format!(
                                         "mode {:04o} owner {}:{} → mode {:04o} owner {}:{}",
                                         e.mode,
                                         e.uid,
@@ -130,15 +180,14 @@ impl ClientFile {
                                         self.owner.mode,
                                         self.owner.uid.unwrap_or(e.uid),
                                         self.owner.gid.unwrap_or(e.gid)
-                                    ),
-                                ),
+                                    )),
                             )
                         } else {
                             None
                         }
                     }
                     Some(_) => Err(crate::host::confined::Violation::WrongKind(
-                        tree.path().join(&self.rel),
+                        tree.join(&self.rel),
                         "not a folder where a folder belongs",
                     ))?,
                 });
@@ -146,30 +195,29 @@ impl ClientFile {
             Want::Link(target) => {
                 let current = match entry {
                     None => None,
-                    Some(e) if e.kind == EntryKind::Symlink => tree.read_link(&self.rel)?,
+                    Some(e) if e.kind == EntryKind::Symlink => seen.link.clone(),
                     Some(e) if e.kind == EntryKind::File => Some(b"(a file)".to_vec()),
                     Some(_) => Err(crate::host::confined::Violation::WrongKind(
-                        tree.path().join(&self.rel),
+                        tree.join(&self.rel),
                         "a folder or special file where a link belongs",
                     ))?,
                 };
                 return Ok(match current {
                     Some(t) if t == target.as_bytes() => None,
                     Some(t) => Some(
-                        Change::new(Action::Update, "link", self.full())
+                        Change::new(Action::Update, ChangeKind::Link, self.full())
                             .detail(format!("{} → {target}", String::from_utf8_lossy(&t))),
                     ),
                     None => Some(
-                        Change::new(Action::Create, "link", self.full())
+                        Change::new(Action::Create, ChangeKind::Link, self.full())
                             .detail(format!("→ {target}")),
                     ),
                 });
             }
-            Want::SshHostKey { .. } => return self.check_host_key(tree, entry),
+            Want::SshHostKey { .. } => return Ok(self.decide_host_key(seen)),
             _ => {}
         }
-        tree.check_replaceable(&self.rel)?;
-        let current = tree.read(&self.rel)?;
+        let current = &seen.content;
         let Some(desired) = self.desired(tree, current.as_deref())? else {
             return Ok(None);
         };
@@ -186,7 +234,7 @@ impl ClientFile {
                     && self.owner.gid.is_none_or(|g| g == e.gid);
                 if self.enforce && (e.mode != self.owner.mode || !owner_ok) {
                     return Ok(Some(
-                        Change::new(Action::Update, "file", self.full()).detail(format!(
+                        Change::new(Action::Update, ChangeKind::File, self.full()).detail(format!(
                             "mode {:04o} owner {}:{} → mode {:04o}",
                             e.mode, e.uid, e.gid, self.owner.mode
                         )),
@@ -194,8 +242,8 @@ impl ClientFile {
                 }
                 return Ok(None);
             }
-            Some(_) => Change::new(Action::Update, "file", self.full()),
-            None => Change::new(Action::Create, "file", self.full()),
+            Some(_) => Change::new(Action::Update, ChangeKind::File, self.full()),
+            None => Change::new(Action::Create, ChangeKind::File, self.full()),
         };
         change.diff = Some(match &self.want {
             Want::Eeprom(_) => eeprom_diff(current.as_deref(), &desired),
@@ -220,30 +268,25 @@ impl ClientFile {
             .and_then(|private| crate::sshkeys::public_of(&private).ok()))
     }
 
-    fn check_host_key(
-        &self,
-        tree: &Tree,
-        entry: Option<crate::host::confined::Entry>,
-    ) -> anyhow::Result<Option<Change>> {
-        tree.check_replaceable(&self.rel)?;
-        tree.check_replaceable(&self.pub_rel())?;
-        let public = tree.entry(&self.pub_rel())?.is_some();
-        Ok(match (entry.is_some(), public) {
+    /// A host key: made when missing; an existing key's public half restored when it can
+    /// be derived (`seen.content`); never replaced.
+    fn decide_host_key(&self, seen: &Seen) -> Option<Change> {
+        match (seen.entry.is_some(), seen.public) {
             (true, true) => None,
-            (true, false) => self.derivable_public(tree)?.map(|_| {
+            (true, false) => seen.content.as_ref().map(|_| {
                 Change::new(
                     Action::Create,
-                    "file",
+                    ChangeKind::File,
                     host_join(&self.root, &self.pub_rel()),
                 )
                 .detail("public half of the client's SSH host key")
             }),
-            (false, _) => {
-                Some(Change::new(Action::Create, "file", self.full()).detail(
+            (false, _) => Some(
+                Change::new(Action::Create, ChangeKind::File, self.full()).detail(
                     "ed25519, generated for this client; its public half goes to known_hosts",
-                ))
-            }
-        })
+                ),
+            ),
+        }
     }
 
     fn apply_host_key(&self, tree: &Tree, comment: &str) -> anyhow::Result<()> {
@@ -279,7 +322,7 @@ impl ClientFile {
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
         let (tree, pending) = ctx.client_view(&self.client)?;
-        let change = self.check_in(&tree)?;
+        let change = self.decide(&self.observe(&tree)?)?;
         Ok(change.map(|mut c| {
             if pending {
                 let note = "in the new root".to_owned();
@@ -302,12 +345,7 @@ impl ClientFile {
                     let fd = tree
                         .open_dir(&self.rel)?
                         .ok_or_else(|| anyhow::anyhow!("{} vanished", self.full()))?;
-                    rustix::fs::fchown(
-                        &fd,
-                        self.owner.uid.map(rustix::fs::Uid::from_raw),
-                        self.owner.gid.map(rustix::fs::Gid::from_raw),
-                    )?;
-                    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(self.owner.mode))?;
+                    crate::host::ops::set_owner_of(&fd, self.owner)?;
                 }
                 Ok(())
             }
@@ -316,7 +354,7 @@ impl ClientFile {
             _ => {
                 tree.check_replaceable(&self.rel)?;
                 let current = tree.read(&self.rel)?;
-                let Some(desired) = self.desired(&tree, current.as_deref())? else {
+                let Some(desired) = self.desired(tree.path(), current.as_deref())? else {
                     return Ok(());
                 };
                 let owner = match (self.enforce, tree.entry(&self.rel)?) {
@@ -369,6 +407,172 @@ fn text_diff(current: &[u8], desired: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(rel: &str, want: Want, enforce: bool) -> ClientFile {
+        ClientFile {
+            client: "pi".into(),
+            root: "/nfs/pi".into(),
+            rel: rel.into(),
+            want,
+            owner: Owner {
+                mode: 0o600,
+                uid: Some(1000),
+                gid: Some(1000),
+            },
+            enforce,
+        }
+    }
+
+    fn seen(kind: Option<EntryKind>, content: Option<&[u8]>) -> Seen {
+        Seen {
+            tree: "/nfs/pi".into(),
+            entry: kind.map(|kind| Entry {
+                kind,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                size: 0,
+            }),
+            content: content.map(<[u8]>::to_vec),
+            ..Seen::default()
+        }
+    }
+
+    fn file_seen(content: Option<&[u8]>) -> Seen {
+        seen(Some(EntryKind::File), content)
+    }
+
+    #[test]
+    fn files_are_created_replaced_or_put_right_by_mode_and_owner() {
+        let f = item("etc/hostname", Want::Content(b"pi\n".to_vec()), false);
+        let c = f.decide(&seen(None, None)).unwrap().unwrap();
+        assert_eq!(
+            (c.action, c.kind, c.path.as_str()),
+            (Action::Create, ChangeKind::File, "/nfs/pi/etc/hostname")
+        );
+        assert!(c.diff.unwrap().contains("+pi"));
+        assert!(f.decide(&file_seen(Some(b"pi\n"))).unwrap().is_none());
+        let c = f
+            .decide(&file_seen(Some(b"raspberrypi\n")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.action, Action::Update);
+        // Enforced: the same content with another mode and owner is a change.
+        let keys = item(".ssh/authorized_keys", Want::Content(b"k\n".to_vec()), true);
+        let c = keys.decide(&file_seen(Some(b"k\n"))).unwrap().unwrap();
+        assert_eq!(c.detail.as_deref(), Some("mode 0644 owner 0:0 → mode 0600"));
+        // A secret's content is never shown.
+        let s = item(
+            "boot/userconf.txt",
+            Want::Secret(b"alice:$6$x\n".to_vec()),
+            true,
+        );
+        let c = s.decide(&seen(None, None)).unwrap().unwrap();
+        assert_eq!(
+            c.diff.as_deref(),
+            Some("(a secret: its content is not shown)\n")
+        );
+    }
+
+    #[test]
+    fn a_regenerated_cmdline_that_boots_the_same_is_no_change() {
+        let want =
+            "console=tty1 root=/dev/nfs nfsroot=10.0.0.1:/nfs/pi,vers=3 rw ip=dhcp rootwait\n";
+        let f = item(
+            "boot/firmware/cmdline.txt",
+            Want::Cmdline(want.into()),
+            false,
+        );
+        let regenerated = b"console=tty1 root=/dev/nfs nfsroot=10.0.0.1:/nfs/pi,vers=3 ip=dhcp rw fsck.repair=yes rootwait\n";
+        assert!(f.decide(&file_seen(Some(regenerated))).unwrap().is_none());
+        let sd = b"console=tty1 root=PARTUUID=1-02 rw rootwait\n";
+        assert!(f.decide(&file_seen(Some(sd))).unwrap().is_some());
+    }
+
+    #[test]
+    fn folders_links_and_fences_refuse_what_is_in_the_way() {
+        let d = item("home/alice/.ssh", Want::Dir, true);
+        assert_eq!(
+            d.decide(&seen(None, None))
+                .unwrap()
+                .unwrap()
+                .detail
+                .as_deref(),
+            Some("mode 0600")
+        );
+        let c = d
+            .decide(&seen(Some(EntryKind::Dir), None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.detail.as_deref(),
+            Some("mode 0644 owner 0:0 → mode 0600 owner 1000:1000")
+        );
+        let e = d.decide(&file_seen(None)).unwrap_err();
+        assert!(crate::resource::as_violation(&e).is_some());
+        let l = item(
+            "etc/systemd/system/x.service",
+            Want::Link("/dev/null".into()),
+            false,
+        );
+        let mut link = seen(Some(EntryKind::Symlink), None);
+        link.link = Some(b"/dev/null".to_vec());
+        assert!(l.decide(&link).unwrap().is_none());
+        link.link = Some(b"/lib/x".to_vec());
+        assert_eq!(
+            l.decide(&link).unwrap().unwrap().detail.as_deref(),
+            Some("/lib/x → /dev/null")
+        );
+        assert_eq!(
+            l.decide(&file_seen(None))
+                .unwrap()
+                .unwrap()
+                .detail
+                .as_deref(),
+            Some("(a file) → /dev/null")
+        );
+        assert!(l.decide(&seen(Some(EntryKind::Dir), None)).is_err());
+        // A hosts file with a cut fence: a violation with the fence's hint, nothing written.
+        let h = item("etc/hosts", Want::HostsEntry("pi".into()), false);
+        let cut = b"# BEGIN pinetboot\n127.0.1.1\tpi\n";
+        let e = h.decide(&file_seen(Some(cut))).unwrap_err();
+        assert!(matches!(
+            crate::resource::as_violation(&e),
+            Some(Violation::Fence(..))
+        ));
+        // No fstab: nothing to filter.
+        let f = item("etc/fstab", Want::FilterFstab, false);
+        assert!(f.decide(&seen(None, None)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_host_key_is_made_once_and_only_its_public_half_restored() {
+        let k = item(
+            crate::sshkeys::HOST_KEY,
+            Want::SshHostKey {
+                comment: "root@pi".into(),
+            },
+            false,
+        );
+        assert!(
+            k.decide(&seen(None, None))
+                .unwrap()
+                .unwrap()
+                .detail
+                .unwrap()
+                .starts_with("ed25519, generated")
+        );
+        let mut both = file_seen(None);
+        both.public = true;
+        assert!(k.decide(&both).unwrap().is_none());
+        // The private half only: its public line is restored when it derives, else left be.
+        assert!(k.decide(&file_seen(None)).unwrap().is_none());
+        let c = k
+            .decide(&file_seen(Some(b"ssh-ed25519 AAAA")))
+            .unwrap()
+            .unwrap();
+        assert!(c.path.ends_with(".pub"));
+    }
 
     #[test]
     fn hosts_entry_replaces_the_image_line() {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx};
+use super::{Action, Change, ChangeKind, Ctx};
 
 /// A client root that must exist.
 #[derive(Debug, Clone)]
@@ -38,16 +38,20 @@ impl ClientRoot {
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        if std::fs::symlink_metadata(ctx.host.path(&self.path)).is_ok() {
-            return Ok(None);
+        Ok(self.decide(ctx.host.exists(&self.path)))
+    }
+
+    /// The change from whether anything is at the root's path (pure): once there, the root
+    /// is the client's.
+    fn decide(&self, exists: bool) -> Option<Change> {
+        if exists {
+            return None;
         }
         let mut detail = format!("copy of image {} ({})", self.image, self.source);
         if self.pending {
             detail.push_str("; files inside are planned after the image is unpacked");
         }
-        Ok(Some(
-            Change::new(Action::Create, "client root", &self.path).detail(detail),
-        ))
+        Some(Change::new(Action::Create, ChangeKind::ClientRoot, &self.path).detail(detail))
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -57,7 +61,7 @@ impl ClientRoot {
     /// Applies, and says what the copy did (for apply's output line).
     pub(super) fn apply_noted(&self, ctx: &Ctx) -> anyhow::Result<Option<String>> {
         let root = ctx.host.path(&self.path);
-        if std::fs::symlink_metadata(&root).is_ok() {
+        if ctx.host.exists(&self.path) {
             return Ok(None);
         }
         let staging = ctx.host.path(self.staging());
@@ -92,7 +96,7 @@ impl ClientRoot {
         );
         // The copy's data reaches the disk before the root appears under its name, so a
         // power cut never leaves a root of empty files (one syncfs, not one fsync per file).
-        rustix::fs::syncfs(crate::host::atomic::open_dir(&staging)?)
+        crate::host::ops::sync_filesystem_of(&staging)
             .with_context(|| format!("syncing {}", staging.display()))?;
         if crate::host::atomic::crash_point("before-root-rename") {
             std::process::abort();
@@ -106,5 +110,35 @@ impl ClientRoot {
             crate::progress::human_bytes(stats.bytes),
             stats.reflinked
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_is_made_once_and_a_pending_one_says_its_files_wait() {
+        let mut r = ClientRoot {
+            client: "pi".into(),
+            path: "/nfs/pi".into(),
+            image: "lite".into(),
+            source: "/srv/lite".into(),
+            pending: false,
+        };
+        assert!(r.decide(true).is_none());
+        assert_eq!(
+            r.decide(false).unwrap().detail.as_deref(),
+            Some("copy of image lite (/srv/lite)")
+        );
+        r.pending = true;
+        assert!(
+            r.decide(false)
+                .unwrap()
+                .detail
+                .unwrap()
+                .ends_with("planned after the image is unpacked")
+        );
+        assert_eq!(r.staging(), "/nfs/.pi.pinetboot-staging");
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx, Handler, diff_bytes};
+use super::{Action, Change, ChangeKind, Ctx, Handler, diff_bytes};
 use crate::host::through;
 use crate::render::fence::{self, BrokenFile};
 
@@ -37,26 +37,37 @@ impl FstabBlock {
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
         let (found, desired, had_block) = self.read(ctx)?;
+        Ok(self.decide(ctx.host.root(), &found, &desired, had_block))
+    }
+
+    /// The change from the file as found (through its links, under `root`) and as it should
+    /// be (pure).
+    fn decide(
+        &self,
+        root: &Path,
+        found: &through::Found,
+        desired: &[u8],
+        had_block: bool,
+    ) -> Option<Change> {
         let current = found.content.as_deref().unwrap_or_default();
         if desired == current {
-            return Ok(None);
+            return None;
         }
         let action = if had_block {
             Action::Remove
         } else {
             Action::Update
         };
-        let mut c = Change::new(action, "fstab block", &self.path);
-        c.diff = Some(diff_bytes(current, &desired));
+        let mut c = Change::new(action, ChangeKind::FstabBlock, &self.path);
+        c.diff = Some(diff_bytes(current, desired));
         c.handler = Some(Handler::DaemonReload);
-        let root = ctx.host.root();
         if found.linked(root, Path::new(&self.path)) {
             c.detail = Some(format!(
                 "written through the symlink to {}",
                 found.host_target(root)
             ));
         }
-        Ok(Some(c))
+        Some(c)
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {

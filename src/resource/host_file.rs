@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx, Handler, diff, diff_bytes};
+use super::{Action, Change, ChangeKind, Ctx, Handler, diff, diff_bytes};
 
 /// A host file whose whole content pinetboot owns.
 #[derive(Debug, Clone)]
@@ -17,16 +17,20 @@ pub struct HostFile {
 }
 
 impl HostFile {
-    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        let current = ctx
-            .host
+    /// The file's bytes now (`None`: missing).
+    fn observe(&self, ctx: &Ctx) -> anyhow::Result<Option<Vec<u8>>> {
+        ctx.host
             .read(&self.path)
-            .with_context(|| format!("reading {}", self.path))?;
+            .with_context(|| format!("reading {}", self.path))
+    }
+
+    /// The change from the file's bytes now (pure).
+    pub(super) fn decide(&self, current: Option<Vec<u8>>) -> Option<Change> {
         let mut change = match current {
-            None => Change::new(Action::Create, "file", &self.path),
-            Some(bytes) if bytes == self.content.as_bytes() => return Ok(None),
+            None => Change::new(Action::Create, ChangeKind::File, &self.path),
+            Some(bytes) if bytes == self.content.as_bytes() => return None,
             Some(bytes) => {
-                let mut c = Change::new(Action::Update, "file", &self.path);
+                let mut c = Change::new(Action::Update, ChangeKind::File, &self.path);
                 c.diff = Some(diff_bytes(&bytes, self.content.as_bytes()));
                 c
             }
@@ -35,7 +39,11 @@ impl HostFile {
             change.diff = Some(diff("", &self.content));
         }
         change.handler = self.handler;
-        Ok(Some(change))
+        Some(change)
+    }
+
+    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
+        Ok(self.decide(self.observe(ctx)?))
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -44,10 +52,34 @@ impl HostFile {
         }
         let full = ctx.host.path(&self.path);
         if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent)
+            crate::host::ops::create_dirs(parent, 0o777)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         crate::host::atomic::write_host_file(&full, self.content.as_bytes(), 0o644)
             .with_context(|| format!("writing {}", full.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_file_is_created_or_replaced_with_a_diff_and_fires_its_handler() {
+        let f = HostFile {
+            path: "/etc/exports.d/pinetboot.exports".into(),
+            content: "/nfs/a 10.0.0.0/24(rw)\n".into(),
+            handler: Some(Handler::ReloadExports),
+        };
+        let c = f.decide(None).unwrap();
+        assert_eq!(
+            (c.action, c.handler),
+            (Action::Create, Some(Handler::ReloadExports))
+        );
+        assert!(c.diff.unwrap().contains("+/nfs/a 10.0.0.0/24(rw)"));
+        assert!(f.decide(Some(f.content.clone().into_bytes())).is_none());
+        let c = f.decide(Some(b"/nfs/old\n".to_vec())).unwrap();
+        assert_eq!(c.action, Action::Update);
+        assert!(c.diff.unwrap().contains("-/nfs/old"));
     }
 }

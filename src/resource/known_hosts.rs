@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use anyhow::Context as _;
+
 use super::host_file::HostFile;
 use super::{Change, Ctx};
 use crate::host::confined::EntryKind;
@@ -19,38 +21,61 @@ pub struct KnownHosts {
     pub clients: Vec<(String, Vec<String>)>,
 }
 
+/// What `known_hosts` is built from: the file now, and per client its public host key (or
+/// `None` with whether its root has `etc/ssh`, where apply makes one), or `Err` when its
+/// tree cannot be read safely.
+struct Seen {
+    current: std::io::Result<Option<Vec<u8>>>,
+    keys: Vec<Result<KeySeen, ()>>,
+}
+
+/// A client root's public host key, if any, and whether it has `etc/ssh`.
+type KeySeen = (Option<Vec<u8>>, bool);
+
 impl KnownHosts {
-    /// The file as it should be now, and the clients that have no host key yet.
-    fn file(&self, ctx: &Ctx) -> (HostFile, Vec<String>) {
+    fn observe(&self, ctx: &Ctx) -> Seen {
+        let keys = self
+            .clients
+            .iter()
+            .map(|(client, _)| {
+                ctx.client_view(client)
+                    .and_then(|(tree, _)| {
+                        let key = tree.read(Path::new(sshkeys::HOST_KEY_PUB))?;
+                        let ssh = tree
+                            .entry_resolved(Path::new("etc/ssh"))?
+                            .is_some_and(|e| e.kind == EntryKind::Dir);
+                        Ok((key, ssh))
+                    })
+                    .map_err(|_| ())
+            })
+            .collect();
+        Seen {
+            current: ctx.host.read(&self.path),
+            keys,
+        }
+    }
+
+    /// The file as it should be, and the clients that have no host key yet (pure).
+    fn file(&self, seen: &Seen) -> (HostFile, Vec<String>) {
         // What the file says now, by its names column: a client whose tree cannot be read
         // safely (a conflict, reported by its own resources) keeps its line as it is.
-        let current = ctx
-            .host
-            .read(&self.path)
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
+        let current = match &seen.current {
+            Ok(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
         let mut hosts = Vec::new();
         let mut missing = Vec::new();
-        for (client, names) in &self.clients {
-            let read = ctx.client_view(client).and_then(|(tree, _)| {
-                let key = tree.read(Path::new(sshkeys::HOST_KEY_PUB))?;
-                let ssh = tree
-                    .entry_resolved(Path::new("etc/ssh"))?
-                    .is_some_and(|e| e.kind == EntryKind::Dir);
-                Ok((key, ssh))
-            });
+        for ((client, names), read) in self.clients.iter().zip(&seen.keys) {
             let key = match read {
-                Ok((Some(text), _)) => sshkeys::sanitize_public(&text),
+                Ok((Some(text), _)) => sshkeys::sanitize_public(text),
                 // clientos generates a key where the root has etc/ssh.
                 Ok((None, ssh)) => {
-                    if ssh {
+                    if *ssh {
                         missing.push(client.clone());
                     }
                     None
                 }
-                Err(_) => current.lines().find_map(|l| {
+                Err(()) => current.lines().find_map(|l| {
                     let (n, key) = l.split_once(' ')?;
                     (n == names.join(",")).then(|| key.to_owned())
                 }),
@@ -71,9 +96,13 @@ impl KnownHosts {
         (file, missing)
     }
 
-    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        let (file, missing) = self.file(ctx);
-        Ok(file.check(ctx)?.map(|mut c| {
+    /// The change (pure).
+    fn decide(&self, seen: Seen) -> anyhow::Result<Option<Change>> {
+        let (file, missing) = self.file(&seen);
+        let current = seen
+            .current
+            .with_context(|| format!("reading {}", self.path))?;
+        Ok(file.decide(current).map(|mut c| {
             if !missing.is_empty() {
                 c.detail = Some(format!(
                     "with the host keys apply generates first for {}",
@@ -84,7 +113,11 @@ impl KnownHosts {
         }))
     }
 
+    pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
+        self.decide(self.observe(ctx))
+    }
+
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        self.file(ctx).0.apply(ctx)
+        self.file(&self.observe(ctx)).0.apply(ctx)
     }
 }

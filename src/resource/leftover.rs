@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Context as _;
 
-use super::{Action, Change, Ctx};
+use super::{Action, Change, ChangeKind, Ctx};
 use crate::host::Host;
 use crate::image::store;
 
@@ -59,10 +59,10 @@ pub struct Leftover {
 }
 
 impl Leftover {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> ChangeKind {
         match self.what {
-            What::Clone { .. } | What::Unpack { .. } => "staging folder",
-            What::Download { .. } => "download",
+            What::Clone { .. } | What::Unpack { .. } => ChangeKind::StagingFolder,
+            What::Download { .. } => ChangeKind::Download,
         }
     }
 
@@ -102,8 +102,13 @@ impl Leftover {
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        if std::fs::symlink_metadata(ctx.host.path(&self.path)).is_err() {
-            return Ok(None);
+        Ok(self.decide(ctx.host.exists(&self.path)))
+    }
+
+    /// The change from whether it is still there (pure).
+    fn decide(&self, exists: bool) -> Option<Change> {
+        if !exists {
+            return None;
         }
         let mut c = Change::new(Action::Remove, self.kind(), &self.path).detail(format!(
             "{}; {}",
@@ -111,7 +116,7 @@ impl Leftover {
             crate::progress::human_bytes(self.bytes)
         ));
         c.bytes = Some(self.bytes);
-        Ok(Some(c))
+        Some(c)
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -126,7 +131,7 @@ impl Leftover {
 }
 
 /// What [`find`] found: leftovers to remove, and why others are left alone.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Found {
     /// To remove.
     pub leftovers: Vec<Leftover>,
@@ -160,29 +165,8 @@ fn download_name(file: &str) -> Option<&str> {
 
 /// Names in a host folder (none when it does not exist or is not a folder).
 fn names(host: &Host, dir: &str) -> anyhow::Result<Vec<String>> {
-    let full = host.path(dir);
-    let entries = match std::fs::read_dir(&full) {
-        Ok(e) => e,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(Vec::new());
-        }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", full.display())),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", full.display()))?;
-        // Names pinetboot gives are UTF-8; anything else is not one of them.
-        if let Ok(n) = entry.file_name().into_string() {
-            out.push(n);
-        }
-    }
-    out.sort();
-    Ok(out)
+    host.names(dir)
+        .with_context(|| format!("reading {}", host.path(dir).display()))
 }
 
 /// Finds the leftovers in the client-root folder `nfs` and the image store of `state`.
@@ -293,15 +277,19 @@ mod tests {
         let sha_b = "b".repeat(64);
         let sha_c = "c".repeat(64);
         let nfs = t.path().join("nfs");
-        std::fs::create_dir_all(nfs.join(".gone.pinetboot-staging/usr")).unwrap();
-        std::fs::write(nfs.join(".gone.pinetboot-staging/usr/x"), vec![0u8; 300]).unwrap();
-        std::fs::create_dir_all(nfs.join(".raspi1.pinetboot-old-20260101T000000Z")).unwrap();
-        std::fs::create_dir_all(nfs.join("raspi1")).unwrap();
+        let dir = |p: std::path::PathBuf| crate::host::ops::create_dirs(&p, 0o755).unwrap();
+        let file = |p: std::path::PathBuf, n: usize| {
+            crate::host::atomic::write_host_file(&p, &vec![0u8; n], 0o644).unwrap()
+        };
+        dir(nfs.join(".gone.pinetboot-staging/usr"));
+        file(nfs.join(".gone.pinetboot-staging/usr/x"), 300);
+        dir(nfs.join(".raspi1.pinetboot-old-20260101T000000Z"));
+        dir(nfs.join("raspi1"));
         let images = t.path().join("var/lib/pinetboot/images");
-        std::fs::create_dir_all(images.join(format!(".{sha_a}.staging/root"))).unwrap();
-        std::fs::create_dir_all(images.join(&sha_c)).unwrap();
-        std::fs::write(images.join(format!("{sha_b}.download")), vec![0u8; 70]).unwrap();
-        std::fs::write(images.join(format!("{sha_c}.download")), vec![0u8; 7]).unwrap();
+        dir(images.join(format!(".{sha_a}.staging/root")));
+        dir(images.join(&sha_c));
+        file(images.join(format!("{sha_b}.download")), 70);
+        file(images.join(format!("{sha_c}.download")), 7);
         let declared = BTreeSet::from(["raspi1".to_owned()]);
         let resumed = BTreeSet::from([sha_c.clone()]);
         let found = find(&host, "/nfs/", "/var/lib/pinetboot", &declared, &resumed).unwrap();

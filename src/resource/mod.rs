@@ -11,8 +11,10 @@ pub mod image;
 pub mod known_hosts;
 pub mod leftover;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -56,14 +58,65 @@ impl Handler {
     }
 }
 
+/// What kind of thing a change is about; shown in the plan as [`ChangeKind::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// A folder (on the host or in a client root).
+    Directory,
+    /// A file (on the host or in a client root).
+    File,
+    /// A symlink in a client root.
+    Link,
+    /// pinetboot's block in the host's fstab.
+    FstabBlock,
+    /// A client root provisioned from an image.
+    ClientRoot,
+    /// A boot folder's bind mount onto a TFTP folder.
+    BindMount,
+    /// A disk image in the store (the change's path is the image's name).
+    Image,
+    /// A staging folder a killed apply left.
+    StagingFolder,
+    /// A download no apply will use.
+    Download,
+}
+
+impl ChangeKind {
+    /// The kind as the plan (text and JSON) names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Directory => "directory",
+            ChangeKind::File => "file",
+            ChangeKind::Link => "link",
+            ChangeKind::FstabBlock => "fstab block",
+            ChangeKind::ClientRoot => "client root",
+            ChangeKind::BindMount => "bind mount",
+            ChangeKind::Image => "image",
+            ChangeKind::StagingFolder => "staging folder",
+            ChangeKind::Download => "download",
+        }
+    }
+}
+
+impl std::fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ChangeKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One pending change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
     /// What it does.
     pub action: Action,
-    /// The resource kind (`directory`, `file`, `fstab block`, `client root`, `link`,
-    /// `bind mount`, `image`; for `image` the path is the image's name).
-    pub kind: &'static str,
+    /// The resource kind (for [`ChangeKind::Image`] the path is the image's name).
+    pub kind: ChangeKind,
     /// The path as the host sees it (no `--root` prefix).
     pub path: String,
     /// The client it belongs to, if any.
@@ -80,7 +133,7 @@ pub struct Change {
 }
 
 impl Change {
-    fn new(action: Action, kind: &'static str, path: impl Into<String>) -> Self {
+    fn new(action: Action, kind: ChangeKind, path: impl Into<String>) -> Self {
         Change {
             action,
             kind,
@@ -218,25 +271,50 @@ pub struct Ctx {
     /// pinetboot's scratch space for tool checks (`<state>/tmp` under the root prefix; made
     /// and emptied by apply, see [`crate::host::scratch`]).
     pub scratch: PathBuf,
+    /// While one pass observes every resource ([`Ctx::observing`]): each client's tree,
+    /// opened once for all its resources. `None` otherwise: apply observes afresh.
+    pub views: RefCell<Option<HashMap<String, View>>>,
 }
 
+/// A client's tree as observed, and whether it is the image (its root does not exist yet).
+pub type View = (Rc<Tree>, bool);
+
 impl Ctx {
+    /// Runs `f` with each client's tree opened once for all its resources (one observation
+    /// pass of the whole plan), then forgets the trees.
+    pub fn observing<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.views.replace(Some(HashMap::new()));
+        let out = f();
+        self.views.replace(None);
+        out
+    }
+
     /// The tree a client's files are read from: its root when provisioned, else the image it
     /// will be copied from. The flag is true when the root does not exist yet.
-    pub fn client_view(&self, client: &str) -> anyhow::Result<(Tree, bool)> {
+    pub fn client_view(&self, client: &str) -> anyhow::Result<View> {
+        if let Some(view) = self.views.borrow().as_ref().and_then(|v| v.get(client)) {
+            return Ok(view.clone());
+        }
+        let view = self.open_view(client)?;
+        if let Some(views) = self.views.borrow_mut().as_mut() {
+            views.insert(client.to_owned(), view.clone());
+        }
+        Ok(view)
+    }
+
+    fn open_view(&self, client: &str) -> anyhow::Result<View> {
         let paths = self
             .clients
             .get(client)
             .with_context(|| format!("unknown client {client}"))?;
-        let root = self.host.path(&paths.root);
-        if std::fs::symlink_metadata(&root).is_ok() {
-            return Ok((Tree::open(&root)?, false));
+        if self.host.exists(&paths.root) {
+            return Ok((Rc::new(Tree::open(&self.host.path(&paths.root))?), false));
         }
         let image = paths
             .image_dir
             .as_ref()
             .with_context(|| format!("client {client} has no root and no directory image"))?;
-        Ok((Tree::open(&self.host.path(image))?, true))
+        Ok((Rc::new(Tree::open(&self.host.path(image))?), true))
     }
 
     /// The client root, which must exist (apply, after provisioning).
