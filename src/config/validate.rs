@@ -9,7 +9,7 @@ use super::diagnostic::{ConfigError, Diagnostic};
 use super::load::Parsed;
 use super::locate::Locator;
 use super::model::{Config, EepromSettings, Paths, Ssh, User};
-use super::net::{CidrError, Ipv4Net};
+use super::net::{self, CidrError, Ipv4Net};
 use crate::eeprom::TftpPrefix;
 
 /// A checked config, with forms normalised (lower-case 8-digit serials, `aa:bb:…` MACs).
@@ -202,12 +202,12 @@ pub fn validate(file: &Path, parsed: &Parsed) -> Result<Valid, ConfigError> {
 fn check(c: &mut Checker<'_>, cfg: &Config) -> Valid {
     // A network with host bits set is judged by its prefix first, so the host-bits hint never
     // suggests a network that is refused anyway.
-    let parsed = match cfg.server.network.parse::<Ipv4Net>() {
-        Err(CidrError::HostBits(n)) if n.prefix() > 30 || n.prefix() == 0 => Ok(n),
+    let parsed = match net::parse(&cfg.server.network) {
+        Err(CidrError::HostBits(n)) if n.prefix_len() > 30 || n.prefix_len() == 0 => Ok(n),
         other => other,
     };
     let network = match parsed {
-        Ok(n) if n.prefix() > 30 => {
+        Ok(n) if n.prefix_len() > 30 => {
             c.at_value(
                 "server.network",
                 format!("`{}` leaves no room for Pis", cfg.server.network),
@@ -215,7 +215,7 @@ fn check(c: &mut Checker<'_>, cfg: &Config) -> Valid {
             );
             None
         }
-        Ok(n) if n.prefix() == 0 => {
+        Ok(n) if n.prefix_len() == 0 => {
             c.at_value(
                 "server.network",
                 format!(
@@ -249,7 +249,7 @@ fn check(c: &mut Checker<'_>, cfg: &Config) -> Valid {
     };
     let address = ipv4(c, "server.address", &cfg.server.address);
     if let (Some(a), Some(n)) = (address, network)
-        && !n.is_host(a)
+        && !net::is_host(&n, a)
     {
         c.at_value(
             "server.address",
@@ -408,8 +408,8 @@ fn check_nfs(c: &mut Checker<'_>, cfg: &Config, network: Option<Ipv4Net>) -> (Ve
             // `*`, `/0` in any spelling (`/00`, with host bits): everyone.
             let world = s == "*"
                 || matches!(
-                    s.parse::<Ipv4Net>(),
-                    Ok(n) | Err(CidrError::HostBits(n)) if n.prefix() == 0
+                    net::parse(s),
+                    Ok(n) | Err(CidrError::HostBits(n)) if n.prefix_len() == 0
                 );
             if world {
                 c.at_value(
@@ -418,7 +418,7 @@ fn check_nfs(c: &mut Checker<'_>, cfg: &Config, network: Option<Ipv4Net>) -> (Ve
                     "client roots are exported with no_root_squash; scope them to the boot network (the default) or one address",
                 );
             } else if s.contains('/') {
-                match s.parse::<Ipv4Net>() {
+                match net::parse(s) {
                     Ok(_) => {}
                     Err(CidrError::HostBits(n)) => c.at_value(
                         "nfs.scope",
@@ -704,7 +704,7 @@ fn check_clients(
             .and_then(|a| ipv4(c, &format!("{base}.address"), a));
         if let Some(a) = address {
             if let Some(n) = network
-                && !n.is_host(a)
+                && !net::is_host(&n, a)
             {
                 c.at_value(
                     &format!("{base}.address"),

@@ -323,7 +323,7 @@ pub(super) fn other_configs(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
             let value = value.unwrap_or("");
             let at = format!("{}:{line}: {key}={value}", file.path);
             match key {
-                "dhcp-range" if range_start(value).is_some_and(|a| valid.network.contains(a)) => {
+                "dhcp-range" if range_start(value).is_some_and(|a| valid.network.contains(&a)) => {
                     found = true;
                     out.push(Finding::problem(
                         "dnsmasq.config",

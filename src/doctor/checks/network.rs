@@ -1,8 +1,6 @@
 //! The server address is on a local interface, in `server.network`, on an interface that is up
 //! with a carrier.
 
-use std::net::Ipv4Addr;
-
 use crate::config::Valid;
 use crate::config::net::Ipv4Net;
 use crate::doctor::Finding;
@@ -50,7 +48,7 @@ pub(super) fn address(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
             format!(
                 "give the boot interface its address (`ip addr add {}/{} dev {}`, and make it permanent in the network configuration), or correct server.address: the Pis fetch from it over TFTP and NFS",
                 valid.address,
-                valid.network.prefix(),
+                valid.network.prefix_len(),
                 valid.interface.as_deref().unwrap_or("IFACE")
             ),
         )),
@@ -74,7 +72,9 @@ pub(super) fn address(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
             ));
         }
         Some((i, prefix)) => {
-            let local = local_net(valid.address, prefix);
+            let local = Ipv4Net::new(valid.address, prefix.min(32))
+                .expect("a prefix of at most 32")
+                .trunc();
             if local == valid.network {
                 out.push(Finding::ok(
                     "server.address",
@@ -94,7 +94,7 @@ pub(super) fn address(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
                     ),
                     format!(
                         "make them agree: server.network: {local} in the config, or `ip addr` with /{} on {}",
-                        valid.network.prefix(),
+                        valid.network.prefix_len(),
                         i.name
                     ),
                 ));
@@ -137,16 +137,4 @@ pub(super) fn address(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
             format!("{name}: up, carrier"),
         )),
     }
-}
-
-/// The network `addr/prefix` is in (host bits cleared).
-fn local_net(addr: Ipv4Addr, prefix: u8) -> Ipv4Net {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
-    format!("{}/{prefix}", Ipv4Addr::from(u32::from(addr) & mask))
-        .parse()
-        .expect("a masked address is a network")
 }
