@@ -31,10 +31,7 @@ pub(super) fn clean_abs_path(p: &str) -> Result<(), &'static str> {
     if rest.is_empty() {
         return Err("is the root folder");
     }
-    if rest
-        .split('/')
-        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
+    if has_odd_component(rest) {
         return Err("is not normalised (empty, `.` or `..` components)");
     }
     Ok(())
@@ -84,11 +81,14 @@ pub(super) fn safe_relative(rel: &str) -> Result<(), &'static str> {
     if rel.chars().any(char::is_control) {
         return Err("contains control characters");
     }
-    if rel
-        .split('/')
-        .any(|s| s.is_empty() || s == "." || s == "..")
-    {
+    if has_odd_component(rel) {
         return Err("has empty, `.` or `..` components");
     }
     Ok(())
+}
+
+/// Whether a `/`-separated path has an empty, `.` or `..` component.
+fn has_odd_component(path: &str) -> bool {
+    path.split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
 }

@@ -2,7 +2,7 @@
 //! normalised, checked form of the config that the rest of pinetboot works from.
 //!
 //! One module per section of the file (`server`, `paths`, `nfs`, `images`, `clients`, `eeprom`),
-//! [`fields`] for checks of single values the sections share, and [`valid`] for the checked
+//! `fields.rs` for checks of single values the sections share, and `valid.rs` for the checked
 //! types they produce.
 
 mod clients;

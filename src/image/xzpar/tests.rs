@@ -96,8 +96,7 @@ fn decode(path: &Path, threads: usize, mem: u64) -> (Result<u64, String>, Vec<u8
 /// Decodes `path` (whose container must be fine) with `threads`
 /// workers; the decoder and the error it must end with.
 fn decode_failure(path: &Path, threads: usize) -> (Arc<ParDecode>, String) {
-    let src = File::open(path).unwrap();
-    let l = layout(&src).unwrap().unwrap();
+    let (src, l) = open_layout(path);
     let out = tempfile::tempfile().unwrap();
     let pd = ParDecode::start(src, l, out, threads, u64::MAX, Box::new(|_| {}));
     let e = pd.finish().unwrap_err();
@@ -115,12 +114,29 @@ fn assert_roundtrip(path: &Path) {
     assert!(got == expect, "decoded output differs from xz -dc");
 }
 
+/// Compresses `data` into `dir/name.xz` in 64 KiB blocks (two threads), as most tests here need.
+fn xz_64k(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    xz(dir, name, data, &["-T2", "--block-size=64KiB"])
+}
+
+/// The layout of the xz file at `p`, which must be one `layout` can split.
+fn layout_of(p: &Path) -> XzLayout {
+    open_layout(p).1
+}
+
+/// The xz file at `p`, open, and its layout.
+fn open_layout(p: &Path) -> (File, XzLayout) {
+    let src = File::open(p).unwrap();
+    let l = layout(&src).unwrap().unwrap();
+    (src, l)
+}
+
 #[test]
 fn multi_block_matches_xz() {
     let dir = tempfile::tempdir().unwrap();
     let data = mixed_data(1 << 20, 1);
-    let p = xz(dir.path(), "a", &data, &["-T2", "--block-size=64KiB"]);
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let p = xz_64k(dir.path(), "a", &data);
+    let l = layout_of(&p);
     assert_eq!(l.blocks.len(), 16);
     assert_eq!(l.streams, 1);
     assert_eq!(l.uncompressed_size, data.len() as u64);
@@ -133,9 +149,8 @@ fn multi_block_matches_xz() {
 fn progress_reaches_all_block_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let data = mixed_data(1 << 20, 2);
-    let p = xz(dir.path(), "a", &data, &["-T2", "--block-size=64KiB"]);
-    let src = File::open(&p).unwrap();
-    let l = layout(&src).unwrap().unwrap();
+    let p = xz_64k(dir.path(), "a", &data);
+    let (src, l) = open_layout(&p);
     let total: u64 = l.blocks.iter().map(Block::total_size).sum();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = Arc::clone(&seen);
@@ -173,7 +188,7 @@ fn concatenated_streams_with_padding() {
     let p = dir.path().join("cat.xz");
     std::fs::write(&p, &file).unwrap();
     assert_eq!(xz_dc(&p), expect);
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let l = layout_of(&p);
     assert_eq!(l.streams, 4);
     // 200000 bytes: 4 blocks of 50000; 201000..203000: 5 blocks.
     assert_eq!(l.blocks.len(), 4 + 3 * 5);
@@ -197,7 +212,7 @@ fn all_check_types() {
             &data,
             &["-T2", "--block-size=64KiB", &format!("--check={check}")],
         );
-        let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+        let l = layout_of(&p);
         assert!(l.blocks.iter().all(|b| b.check_size == size), "{check}");
         assert_roundtrip(&p);
     }
@@ -218,7 +233,7 @@ fn wrong_check_values_are_errors() {
             &data,
             &["-T2", "--block-size=64KiB", &format!("--check={check}")],
         );
-        let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+        let l = layout_of(&p);
         // Flip one bit of block 2's stored check: the data itself decodes fine.
         let b = &l.blocks[2];
         let at = (b.offset + b.total_size() - 1) as usize;
@@ -251,7 +266,7 @@ fn bcj_filter_chains() {
             &data,
             &["-T2", "--block-size=64KiB", args[0], args[1]],
         );
-        let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+        let l = layout_of(&p);
         let ids: Vec<u64> = l.blocks[0].filters.iter().map(|f| f.id).collect();
         assert_eq!(ids, [id, FILTER_LZMA2], "{name}");
         assert_roundtrip(&p);
@@ -262,12 +277,12 @@ fn bcj_filter_chains() {
 fn single_block_and_empty_files_are_decoded_by_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let p = xz(dir.path(), "one", &mixed_data(100_000, 5), &["-T1"]);
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let l = layout_of(&p);
     assert_eq!(l.blocks.len(), 1);
     assert_roundtrip(&p);
     // An empty stream (no blocks), and two empty streams.
     let p = xz(dir.path(), "empty", &[], &["-T1"]);
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let l = layout_of(&p);
     assert_eq!((l.blocks.len(), l.uncompressed_size), (0, 0));
     let (r, got, workers) = decode(&p, 2, u64::MAX);
     assert_eq!((r, got.len(), workers), (Ok(0), 0, 0));
@@ -275,7 +290,7 @@ fn single_block_and_empty_files_are_decoded_by_blocks() {
     two.extend(two.clone());
     let p2 = dir.path().join("two-empty.xz");
     std::fs::write(&p2, &two).unwrap();
-    let l = layout(&File::open(&p2).unwrap()).unwrap().unwrap();
+    let l = layout_of(&p2);
     assert_eq!((l.streams, l.blocks.len()), (2, 0));
 }
 
@@ -290,7 +305,7 @@ fn memory_per_worker_is_capped() {
     let p = dir.path().join("claim.xz");
     std::fs::write(&p, build_xz(&[lz_block(&a), claim])).unwrap();
     assert_eq!(xz_dc(&p), [a.clone(), a.clone()].concat());
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let l = layout_of(&p);
     assert_eq!(l.blocks[1].dict_size, u64::from(u32::MAX));
     assert_eq!(l.max_dict, 100_000);
     l.check_memory(4 << 20).unwrap();
@@ -301,7 +316,7 @@ fn memory_per_worker_is_capped() {
     big.filters[0].1 = vec![40];
     big.uncompressed = 300 << 20;
     std::fs::write(&p, build_xz(&[lz_block(&a), big])).unwrap();
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let l = layout_of(&p);
     let e = l.check_memory(256 << 20).unwrap_err();
     assert!(
         e.contains("xz block 1 (at byte")
@@ -318,8 +333,7 @@ fn zero_regions_become_holes() {
     data.resize(data.len() + (3 << 20), 0); // 3 MiB of zeros
     data.extend(text_data(150_000));
     let p = xz(dir.path(), "holes", &data, &["-T2", "--block-size=256KiB"]);
-    let src = File::open(&p).unwrap();
-    let l = layout(&src).unwrap().unwrap();
+    let (src, l) = open_layout(&p);
     let out_path = dir.path().join("out.img");
     let out = File::create(&out_path).unwrap();
     let pd = ParDecode::start(src, l, out, 2, u64::MAX, Box::new(|_| {}));
@@ -346,8 +360,7 @@ fn wait_range_waits_for_last_block() {
         &data,
         &["-T2", "--block-size=128KiB", "-6"],
     );
-    let src = File::open(&p).unwrap();
-    let l = layout(&src).unwrap().unwrap();
+    let (src, l) = open_layout(&p);
     let last = l.blocks.last().unwrap().clone();
     let out = tempfile::tempfile().unwrap();
     let reader = out.try_clone().unwrap();
@@ -378,9 +391,8 @@ fn wait_range_waits_for_last_block() {
 fn cancel_stops_workers() {
     let dir = tempfile::tempdir().unwrap();
     let data = mixed_data(2 << 20, 8);
-    let p = xz(dir.path(), "c", &data, &["-T2", "--block-size=64KiB"]);
-    let src = File::open(&p).unwrap();
-    let l = layout(&src).unwrap().unwrap();
+    let p = xz_64k(dir.path(), "c", &data);
+    let (src, l) = open_layout(&p);
     let last = l.blocks.last().unwrap().clone();
     let pd = ParDecode::start(
         src,
@@ -401,12 +413,7 @@ fn cancel_stops_workers() {
 #[test]
 fn truncated_file_is_error() {
     let dir = tempfile::tempdir().unwrap();
-    let p = xz(
-        dir.path(),
-        "t",
-        &mixed_data(1 << 20, 9),
-        &["-T2", "--block-size=64KiB"],
-    );
+    let p = xz_64k(dir.path(), "t", &mixed_data(1 << 20, 9));
     let full = std::fs::read(&p).unwrap();
     let cut = dir.path().join("cut.xz");
     for len in [
@@ -429,14 +436,9 @@ fn truncated_file_is_error() {
 #[test]
 fn bad_magic_and_crcs_are_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let p = xz(
-        dir.path(),
-        "m",
-        &mixed_data(300_000, 11),
-        &["-T2", "--block-size=64KiB"],
-    );
+    let p = xz_64k(dir.path(), "m", &mixed_data(300_000, 11));
     let full = std::fs::read(&p).unwrap();
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let l = layout_of(&p);
     let bad = dir.path().join("bad.xz");
     let n = full.len();
     let index_at = {
@@ -470,8 +472,8 @@ fn bad_magic_and_crcs_are_errors() {
 fn corrupt_block_data_names_block() {
     let dir = tempfile::tempdir().unwrap();
     let data = text_data(1 << 20);
-    let p = xz(dir.path(), "k", &data, &["-T2", "--block-size=64KiB"]);
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let p = xz_64k(dir.path(), "k", &data);
+    let l = layout_of(&p);
     let victim = &l.blocks[5];
     let mut f = std::fs::read(&p).unwrap();
     let at = (victim.data_offset() + victim.data_size / 2) as usize;
@@ -493,7 +495,7 @@ fn corrupt_block_data_names_block() {
 /// claims one byte less output and block 2 one byte more (same index
 /// size, valid CRC32).
 fn shift_index_sizes(path: &Path, out: &Path) {
-    let l = layout(&File::open(path).unwrap()).unwrap().unwrap();
+    let l = layout_of(path);
     let mut f = std::fs::read(path).unwrap();
     let last = l.blocks.last().unwrap();
     let index_at = (last.offset + last.total_size()) as usize;
@@ -523,7 +525,7 @@ fn wrong_sizes_in_index_are_caught() {
 
     // The multi-threaded encoder stores the sizes in the block headers:
     // the layout sees the disagreement.
-    let p = xz(dir.path(), "mt", &data, &["-T2", "--block-size=64KiB"]);
+    let p = xz_64k(dir.path(), "mt", &data);
     shift_index_sizes(&p, &bad);
     let e = layout(&File::open(&bad).unwrap()).unwrap_err();
     assert!(
@@ -534,7 +536,7 @@ fn wrong_sizes_in_index_are_caught() {
     // The single-threaded one does not: the decoder catches block 1
     // decoding to more than the index says.
     let p = xz(dir.path(), "st", &data, &["-T1", "--block-size=64KiB"]);
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let l = layout_of(&p);
     assert_eq!(l.blocks.len(), 5);
     shift_index_sizes(&p, &bad);
     let (_, e) = decode_failure(&bad, 1);
@@ -552,7 +554,7 @@ fn memory_budget_limits_threads() {
         &data,
         &["-T2", "-6", "--block-size=1MiB"],
     );
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let l = layout_of(&p);
     assert_eq!(l.blocks[0].dict_size, 8 << 20);
     assert_eq!(l.max_dict, 1 << 20);
     assert_eq!(l.worker_mem(), 3 << 20);
@@ -674,8 +676,7 @@ fn lz_block(data: &[u8]) -> HandBlock {
 fn decode_err(dir: &Path, bytes: &[u8]) -> String {
     let p = dir.join("hand.xz");
     std::fs::write(&p, bytes).unwrap();
-    let src = File::open(&p).unwrap();
-    let l = layout(&src).unwrap().unwrap();
+    let (src, l) = open_layout(&p);
     let pd = ParDecode::start(
         src,
         l,
@@ -698,7 +699,7 @@ fn hand_built_containers() {
     std::fs::write(&p, &good).unwrap();
     assert_eq!(xz_dc(&p), [a.clone(), b.clone()].concat());
     assert_roundtrip(&p);
-    let l = layout(&File::open(&p).unwrap()).unwrap().unwrap();
+    let l = layout_of(&p);
     assert_eq!(l.blocks[0].dict_size, 1 << 20);
     // Capped at the largest block's output.
     assert_eq!(l.max_dict, 100_000);
