@@ -119,6 +119,18 @@ fn xz_64k(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     xz(dir, name, data, &["-T2", "--block-size=64KiB"])
 }
 
+/// [`xz_64k`] with the integrity check `check` (`--check=`), named after it; with its layout.
+fn xz_64k_check(dir: &Path, check: &str, data: &[u8]) -> (PathBuf, XzLayout) {
+    let p = xz(
+        dir,
+        check,
+        data,
+        &["-T2", "--block-size=64KiB", &format!("--check={check}")],
+    );
+    let l = layout_of(&p);
+    (p, l)
+}
+
 /// The layout of the xz file at `p`, which must be one `layout` can split.
 fn layout_of(p: &Path) -> XzLayout {
     open_layout(p).1
@@ -206,13 +218,7 @@ fn all_check_types() {
     let dir = tempfile::tempdir().unwrap();
     let data = mixed_data(300_000, 3);
     for (check, size) in [("none", 0), ("crc32", 4), ("crc64", 8), ("sha256", 32)] {
-        let p = xz(
-            dir.path(),
-            check,
-            &data,
-            &["-T2", "--block-size=64KiB", &format!("--check={check}")],
-        );
-        let l = layout_of(&p);
+        let (p, l) = xz_64k_check(dir.path(), check, &data);
         assert!(l.blocks.iter().all(|b| b.check_size == size), "{check}");
         assert_roundtrip(&p);
     }
@@ -227,13 +233,7 @@ fn wrong_check_values_are_errors() {
         ("crc64", "CRC64"),
         ("sha256", "SHA-256"),
     ] {
-        let p = xz(
-            dir.path(),
-            check,
-            &data,
-            &["-T2", "--block-size=64KiB", &format!("--check={check}")],
-        );
-        let l = layout_of(&p);
+        let (p, l) = xz_64k_check(dir.path(), check, &data);
         // Flip one bit of block 2's stored check: the data itself decodes fine.
         let b = &l.blocks[2];
         let at = (b.offset + b.total_size() - 1) as usize;
