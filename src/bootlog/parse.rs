@@ -313,21 +313,27 @@ impl Parser {
         text.lines().filter_map(|l| self.parse_line(l)).collect()
     }
 
+    /// `PATH to IP` (a transfer sent or failed): the serial of PATH, PATH and IP.
+    fn transfer(&self, rest: &str) -> Option<(Option<String>, String, String)> {
+        let (path, ip) = rest.rsplit_once(" to ")?;
+        Some((self.serial_of(path), path.to_string(), ip.to_string()))
+    }
+
     fn tftp(&self, m: &str) -> Option<BootEventKind> {
         if let Some(rest) = m.strip_prefix("sent ") {
-            let (path, ip) = rest.rsplit_once(" to ")?;
+            let (serial, path, client_ip) = self.transfer(rest)?;
             return Some(BootEventKind::TftpSent {
-                serial: self.serial_of(path),
-                path: path.to_string(),
-                client_ip: ip.to_string(),
+                serial,
+                path,
+                client_ip,
             });
         }
         if let Some(rest) = m.strip_prefix("failed sending ") {
-            let (path, ip) = rest.rsplit_once(" to ")?;
+            let (serial, path, client_ip) = self.transfer(rest)?;
             return Some(BootEventKind::TftpFailed {
-                serial: self.serial_of(path),
-                path: path.to_string(),
-                client_ip: ip.to_string(),
+                serial,
+                path,
+                client_ip,
             });
         }
         if let Some(rest) = m.strip_prefix("file ") {
