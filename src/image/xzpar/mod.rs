@@ -32,20 +32,22 @@
 //!
 //! liblzma can decode an index (`lzma_index_decoder`,
 //! `lzma_index_buffer_decode`, `lzma_file_info_decoder` for the backward walk
-//! over concatenated streams), but the `liblzma` crate exposes none of it
-//! safely: its API is `Stream` decoders and `Filters`, and the index, stream
-//! flags and block header functions exist only as raw `liblzma-sys` FFI
-//! (`lzma_index` handles freed by hand, `lzma_index_iter` structs, filter
-//! options liblzma allocates). Using them would bring `unsafe` code to a
-//! parser of untrusted input, in a crate whose only `unsafe` is one
-//! `sync_file_range` call. Even with the index, each block's raw decoder
-//! needs that block's filter chain, which only its block header holds, and
-//! the header must be read anyway to compare its sizes with the index. The
-//! format (stream footer → index → stream header, then block headers) is
-//! small, fully specified and walked once; parsing it here keeps it safe
-//! Rust, checked field by field (CRC32s included) before the file's digest is
-//! known, fuzzed by `fuzz/fuzz_targets/xz.rs`, and lets [`XzLayout::check_memory`]
-//! refuse a block by the dictionary it declares before anything is decoded.
+//! over concatenated streams), but the `liblzma` crate wraps none of it: its
+//! safe API is `Stream` decoders and `Filters` (plus, behind its `bindgen`
+//! feature, `uncompressed_size`, the total of the last stream's index only).
+//! The index, stream flags and block header functions exist only as raw
+//! `liblzma-sys` FFI (`lzma_index` handles freed by hand, `lzma_index_iter`
+//! structs, filter options liblzma allocates). Using them would bring
+//! `unsafe` code to a parser of untrusted input, in a crate whose only
+//! `unsafe` is one `sync_file_range` call. Even with the index, each block's
+//! raw decoder needs that block's filter chain, which only its block header
+//! holds, and the header must be read anyway to compare its sizes with the
+//! index. The format (stream footer → index → stream header, then block
+//! headers) is small, fully specified and walked once; parsing it here keeps
+//! it safe Rust, checked field by field (CRC32s included) before the file's
+//! digest is known, fuzzed by `fuzz/fuzz_targets/xz.rs`, and lets
+//! [`XzLayout::check_memory`] refuse a block by the dictionary it declares
+//! before anything is decoded.
 
 mod block;
 mod container;
