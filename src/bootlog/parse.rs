@@ -158,8 +158,8 @@ pub enum BootEventKind {
     },
     /// `sent PATH to IP`: the transfer ended without error on dnsmasq's
     /// side. dnsmasq 2.90 also logs this after a client's
-    /// `error 0 Early terminate` (a size probe); [`Summary`] tells the two
-    /// apart, see [`Summary::add`].
+    /// `error 0 Early terminate` (a size probe); [`Summary`](super::Summary) tells the two
+    /// apart, see [`Summary::add`](super::Summary::add).
     TftpSent {
         /// Absolute path as logged.
         path: String,
