@@ -1,17 +1,16 @@
 //! The config loads and validates, and `pinetboot plan` has nothing pending (no drift).
 
+use super::Check;
 use crate::doctor::Finding;
 use crate::doctor::facts::Facts;
 
 /// The config loads and is valid; `pinetboot plan` has no pending change.
 pub(super) fn config(f: &Facts, out: &mut Vec<Finding>) {
-    const CHECK: &str = "config is valid";
+    let check = Check::new("config", "config is valid");
     let valid = match &f.config {
         Ok(v) => v,
         Err(e) => {
-            out.push(Finding::problem(
-                "config",
-                CHECK,
+            out.push(check.problem(
                 format!("{}:\n{e}", f.config_path),
                 format!(
                     "fix the lines above (`pinetboot validate --config {}` lists them all); the checks that need the config were skipped",
@@ -21,18 +20,14 @@ pub(super) fn config(f: &Facts, out: &mut Vec<Finding>) {
             return;
         }
     };
-    out.push(Finding::ok(
-        "config",
-        CHECK,
-        format!(
-            "{}: {} client{}, boot network {}, server {}",
-            f.config_path,
-            valid.clients.len(),
-            if valid.clients.len() == 1 { "" } else { "s" },
-            valid.network,
-            valid.address
-        ),
-    ));
+    out.push(check.ok(format!(
+        "{}: {} client{}, boot network {}, server {}",
+        f.config_path,
+        valid.clients.len(),
+        if valid.clients.len() == 1 { "" } else { "s" },
+        valid.network,
+        valid.address
+    )));
     match &f.state {
         Some(Err(e)) => out.push(Finding::problem(
             "state",

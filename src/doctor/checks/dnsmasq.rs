@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::Check;
 use crate::config::Valid;
 use crate::doctor::Finding;
 use crate::doctor::facts::{Facts, Socket, conf_lines};
@@ -15,17 +16,17 @@ fn on_port(f: &Facts, port: u16) -> Vec<&Socket> {
 /// dnsmasq is installed and running with pinetboot's drop-in, holds the DHCP and TFTP ports, and
 /// leaves port 53 alone.
 pub(super) fn dnsmasq(f: &Facts, out: &mut Vec<Finding>) {
-    let check = "dnsmasq is installed";
+    let check = Check::new("dnsmasq.installed", "dnsmasq is installed");
     match &f.dnsmasq_binary {
-        Some(p) => out.push(Finding::ok("dnsmasq.installed", check, p.clone())),
-        None => out.push(Finding::problem(
-            "dnsmasq.installed",
-            check,
-            "no dnsmasq on PATH or in /usr/sbin",
-            "apt install dnsmasq",
-        )),
+        Some(p) => out.push(check.ok(p.clone())),
+        None => {
+            out.push(check.problem("no dnsmasq on PATH or in /usr/sbin", "apt install dnsmasq"))
+        }
     }
-    let check = "dnsmasq is running in this network namespace";
+    let check = Check::new(
+        "dnsmasq.running",
+        "dnsmasq is running in this network namespace",
+    );
     if f.dnsmasq.is_empty() {
         let elsewhere = match f.dnsmasq_elsewhere {
             0 => String::new(),
@@ -34,9 +35,7 @@ pub(super) fn dnsmasq(f: &Facts, out: &mut Vec<Finding>) {
                 if n == 1 { "" } else { "es" }
             ),
         };
-        out.push(Finding::problem(
-            "dnsmasq.running",
-            check,
+        out.push(check.problem(
             format!("no process named dnsmasq{elsewhere}"),
             "start it: `systemctl enable --now dnsmasq`; if it does not stay up, `journalctl -u dnsmasq` says why (`dnsmasq --test` checks the config)",
         ));
@@ -47,7 +46,7 @@ pub(super) fn dnsmasq(f: &Facts, out: &mut Vec<Finding>) {
             .map(|p| format!("pid {} ({})", p.pid, p.cmdline.join(" ")))
             .collect::<Vec<_>>()
             .join("; ");
-        out.push(Finding::ok("dnsmasq.running", check, list));
+        out.push(check.ok(list));
         loads_drop_in(f, out);
     }
     service_port(f, 67, "dnsmasq.dhcp", "DHCP", out);
@@ -120,7 +119,7 @@ fn loads_drop_in(f: &Facts, out: &mut Vec<Finding>) {
 }
 
 fn service_port(f: &Facts, port: u16, id: &str, what: &str, out: &mut Vec<Finding>) {
-    let check = format!("dnsmasq listens for {what} (UDP {port})");
+    let check = Check::new(id, format!("dnsmasq listens for {what} (UDP {port})"));
     let sockets = on_port(f, port);
     let foreign: Vec<&&Socket> = sockets.iter().filter(|s| !s.held_by("dnsmasq")).collect();
     if let Some(s) = foreign.first() {
@@ -129,9 +128,7 @@ fn service_port(f: &Facts, port: u16, id: &str, what: &str, out: &mut Vec<Findin
         } else {
             "stop the other TFTP server (e.g. `systemctl disable --now tftpd-hpa`), then restart dnsmasq: the Pi must fetch its files from dnsmasq's tftp-root".to_owned()
         };
-        out.push(Finding::problem(
-            id,
-            check,
+        out.push(check.problem(
             format!(
                 "UDP {port} ({}) is held by {}, not dnsmasq",
                 s.local(),
@@ -149,23 +146,19 @@ fn service_port(f: &Facts, port: u16, id: &str, what: &str, out: &mut Vec<Findin
                 "dnsmasq runs without the {what} part of pinetboot's drop-in: make it read the drop-in (Debian: files in /etc/dnsmasq.d) and restart it; `dnsmasq --test` and its log say more"
             )
         };
-        out.push(Finding::problem(
-            id,
-            check,
+        out.push(check.problem(
             format!("nothing listens on UDP {port} in this network namespace"),
             fix,
         ));
         return;
     }
-    out.push(Finding::ok(
-        id,
-        check,
-        sockets
+    out.push(
+        check.ok(sockets
             .iter()
             .map(|s| format!("{} by {}", s.local(), s.holders()))
             .collect::<Vec<_>>()
-            .join(", "),
-    ));
+            .join(", ")),
+    );
 }
 
 /// With `server.interface` set: the DHCP socket on that device (or on all), and TFTP reachable
@@ -183,10 +176,13 @@ fn interface_binding(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
         return;
     }
     let iface = valid.interface.as_deref();
-    let check = match iface {
-        Some(i) => format!("dnsmasq serves the boot interface {i}"),
-        None => "dnsmasq serves the server address".to_owned(),
-    };
+    let check = Check::new(
+        "dnsmasq.interface",
+        match iface {
+            Some(i) => format!("dnsmasq serves the boot interface {i}"),
+            None => "dnsmasq serves the server address".to_owned(),
+        },
+    );
     let mut wrong = Vec::new();
     if let Some(i) = iface
         && !dhcp.is_empty()
@@ -228,10 +224,7 @@ fn interface_binding(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
         } else {
             " (ss is missing: device bindings not checked)"
         };
-        out.push(Finding::ok(
-            "dnsmasq.interface",
-            check,
-            format!(
+        out.push(check.ok(format!(
                 "DHCP on {}, TFTP on {}{devices}",
                 dhcp.iter()
                     .map(|s| s.local())
@@ -242,12 +235,9 @@ fn interface_binding(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
                     .map(|s| s.local())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
-        ));
+            )));
     } else {
-        out.push(Finding::problem(
-            "dnsmasq.interface",
-            check,
+        out.push(check.problem(
             wrong.join("; "),
             format!(
                 "the running dnsmasq does not use pinetboot's drop-in as written (interface={}, bind-interfaces): another config sets interface=/listen-address= for this instance; remove those or run a separate instance, then restart dnsmasq",
@@ -258,7 +248,7 @@ fn interface_binding(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
 }
 
 fn dns_port(f: &Facts, out: &mut Vec<Finding>) {
-    let check = "no DNS clash on port 53";
+    let check = Check::new("dnsmasq.dns", "no DNS clash on port 53");
     let dns = on_port(f, 53);
     let serving_pids: Vec<u32> = on_port(f, 67)
         .into_iter()
@@ -274,9 +264,7 @@ fn dns_port(f: &Facts, out: &mut Vec<Finding>) {
         .as_deref()
         .is_some_and(|t| conf_lines(t).any(|(_, k, v)| k == "port" && v == Some("0")));
     if let Some(s) = ours.first() {
-        out.push(Finding::warning(
-            "dnsmasq.dns",
-            check,
+        out.push(check.warning(
             format!(
                 "the dnsmasq that serves DHCP/TFTP also answers DNS on {} ({}): pinetboot's port=0 is overridden by another port= setting or not loaded",
                 s.local(),
@@ -298,25 +286,24 @@ fn dns_port(f: &Facts, out: &mut Vec<Finding>) {
         )
     };
     if f.config.is_ok() && f.drop_in.is_some() && !drop_in_port0 {
-        out.push(Finding::warning(
-            "dnsmasq.dns",
-            check,
+        out.push(check.warning(
             format!("pinetboot's drop-in lacks port=0; {others}"),
             "run `pinetboot apply` to restore the drop-in",
         ));
     } else {
-        out.push(Finding::ok(
-            "dnsmasq.dns",
-            check,
-            format!("pinetboot's dnsmasq serves no DNS (port=0); {others}"),
-        ));
+        out.push(check.ok(format!(
+            "pinetboot's dnsmasq serves no DNS (port=0); {others}"
+        )));
     }
 }
 
 /// `dhcp-range` in the boot network, unscoped `pxe-service` for BIOS clients, `port=` settings
 /// in dnsmasq configs other than pinetboot's drop-in.
 pub(super) fn other_configs(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
-    let check = "no other dnsmasq config claims the boot network";
+    let check = Check::new(
+        "dnsmasq.config",
+        "no other dnsmasq config claims the boot network",
+    );
     let mut found = false;
     for file in &f.confs {
         for (line, key, value) in conf_lines(&file.text) {
@@ -325,9 +312,7 @@ pub(super) fn other_configs(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
             match key {
                 "dhcp-range" if range_start(value).is_some_and(|a| valid.network.contains(&a)) => {
                     found = true;
-                    out.push(Finding::problem(
-                        "dnsmasq.config",
-                        check,
+                    out.push(check.problem(
                         format!("{at} also serves the boot network {}", valid.network),
                         format!(
                             "remove that line or move it to another network: dnsmasq reads every file in /etc/dnsmasq.d, and two DHCP configurations for {} make the Pi's proxy offer unreliable (a full range also puts a second DHCP server beside your router)",
@@ -337,18 +322,14 @@ pub(super) fn other_configs(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
                 }
                 "pxe-service" if unscoped_bios_pxe(value) => {
                     found = true;
-                    out.push(Finding::problem(
-                        "dnsmasq.config",
-                        check,
+                    out.push(check.problem(
                         format!("{at} is offered to every BIOS PXE client, and a Pi 4 asks as one (option 93 = 0)"),
                         "scope it with tag: (e.g. `dhcp-match=set:bios,option:client-arch,0` plus a MAC tag for the PCs) or remove it; pinetboot's own entry is `tag:pinetboot`",
                     ));
                 }
                 "port" if value != "0" => {
                     found = true;
-                    out.push(Finding::warning(
-                        "dnsmasq.config",
-                        check,
+                    out.push(check.warning(
                         format!("{at}: a dnsmasq reading this and pinetboot's drop-in (port=0) gets whichever port= comes last"),
                         "remove it if this instance should serve no DNS, or run pinetboot's dnsmasq as its own instance; DNS in the same instance clashes with a resolver on :53",
                     ));
@@ -358,27 +339,23 @@ pub(super) fn other_configs(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
         }
     }
     if !found {
-        out.push(Finding::ok(
-            "dnsmasq.config",
-            check,
-            format!(
-                "{} other file{} scanned{}",
-                f.confs.len(),
-                if f.confs.len() == 1 { "" } else { "s" },
-                if f.confs.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " ({})",
-                        f.confs
-                            .iter()
-                            .map(|c| c.path.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }
-            ),
-        ));
+        out.push(check.ok(format!(
+            "{} other file{} scanned{}",
+            f.confs.len(),
+            if f.confs.len() == 1 { "" } else { "s" },
+            if f.confs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    f.confs
+                        .iter()
+                        .map(|c| c.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        )));
     }
 }
 

@@ -16,6 +16,36 @@ pub use nfs::FIX_NFS_NOT_RUNNING;
 use super::facts::Facts;
 use super::{Finding, Severity};
 
+/// One check: its id and what it checks, said once for every finding it may end in.
+pub(super) struct Check {
+    id: String,
+    check: String,
+}
+
+impl Check {
+    pub(super) fn new(id: impl Into<String>, check: impl Into<String>) -> Self {
+        Check {
+            id: id.into(),
+            check: check.into(),
+        }
+    }
+
+    /// Checked and fine.
+    pub(super) fn ok(&self, detail: impl Into<String>) -> Finding {
+        Finding::ok(self.id.clone(), self.check.clone(), detail)
+    }
+
+    /// A warning with its fix.
+    pub(super) fn warning(&self, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding::warning(self.id.clone(), self.check.clone(), detail, fix)
+    }
+
+    /// A problem with its fix.
+    pub(super) fn problem(&self, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding::problem(self.id.clone(), self.check.clone(), detail, fix)
+    }
+}
+
 /// Every check, in report order.
 pub fn all(f: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();

@@ -1,6 +1,7 @@
 //! The server address is on a local interface, in `server.network`, on an interface that is up
 //! with a carrier.
 
+use super::Check;
 use crate::config::Valid;
 use crate::config::net::Ipv4Net;
 use crate::doctor::Finding;
@@ -9,13 +10,14 @@ use crate::doctor::facts::Facts;
 /// `server.address` is on a local interface whose network is `server.network`, and
 /// `server.interface` (when set) is up with a carrier.
 pub(super) fn address(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
-    let check = format!("server address {} is on a local interface", valid.address);
+    let check = Check::new(
+        "server.address",
+        format!("server address {} is on a local interface", valid.address),
+    );
     let ifaces = match &f.interfaces {
         Ok(i) => i,
         Err(e) => {
-            out.push(Finding::problem(
-                "server.address",
-                check,
+            out.push(check.problem(
                 format!("cannot list interfaces: {e}"),
                 "install iproute2 (`ip`)",
             ));
@@ -33,9 +35,7 @@ pub(super) fn address(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
         .clone()
         .or_else(|| carrier.map(|(i, _)| i.name.clone()));
     match carrier {
-        None => out.push(Finding::problem(
-            "server.address",
-            check,
+        None => out.push(check.problem(
             format!(
                 "no interface in this network namespace has {} (it has: {})",
                 valid.address,
@@ -53,9 +53,7 @@ pub(super) fn address(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
             ),
         )),
         Some((i, prefix)) if valid.interface.as_deref().is_some_and(|n| n != i.name) => {
-            out.push(Finding::problem(
-                "server.address",
-                check,
+            out.push(check.problem(
                 format!(
                     "{} is on {}, but server.interface is {}",
                     valid.address,
@@ -76,18 +74,14 @@ pub(super) fn address(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
                 .expect("a prefix of at most 32")
                 .trunc();
             if local == valid.network {
-                out.push(Finding::ok(
-                    "server.address",
-                    check,
+                out.push(check.ok(
                     format!(
                         "{}/{prefix} on {}, in the boot network {}",
                         valid.address, i.name, valid.network
                     ),
                 ));
             } else {
-                out.push(Finding::warning(
-                    "server.address",
-                    check,
+                out.push(check.warning(
                     format!(
                         "{}/{prefix} on {} makes the local network {local}, but the config's boot network is {}",
                         valid.address, i.name, valid.network
@@ -104,11 +98,9 @@ pub(super) fn address(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
     let Some(name) = boot_iface_name else {
         return;
     };
-    let check = format!("boot interface {name} is up");
+    let check = Check::new("server.interface", format!("boot interface {name} is up"));
     match ifaces.iter().find(|i| i.name == name) {
-        None => out.push(Finding::problem(
-            "server.interface",
-            check,
+        None => out.push(check.problem(
             format!(
                 "there is no interface {name} in this network namespace (there are: {})",
                 ifaces
@@ -119,21 +111,15 @@ pub(super) fn address(f: &Facts, valid: &Valid, out: &mut Vec<Finding>) {
             ),
             "correct server.interface in the config (`ip link` lists the interfaces), then `pinetboot apply`",
         )),
-        Some(i) if !i.up => out.push(Finding::problem(
-            "server.interface",
-            check,
+        Some(i) if !i.up => out.push(check.problem(
             format!("{name} is administratively down"),
             format!("`ip link set {name} up` (and enable it in the network configuration)"),
         )),
-        Some(i) if !i.carrier => out.push(Finding::problem(
-            "server.interface",
-            check,
+        Some(i) if !i.carrier => out.push(check.problem(
             format!("{name} is up but has no carrier (no link)"),
             "check the cable and the switch port the Pis are on",
         )),
-        Some(_) => out.push(Finding::ok(
-            "server.interface",
-            check,
+        Some(_) => out.push(check.ok(
             format!("{name}: up, carrier"),
         )),
     }

@@ -1,6 +1,7 @@
 //! NFS: the kernel server is installed and running, every client root is exported to its scope
 //! (and no other exports line is in the way).
 
+use super::Check;
 use crate::doctor::Finding;
 use crate::doctor::facts::Facts;
 
@@ -10,18 +11,16 @@ pub const FIX_NFS_NOT_RUNNING: &str = "start the kernel NFS server: `systemctl e
 /// The NFS server is installed and running, and every client root is exported to its scope.
 pub(super) fn nfs(f: &Facts, out: &mut Vec<Finding>) {
     let n = &f.nfs;
-    let check = "the NFS server is installed";
+    let check = Check::new("nfs.installed", "the NFS server is installed");
     if n.installed {
-        out.push(Finding::ok("nfs.installed", check, "exportfs found"));
+        out.push(check.ok("exportfs found"));
     } else {
-        out.push(Finding::problem(
-            "nfs.installed",
-            check,
+        out.push(check.problem(
             "no exportfs: nfs-kernel-server is not installed",
             "apt install nfs-kernel-server",
         ));
     }
-    let check = "the kernel NFS server is running";
+    let check = Check::new("nfs.running", "the kernel NFS server is running");
     let running = n.mounted && n.threads.is_none_or(|t| t > 0);
     if !running {
         let why = if !n.in_kernel {
@@ -32,22 +31,16 @@ pub(super) fn nfs(f: &Facts, out: &mut Vec<Finding>) {
         } else {
             "nfsd runs no threads (/proc/fs/nfsd/threads is 0)".to_owned()
         };
-        out.push(Finding::problem(
-            "nfs.running",
-            check,
+        out.push(check.problem(
             format!("{why}: no Pi can mount its root (exports were not checked)"),
             FIX_NFS_NOT_RUNNING,
         ));
         return;
     }
-    out.push(Finding::ok(
-        "nfs.running",
-        check,
-        match n.threads {
-            Some(t) => format!("/proc/fs/nfsd mounted, {t} threads"),
-            None => "/proc/fs/nfsd mounted".to_owned(),
-        },
-    ));
+    out.push(check.ok(match n.threads {
+        Some(t) => format!("/proc/fs/nfsd mounted, {t} threads"),
+        None => "/proc/fs/nfsd mounted".to_owned(),
+    }));
     let (Some(exports), Ok(_)) = (&n.exports, &f.config) else {
         return;
     };
@@ -64,25 +57,20 @@ pub(super) fn nfs(f: &Facts, out: &mut Vec<Finding>) {
         }
     };
     for c in &f.clients {
-        let check = format!("{} is exported to {}", c.root, c.export_scope);
+        let check = Check::new(
+            format!("client.{}.export", c.name),
+            format!("{} is exported to {}", c.root, c.export_scope),
+        );
         let mine: Vec<_> = exports.iter().filter(|e| e.path == c.root).collect();
         if mine.iter().any(|e| e.client == c.export_scope) {
-            out.push(Finding::ok(
-                format!("client.{}.export", c.name),
-                check,
-                "listed by exportfs -v",
-            ));
+            out.push(check.ok("listed by exportfs -v"));
         } else if mine.is_empty() {
-            out.push(Finding::problem(
-                format!("client.{}.export", c.name),
-                check,
+            out.push(check.problem(
                 format!("exportfs -v does not list {}", c.root),
                 "`exportfs -ra` (pinetboot apply runs it when the exports drop-in changes); if it stays missing, `exportfs -ra` prints why",
             ));
         } else {
-            out.push(Finding::problem(
-                format!("client.{}.export", c.name),
-                check,
+            out.push(check.problem(
                 format!(
                     "{} is exported to {}, not to {}",
                     c.root,
