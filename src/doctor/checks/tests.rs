@@ -125,6 +125,14 @@ fn find<'a>(f: &'a [Finding], id: &str) -> &'a Finding {
         .unwrap_or_else(|| panic!("no {id}: {f:#?}"))
 }
 
+/// Asserts that the finding `id` of all checks on `h` says `part` in its detail.
+#[track_caller]
+fn assert_detail(h: &Facts, id: &str, part: &str) {
+    let f = all(h);
+    let detail = &find(&f, id).detail;
+    assert!(detail.contains(part), "{id}: {detail:?} lacks {part:?}");
+}
+
 fn not_ok(f: &[Finding]) -> Vec<(&str, Severity)> {
     f.iter()
         .filter(|x| x.severity != Severity::Ok)
@@ -165,7 +173,7 @@ fn nfs_not_running_skips_exports() {
     );
     h.nfs.mounted = true;
     h.nfs.threads = Some(0);
-    assert!(find(&all(&h), "nfs.running").detail.contains("no threads"));
+    assert_detail(&h, "nfs.running", "no threads");
 }
 
 #[test]
@@ -183,11 +191,7 @@ fn exports_to_the_wrong_scope_or_missing() {
         "{e:?}"
     );
     h.nfs.exports = Some(Ok(vec![]));
-    assert!(
-        find(&all(&h), "client.bw.export")
-            .detail
-            .contains("does not list /nfs/bw")
-    );
+    assert_detail(&h, "client.bw.export", "does not list /nfs/bw");
     h.nfs.installed = false;
     assert_eq!(find(&all(&h), "nfs.installed").severity, Severity::Problem);
 }
@@ -221,7 +225,7 @@ fn dnsmasq_missing_and_foreign_ports() {
             .contains("tftpd-hpa")
     );
     h.sockets[0].owners.clear();
-    assert!(find(&all(&h), "dnsmasq.dhcp").detail.contains("cannot see"));
+    assert_detail(&h, "dnsmasq.dhcp", "cannot see");
     h.dnsmasq_binary = None;
     assert_eq!(
         find(&all(&h), "dnsmasq.installed").severity,
@@ -272,11 +276,7 @@ fn dns_in_the_serving_instance_is_a_warning() {
     assert!(!crate::doctor::has_problem(&f));
     let mut h = healthy();
     h.drop_in = Some("interface=eth0\n".into());
-    assert!(
-        find(&all(&h), "dnsmasq.dns")
-            .detail
-            .contains("lacks port=0")
-    );
+    assert_detail(&h, "dnsmasq.dns", "lacks port=0");
 }
 
 #[test]
@@ -364,30 +364,18 @@ fn address_missing_elsewhere_wrong_prefix_or_down() {
     if let Ok(i) = &mut h.interfaces {
         i[0].carrier = false;
     }
-    assert!(
-        find(&all(&h), "server.interface")
-            .detail
-            .contains("no carrier")
-    );
+    assert_detail(&h, "server.interface", "no carrier");
     if let Ok(i) = &mut h.interfaces {
         i[0].up = false;
     }
-    assert!(
-        find(&all(&h), "server.interface")
-            .detail
-            .contains("administratively down")
-    );
+    assert_detail(&h, "server.interface", "administratively down");
 }
 
 #[test]
 fn client_mount_states() {
     let mut h = healthy();
     h.clients[0].source = None;
-    assert!(
-        find(&all(&h), "client.bw.mount")
-            .detail
-            .contains("has not set up bw")
-    );
+    assert_detail(&h, "client.bw.mount", "has not set up bw");
     let mut h = healthy();
     h.clients[0].mounted = false;
     let f = all(&h);
@@ -402,11 +390,7 @@ fn client_mount_states() {
     );
     h.clients[0].mounted = true;
     h.clients[0].same_folder = Ok(Some(false));
-    assert!(
-        find(&all(&h), "client.bw.mount")
-            .detail
-            .contains("not from /nfs/bw/boot/firmware")
-    );
+    assert_detail(&h, "client.bw.mount", "not from /nfs/bw/boot/firmware");
 }
 
 #[test]
@@ -441,11 +425,7 @@ fn access_by_the_tftp_user() {
     // Listing needs read on the serial folder itself.
     let mut h = healthy();
     h.clients[0].components[2] = dir("/tftpboot/0c4c21e5", 0o711);
-    assert!(
-        find(&all(&h), "client.bw.access")
-            .detail
-            .contains("cannot be listed")
-    );
+    assert_detail(&h, "client.bw.access", "cannot be listed");
 }
 
 #[test]
