@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clientos;
 pub mod commands;
 pub mod config;
+pub mod date;
 pub mod digest;
 pub mod doctor;
 pub mod eeprom;

@@ -60,30 +60,48 @@ const BUDGET_HINT: &str =
     "pinetboot configs are small and need no deep nesting or many aliases; is this the right file?";
 const SYNTAX_HINT: &str = "fix the YAML here: indent with spaces, close every quote and bracket, and quote values that contain `: ` or ` #`";
 
+/// Hints for serde-saphyr's messages, by a word of the (lower-cased) message; the first match wins.
+const HINTS: &[(&str, &str)] = &[
+    (
+        "unknown field",
+        "check the spelling against `pinetboot schema` (or let your editor complete it from the schema)",
+    ),
+    ("budget", BUDGET_HINT),
+    ("limit", BUDGET_HINT),
+    ("expected a nonzero", "write a whole number of at least 1"),
+    (
+        "bool",
+        "write true or false (yes/no/on/off are not booleans here)",
+    ),
+    (
+        "missing field",
+        "add the field; `pinetboot schema` lists what each section needs",
+    ),
+    (
+        "duplicate",
+        "each key may appear once in a mapping; remove or rename one of them",
+    ),
+    (
+        "expected a list",
+        "a list is written `[a, b]` or as `- a` lines",
+    ),
+    (
+        "expected a mapping",
+        "write this section as indented `key: value` lines (or `{key: value}`); `pinetboot schema` lists its fields",
+    ),
+    (
+        "expected a single value",
+        "write one value here (quote it if needed), not a list or a nested mapping",
+    ),
+];
+
+/// The hint for a serde-saphyr message, if one fits.
 fn hint_for(message: &str) -> Option<String> {
     let m = message.to_ascii_lowercase();
-    let hint = if m.contains("unknown field") {
-        "check the spelling against `pinetboot schema` (or let your editor complete it from the schema)"
-    } else if m.contains("budget") || m.contains("limit") {
-        BUDGET_HINT
-    } else if m.contains("expected a nonzero") {
-        "write a whole number of at least 1"
-    } else if m.contains("bool") {
-        "write true or false (yes/no/on/off are not booleans here)"
-    } else if m.contains("missing field") {
-        "add the field; `pinetboot schema` lists what each section needs"
-    } else if m.contains("duplicate") {
-        "each key may appear once in a mapping; remove or rename one of them"
-    } else if m.contains("expected a list") {
-        "a list is written `[a, b]` or as `- a` lines"
-    } else if m.contains("expected a mapping") {
-        "write this section as indented `key: value` lines (or `{key: value}`); `pinetboot schema` lists its fields"
-    } else if m.contains("expected a single value") {
-        "write one value here (quote it if needed), not a list or a nested mapping"
-    } else {
-        return None;
-    };
-    Some(hint.to_owned())
+    HINTS
+        .iter()
+        .find(|(word, _)| m.contains(word))
+        .map(|(_, hint)| (*hint).to_owned())
 }
 
 /// Strips serde-saphyr's own " at line L column C" suffix: we print the position in front.

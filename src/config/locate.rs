@@ -184,34 +184,21 @@ mod tests {
 
     const DOC: &str = "server:\n  address: 10.0.0.1\nclients:\n  a:\n    serial: x\n    cmdline: [quiet, 'b']\nlist:\n  - one\n  - k: v\n";
 
+    /// The position at `line`, `column`.
+    fn pos(line: usize, column: usize) -> Position {
+        Position { line, column }
+    }
+
     #[test]
     fn locates_keys_values_and_items() {
         let l = Locator::new(DOC);
-        assert_eq!(
-            l.value("server.address"),
-            Position {
-                line: 2,
-                column: 12
-            }
-        );
-        assert_eq!(l.key("server.address"), Position { line: 2, column: 3 });
-        assert_eq!(l.key("clients.a"), Position { line: 4, column: 3 });
-        assert_eq!(
-            l.value("clients.a.serial"),
-            Position {
-                line: 5,
-                column: 13
-            }
-        );
-        assert_eq!(
-            l.value("clients.a.cmdline[1]"),
-            Position {
-                line: 6,
-                column: 22
-            }
-        );
-        assert_eq!(l.value("list[0]"), Position { line: 8, column: 5 });
-        assert_eq!(l.value("list[1].k"), Position { line: 9, column: 8 });
+        assert_eq!(l.value("server.address"), pos(2, 12));
+        assert_eq!(l.key("server.address"), pos(2, 3));
+        assert_eq!(l.key("clients.a"), pos(4, 3));
+        assert_eq!(l.value("clients.a.serial"), pos(5, 13));
+        assert_eq!(l.value("clients.a.cmdline[1]"), pos(6, 22));
+        assert_eq!(l.value("list[0]"), pos(8, 5));
+        assert_eq!(l.value("list[1].k"), pos(9, 8));
     }
 
     #[test]

@@ -1,15 +1,9 @@
 //! IPv4 networks in CIDR form, as the config names them.
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
-/// An IPv4 network: an address with its host bits clear and a prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Net {
-    addr: Ipv4Addr,
-    prefix: u8,
-}
+/// An IPv4 network: `ipnet`'s type, built here only with its host bits clear.
+pub use ipnet::Ipv4Net;
 
 /// Why a CIDR string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,75 +14,28 @@ pub enum CidrError {
     HostBits(Ipv4Net),
 }
 
-impl Ipv4Net {
-    /// The network address.
-    pub fn addr(&self) -> Ipv4Addr {
-        self.addr
+/// Parses `ADDRESS/PREFIX` strictly: the address as `std` reads it (no leading zeros, unlike
+/// `ipnet`'s own parser), a prefix of one or two decimal digits up to 32, no host bits set.
+pub fn parse(s: &str) -> Result<Ipv4Net, CidrError> {
+    let (a, p) = s.split_once('/').ok_or(CidrError::Malformed)?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| CidrError::Malformed)?;
+    if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CidrError::Malformed);
     }
-
-    /// The prefix length.
-    pub fn prefix(&self) -> u8 {
-        self.prefix
+    let prefix: u8 = p.parse().map_err(|_| CidrError::Malformed)?;
+    let net = Ipv4Net::new(addr, prefix)
+        .map_err(|_| CidrError::Malformed)?
+        .trunc();
+    if net.addr() != addr {
+        return Err(CidrError::HostBits(net));
     }
-
-    fn mask(&self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix))
-        }
-    }
-
-    /// The netmask in dotted form.
-    pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.mask())
-    }
-
-    /// The broadcast address.
-    pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
-    }
-
-    /// Whether `ip` lies in this network.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.addr)
-    }
-
-    /// Whether `ip` is a usable host address here (not the network or broadcast address).
-    pub fn is_host(&self, ip: Ipv4Addr) -> bool {
-        self.contains(ip) && (self.prefix >= 31 || (ip != self.addr && ip != self.broadcast()))
-    }
+    Ok(net)
 }
 
-impl FromStr for Ipv4Net {
-    type Err = CidrError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, p) = s.split_once('/').ok_or(CidrError::Malformed)?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| CidrError::Malformed)?;
-        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(CidrError::Malformed);
-        }
-        let prefix: u8 = p.parse().map_err(|_| CidrError::Malformed)?;
-        if prefix > 32 {
-            return Err(CidrError::Malformed);
-        }
-        let net = Ipv4Net { addr, prefix };
-        let clean = Ipv4Net {
-            addr: Ipv4Addr::from(u32::from(addr) & net.mask()),
-            prefix,
-        };
-        if clean.addr != addr {
-            return Err(CidrError::HostBits(clean));
-        }
-        Ok(clean)
-    }
-}
-
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
+/// Whether `ip` is a usable host address in `net` (not its network or broadcast address; on
+/// a /31 or /32 every address is).
+pub fn is_host(net: &Ipv4Net, ip: Ipv4Addr) -> bool {
+    net.contains(&ip) && (net.prefix_len() >= 31 || (ip != net.network() && ip != net.broadcast()))
 }
 
 #[cfg(test)]
@@ -97,13 +44,18 @@ mod tests {
 
     #[test]
     fn parses_and_answers() {
-        let n: Ipv4Net = "192.168.2.0/24".parse().unwrap();
-        assert!(n.contains("192.168.2.209".parse().unwrap()));
-        assert!(!n.contains("192.168.3.1".parse().unwrap()));
+        let n = parse("192.168.2.0/24").unwrap();
+        assert!(n.contains(&"192.168.2.209".parse::<Ipv4Addr>().unwrap()));
+        assert!(!n.contains(&"192.168.3.1".parse::<Ipv4Addr>().unwrap()));
         assert_eq!(n.broadcast(), Ipv4Addr::new(192, 168, 2, 255));
         assert_eq!(n.netmask(), Ipv4Addr::new(255, 255, 255, 0));
-        assert!(!n.is_host(n.broadcast()));
-        assert_eq!("0.0.0.0/0".parse::<Ipv4Net>().unwrap().prefix(), 0);
+        assert!(!is_host(&n, n.broadcast()));
+        assert!(is_host(&n, "192.168.2.1".parse().unwrap()));
+        assert!(is_host(
+            &parse("10.0.0.8/31").unwrap(),
+            "10.0.0.8".parse().unwrap()
+        ));
+        assert_eq!(parse("0.0.0.0/0").unwrap().prefix_len(), 0);
     }
 
     #[test]
@@ -114,11 +66,13 @@ mod tests {
             "192.168.2.0/",
             "x/24",
             "1.2.3.4/+8",
+            "010.0.0.0/8",
+            "10.0.0.0/008",
         ] {
-            assert_eq!(bad.parse::<Ipv4Net>(), Err(CidrError::Malformed), "{bad}");
+            assert_eq!(parse(bad), Err(CidrError::Malformed), "{bad}");
         }
         assert!(matches!(
-            "192.168.2.9/24".parse::<Ipv4Net>(),
+            parse("192.168.2.9/24"),
             Err(CidrError::HostBits(n)) if n.to_string() == "192.168.2.0/24"
         ));
     }

@@ -37,6 +37,26 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// The last `lines` lines of a systemd unit's journal in the syslog form
+/// (`journalctl -u UNIT -o short`, C locale); `None` when journalctl is not installed.
+pub fn journal(unit: &str, lines: u32) -> anyhow::Result<Option<String>> {
+    let Some(journalctl) = which("journalctl") else {
+        return Ok(None);
+    };
+    let lines = lines.to_string();
+    let args = [
+        "-u",
+        unit,
+        "-o",
+        "short",
+        "--no-pager",
+        "-q",
+        "--lines",
+        &lines,
+    ];
+    run(Command::new(journalctl).args(args)).map(Some)
+}
+
 /// Whether systemd is PID 1 here.
 pub fn systemd_running() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()

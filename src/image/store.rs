@@ -19,6 +19,10 @@ use super::{UnpackReport, fetch};
 use crate::host::Host;
 use crate::progress::Progress;
 
+/// UTC timestamps: the store writes `unpacked_at` with them, `reprovision` names moved-aside
+/// roots with them.
+pub use crate::date::{now_secs, utc};
+
 /// The manifest's format version.
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -109,39 +113,6 @@ pub fn manifest(host: &Host, state: &str, sha256: &str) -> Option<Manifest> {
         .read(format!("{}/manifest.json", entry_dir(state, sha256)))
         .ok()??;
     serde_json::from_slice(&bytes).ok()
-}
-
-/// `(year, month, day)` of days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// UTC time as `2026-05-01T12:34:56Z` (`compact`: `20260501T123456Z`, for file names).
-pub fn utc(secs: i64, compact: bool) -> String {
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    let (h, mi, se) = (s / 3600, s / 60 % 60, s % 60);
-    if compact {
-        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{se:02}Z")
-    } else {
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}Z")
-    }
-}
-
-/// Seconds since the epoch, now.
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn make_private_dir(path: &Path) -> anyhow::Result<()> {
@@ -268,13 +239,6 @@ fn manifest_of(r: &UnpackReport, origin: &Origin, file_bytes: u64) -> Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times() {
-        assert_eq!(utc(0, false), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400 + 3661, false), "2000-02-29T01:01:01Z");
-        assert_eq!(utc(1_772_323_200, true), "20260301T000000Z");
-    }
 
     #[test]
     fn paths() {

@@ -1,6 +1,8 @@
 use std::path::Path;
 
 use super::*;
+use crate::config::Valid;
+use crate::host::Host;
 
 /// Real proxy + TFTP log: declared 0c4c21e5 booted, undeclared abcd1234 tried.
 const SERVER_OUI: &str = include_str!("../../tests/data/server-oui.log");
@@ -20,7 +22,7 @@ fn valid(text: &str) -> Valid {
 fn file_log(text: &str) -> Log {
     Log {
         info: LogInfo {
-            source: "file",
+            source: LogSource::File,
             path: "/var/log/pinetboot/dnsmasq.log".into(),
             note: None,
         },
@@ -224,7 +226,7 @@ fn log_file_read_under_root_and_missing_file_noted() {
     let tmp = tempfile::tempdir().unwrap();
     let host = Host::new(tmp.path()).unwrap();
     let log = read_log(&host, "/var/log/pinetboot/dnsmasq.log").unwrap();
-    assert_eq!((log.info.source, log.text.as_str()), ("none", ""));
+    assert_eq!((log.info.source, log.text.as_str()), (LogSource::None, ""));
     assert_eq!(
         log.info.note,
         Some(format!(
@@ -232,10 +234,14 @@ fn log_file_read_under_root_and_missing_file_noted() {
             tmp.path().display()
         ))
     );
-    std::fs::create_dir_all(tmp.path().join("var/log/pinetboot")).unwrap();
-    std::fs::write(tmp.path().join("var/log/pinetboot/dnsmasq.log"), SERVER_OUI).unwrap();
-    let log = read_log(&host, "/var/log/pinetboot/dnsmasq.log").unwrap();
-    assert_eq!((log.info.source, log.text.as_str()), ("file", SERVER_OUI));
+    // A log file at the root of `--root` (its folder must exist).
+    crate::host::atomic::write_host_file(&host.path("/dnsmasq.log"), SERVER_OUI.as_bytes(), 0o644)
+        .unwrap();
+    let log = read_log(&host, "/dnsmasq.log").unwrap();
+    assert_eq!(
+        (log.info.source, log.text.as_str()),
+        (LogSource::File, SERVER_OUI)
+    );
 }
 
 #[test]
