@@ -8,6 +8,8 @@
 //! Run as root: `cargo bench --bench engine` (everything), `cargo bench --bench engine -- clients`
 //! or `cargo bench --bench engine -- hosts [LINES…]` (one part).
 
+// Tests and benches report on the terminal directly.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;

@@ -14,6 +14,8 @@
 //! a private mount namespace: `cargo bench --bench image`. Page cache is warm for every
 //! contender (the image file is read once before timing).
 
+// Tests and benches report on the terminal directly.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 #[path = "../tests/it/support/disk.rs"]
 mod disk_image;
 

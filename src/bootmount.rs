@@ -53,10 +53,10 @@ pub fn restore(host: &Host, state: &State) -> Vec<Report> {
             let outcome = restore_one(host, rec, target).unwrap_or_else(Outcome::Refused);
             match &outcome {
                 Outcome::Refused(why) => {
-                    tracing::error!(client = %name, target = %target, "not mounted: {why}")
+                    tracing::error!(client = %name, target = %target, "not mounted: {why}");
                 }
                 Outcome::Mounted => {
-                    tracing::info!(client = %name, target = %target, source = %source, "mounted")
+                    tracing::info!(client = %name, target = %target, source = %source, "mounted");
                 }
                 Outcome::AlreadyMounted => {}
             }

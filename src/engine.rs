@@ -236,7 +236,7 @@ pub fn apply(
         union.save(host, &valid.paths.state)?;
     }
     let mut fired: BTreeSet<Handler> = BTreeSet::new();
-    let mut conflicts = first.conflicts.clone();
+    let mut conflicts = first.conflicts;
     conflicts.extend(images.conflicts);
     for r in &desired.resources {
         if r.client().is_some_and(|c| conflicted.contains(c))
@@ -287,7 +287,7 @@ pub fn apply(
             handlers::run(host, h).with_context(|| format!("handler {}", h.describe()))?;
         report.handlers.push((h, outcome));
     }
-    let mut state = desired.state.clone();
+    let mut state = desired.state;
     for name in &conflicted {
         match old.clients.get(name) {
             Some(rec) => {

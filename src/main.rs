@@ -29,7 +29,11 @@ fn main() -> ExitCode {
     match pinetboot::commands::run(&cli, &printer) {
         Ok(status) => status.into(),
         Err(e) => {
-            eprintln!("{}", e.render());
+            // The one place an error reaches the user: stderr, rendered by its kind.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("{}", e.render());
+            }
             e.exit_status().into()
         }
     }

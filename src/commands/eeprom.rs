@@ -40,10 +40,7 @@ pub fn run(global: &GlobalArgs, cmd: &EepromCommand, printer: &Printer) -> Comma
         EepromCommand::SdCard { dir, client } => {
             let valid = config::load(&global.config)?;
             let (settings, base) = settings_for(global, &valid, client.as_deref())?;
-            let (_, recovery_path) = valid
-                .bootloader
-                .clone()
-                .context("checked by settings_for")?;
+            let (_, recovery_path) = valid.bootloader.context("checked by settings_for")?;
             let host = super::host(global)?;
             let recovery = host
                 .read_max(&recovery_path, crate::eeprom::MAX_FILE_BYTES)

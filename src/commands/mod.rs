@@ -51,11 +51,13 @@ fn host(global: &crate::cli::GlobalArgs) -> Result<Host, CommandError> {
 }
 
 /// Takes pinetboot's lock ([`engine::lock`]), saying on stderr when it waits for another apply.
+// The wait notice is for the person at the terminal (or the journal), before any output.
+#[allow(clippy::print_stderr)]
 fn lock(host: &Host, mode: Mode, wait: bool) -> Result<Lock, CommandError> {
     Ok(engine::lock(host, mode, wait, |path| {
         eprintln!(
             "waiting for another pinetboot apply to finish (lock {})…",
             path.display()
-        )
+        );
     })?)
 }

@@ -136,10 +136,10 @@ impl Locator {
                     pending_key: None,
                 }),
                 (Event::SequenceStart(..), Some(path)) => {
-                    stack.push(Frame::Sequence { path, index: 0 })
+                    stack.push(Frame::Sequence { path, index: 0 });
                 }
                 (Event::MappingStart(..) | Event::SequenceStart(..), None) => {
-                    stack.push(Frame::Opaque)
+                    stack.push(Frame::Opaque);
                 }
                 _ => Self::value_done(&mut stack),
             }

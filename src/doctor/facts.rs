@@ -351,7 +351,7 @@ fn plan_facts(valid: &Valid, host: &Host) -> Result<PlanFacts, String> {
                 tracing::warn!(
                     "waiting for another pinetboot apply to finish (lock {})…",
                     path.display()
-                )
+                );
             })
         })
         .transpose()

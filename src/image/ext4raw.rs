@@ -698,7 +698,7 @@ mod tests {
                 rustix::fs::Mode::from_raw_mode(0o644),
                 dev,
             )
-            .unwrap()
+            .unwrap();
         };
         use rustix::fs::{FileType, makedev};
         mk("c", FileType::CharacterDevice, makedev(1, 3));

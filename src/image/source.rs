@@ -400,7 +400,7 @@ fn open_xz_parallel(
         total: src.len,
     };
     tracing::debug!(workers = decode.workers(), "decoding xz blocks in parallel");
-    let dec = decode.clone();
+    let dec = decode;
     let ready: super::ext4raw::Ready = Arc::new(move |off, n| dec.wait_range(off, n));
     Ok(RawImage {
         file: reopen(&temp)?,
@@ -582,7 +582,7 @@ pub(crate) fn open_raw(
                 report: |n: u64| {
                     let frac =
                         u128::from(n.min(size)) * u128::from(total) / u128::from(size.max(1));
-                    decoded_half(frac as u64)
+                    decoded_half(frac as u64);
                 },
             };
             decode_into(&mut member, temp.as_file(), path, "zip")?

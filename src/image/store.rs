@@ -151,7 +151,7 @@ pub fn ensure(
     let file: PathBuf = match origin {
         Origin::File(p) => host.path(p),
         Origin::Url(url) => fetch::download(url, &images, sha256, limits, &|done, total| {
-            progress.update("downloading", done, total)
+            progress.update("downloading", done, total);
         })?,
     };
     let file_bytes = std::fs::metadata(&file)

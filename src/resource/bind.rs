@@ -33,9 +33,8 @@ impl Bind {
         if !m.has_options(mount::BIND_OPTIONS) {
             return Ok(Some(false));
         }
-        let tree = match ctx.client_view(&self.client) {
-            Ok((tree, false)) => tree,
-            _ => return Ok(Some(false)),
+        let Ok((tree, false)) = ctx.client_view(&self.client) else {
+            return Ok(Some(false));
         };
         let Some(fd) = tree.open_dir(&self.boot_dir)? else {
             return Ok(Some(false));

@@ -279,7 +279,7 @@ mod tests {
         let nfs = t.path().join("nfs");
         let dir = |p: std::path::PathBuf| crate::host::ops::create_dirs(&p, 0o755).unwrap();
         let file = |p: std::path::PathBuf, n: usize| {
-            crate::host::atomic::write_host_file(&p, &vec![0u8; n], 0o644).unwrap()
+            crate::host::atomic::write_host_file(&p, &vec![0u8; n], 0o644).unwrap();
         };
         dir(nfs.join(".gone.pinetboot-staging/usr"));
         file(nfs.join(".gone.pinetboot-staging/usr/x"), 300);
@@ -291,7 +291,7 @@ mod tests {
         file(images.join(format!("{sha_b}.download")), 70);
         file(images.join(format!("{sha_c}.download")), 7);
         let declared = BTreeSet::from(["raspi1".to_owned()]);
-        let resumed = BTreeSet::from([sha_c.clone()]);
+        let resumed = BTreeSet::from([sha_c]);
         let found = find(&host, "/nfs/", "/var/lib/pinetboot", &declared, &resumed).unwrap();
         assert!(found.refused.is_empty());
         let got: Vec<(String, u64)> = found

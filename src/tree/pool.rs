@@ -78,9 +78,8 @@ impl DataPool {
                 let name = format!("copy-{i}");
                 std::thread::Builder::new().name(name).spawn(move || {
                     loop {
-                        let job = match rx.lock().map(|r| r.recv()) {
-                            Ok(Ok(job)) => job,
-                            _ => return,
+                        let Ok(Ok(job)) = rx.lock().map(|r| r.recv()) else {
+                            return;
                         };
                         // After a failure the rest is drained, not written.
                         if error.lock().map(|e| e.is_some()).unwrap_or(true) {

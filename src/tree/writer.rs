@@ -335,6 +335,8 @@ const WRITEBACK_MIN_BYTES: u64 = 128 * 1024;
 /// `syncfs`, which writes them in large batches: one submission per small
 /// file costs more CPU (a virtio notification each, on a VM) than it saves.
 /// Best effort; errors are ignored (the `syncfs` reports real I/O errors).
+// The crate's one unsafe block: neither rustix nor std wraps sync_file_range.
+#[allow(unsafe_code)]
 fn start_writeback(fd: BorrowedFd<'_>, size: u64) {
     if size < WRITEBACK_MIN_BYTES {
         return;

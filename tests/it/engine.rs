@@ -1372,7 +1372,7 @@ fn the_boot_folder_is_served_in_the_folder_the_tftp_prefix_names_too() {
     );
     // A base image whose own config sets another prefix, for a client that declares none:
     // the flashed Pi would ask where nothing is served. That client is a conflict.
-    let other = pinetboot::eeprom::EepromImage::parse(base.clone())
+    let other = pinetboot::eeprom::EepromImage::parse(base)
         .unwrap()
         .with_config("[all]\nBOOT_UART=0\nTFTP_PREFIX=2\n", None)
         .unwrap();

@@ -278,7 +278,7 @@ fn xz_multiblock_bullseye_layout() {
     // Progress: the decoding's (bytes of the .xz, rising to all of it), then the tree's.
     let calls = std::sync::Mutex::new(Vec::new());
     let report = unpack(&xz, &sha256_of(&xz), &dest, &|d, t| {
-        calls.lock().unwrap().push((d, t))
+        calls.lock().unwrap().push((d, t));
     })
     .unwrap();
     let calls = calls.into_inner().unwrap();

@@ -763,7 +763,10 @@ fn staging_folders_of_killed_applies_are_shown_and_removed_once_the_config_chang
 /// Runs `pinetboot --root R --config C apply` in the namespace and returns its output and
 /// its peak resident set size in KiB (from `wait4`, which counts the waited-for
 /// descendants: `timeout`, `nsenter` and pinetboot).
-#[allow(clippy::zombie_processes)] // reaped by `wait4` below, for its resource usage
+#[allow(clippy::zombie_processes)]
+// reaped by `wait4` below, for its resource usage
+// wait4 (the child's own peak RSS) has no safe wrapper in std.
+#[allow(unsafe_code)]
 fn apply_measured(env: &Env) -> (String, Option<i32>, u64) {
     use std::io::Read;
     let args = [
@@ -794,6 +797,7 @@ fn apply_measured(env: &Env) -> (String, Option<i32>, u64) {
     // SAFETY: a zeroed rusage is valid, and the pid is our own child, not waited for yet.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
+    // SAFETY: `status` and `usage` are valid for writes; `pid` is our own unreaped child.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));

@@ -6,6 +6,8 @@
 //! Snapshots (`tests/it/snapshots/`) are insta's: review a change with `cargo insta review`,
 //! or accept all with `INSTA_UPDATE=always cargo test`; with `CI=true` a mismatch fails.
 
+// Tests and benches report on the terminal directly.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 mod support;
 
 mod attacks;

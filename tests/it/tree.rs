@@ -295,13 +295,13 @@ fn writer_applies_metadata_in_the_right_order() {
         ]
         .concat(),
     )];
-    w.dir(Path::new("d"), dm.clone()).unwrap();
+    w.dir(Path::new("d"), dm).unwrap();
     let mut fm = Meta::new(0o6755, 0, 0);
     fm.mtime = (1_000_000_000, 999_999_999);
     fm.atime = (1_000_000_001, 1);
     fm.xattrs = vec![(b"security.capability".to_vec(), cap_blob())];
     let n = w
-        .file(Path::new("d/f"), fm.clone(), &mut &vec![0u8; 100_000][..])
+        .file(Path::new("d/f"), fm, &mut &vec![0u8; 100_000][..])
         .unwrap();
     assert_eq!(n, 100_000);
     w.char_dev(

@@ -20,7 +20,7 @@ pub(super) fn dnsmasq(f: &Facts, out: &mut Vec<Finding>) {
     match &f.dnsmasq_binary {
         Some(p) => out.push(check.ok(p.clone())),
         None => {
-            out.push(check.problem("no dnsmasq on PATH or in /usr/sbin", "apt install dnsmasq"))
+            out.push(check.problem("no dnsmasq on PATH or in /usr/sbin", "apt install dnsmasq"));
         }
     }
     let check = Check::new(

@@ -208,7 +208,7 @@ fn serve(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
             range: range.clone(),
             status,
             sent,
-        })
+        });
     };
     let (file, trickle) = match route {
         None => {

@@ -519,7 +519,7 @@ impl PxeVendorOptions {
                 6 if body.len() == 1 => out.discovery_control = Some(body[0]),
                 10 if !body.is_empty() => {
                     out.menu_prompt =
-                        Some((body[0], String::from_utf8_lossy(&body[1..]).into_owned()))
+                        Some((body[0], String::from_utf8_lossy(&body[1..]).into_owned()));
                 }
                 9 => {
                     let mut j = 0;
