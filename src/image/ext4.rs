@@ -248,20 +248,13 @@ impl Ext4Walk<'_> {
                 self.writer.symlink(rel, &target, meta)?;
                 self.counts.symlinks += 1;
             }
-            FileType::CharacterDevice => {
-                self.writer.char_dev(rel, raw.rdev, meta)?;
-                self.counts.specials += 1;
-            }
-            FileType::BlockDevice => {
-                self.writer.block_dev(rel, raw.rdev, meta)?;
-                self.counts.specials += 1;
-            }
-            FileType::Fifo => {
-                self.writer.fifo(rel, meta)?;
-                self.counts.specials += 1;
-            }
-            FileType::Socket => {
-                self.writer.socket(rel, meta)?;
+            FileType::CharacterDevice
+            | FileType::BlockDevice
+            | FileType::Fifo
+            | FileType::Socket => {
+                // `meta` checked that `raw.mode`'s type bits agree with `ft`.
+                let kind = rustix::fs::FileType::from_raw_mode(raw.mode.into());
+                self.writer.special_node(rel, kind, raw.rdev, meta)?;
                 self.counts.specials += 1;
             }
         }

@@ -170,20 +170,11 @@ impl Copier {
                         self.writer.symlink(rel, target.as_bytes(), meta)?;
                         self.stats.symlinks += 1;
                     }
-                    FileType::CharacterDevice => {
-                        self.writer.char_dev(rel, rdev, meta)?;
-                        self.stats.specials += 1;
-                    }
-                    FileType::BlockDevice => {
-                        self.writer.block_dev(rel, rdev, meta)?;
-                        self.stats.specials += 1;
-                    }
-                    FileType::Fifo => {
-                        self.writer.fifo(rel, meta)?;
-                        self.stats.specials += 1;
-                    }
-                    FileType::Socket => {
-                        self.writer.socket(rel, meta)?;
+                    FileType::CharacterDevice
+                    | FileType::BlockDevice
+                    | FileType::Fifo
+                    | FileType::Socket => {
+                        self.writer.special_node(rel, kind, rdev, meta)?;
                         self.stats.specials += 1;
                     }
                     _ => {

@@ -774,6 +774,28 @@ impl TreeWriter {
         self.special(rel, FileType::Socket, 0, meta, "create socket")
     }
 
+    /// Adds a special file of type `kind`: a character or block device (with
+    /// `rdev`), a fifo or a socket (`rdev` ignored), as the methods above.
+    /// Any other type is refused as invalid metadata.
+    pub fn special_node(
+        &mut self,
+        rel: &Path,
+        kind: FileType,
+        rdev: u64,
+        meta: Meta,
+    ) -> Result<()> {
+        match kind {
+            FileType::CharacterDevice => self.char_dev(rel, rdev, meta),
+            FileType::BlockDevice => self.block_dev(rel, rdev, meta),
+            FileType::Fifo => self.fifo(rel, meta),
+            FileType::Socket => self.socket(rel, meta),
+            _ => Err(TreeError::InvalidMeta {
+                path: self.full(rel),
+                reason: format!("{kind:?} is not a special file type"),
+            }),
+        }
+    }
+
     /// Applies directory metadata, deepest directories first and the root
     /// last (owner, mode, xattrs, then times), and closes the writer.
     pub fn finish(mut self) -> Result<()> {
