@@ -6,9 +6,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, Statx, StatxFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Statx, StatxFlags};
 
-use super::{Meta, Result, TreeError, TreeWriter, io_err, xattr};
+use super::{Meta, Result, TreeError, TreeWriter, io_err, open_dir_nofollow, xattr};
 
 /// What [`copy_tree`] copied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -204,13 +204,7 @@ impl Copier {
 /// open-file limit. On error the partial `dst_staging` is left for the
 /// caller to remove.
 pub fn copy_tree(src: &Path, dst_staging: &Path) -> Result<CopyStats> {
-    let root = rustix::fs::openat(
-        CWD,
-        src,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(io_err("open source directory", src))?;
+    let root = open_dir_nofollow(src, "open source directory")?;
     let st = stx_fd(root.as_fd(), src)?;
     let root_meta = meta_of(root.as_fd(), &st, src)?;
     let mut writer =

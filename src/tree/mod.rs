@@ -121,6 +121,19 @@ pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(rustix::io::E
     move |e| TreeError::Io(IoError::new(op, path, e))
 }
 
+/// Opens the directory at `path` itself (a symlink at its end is refused, not
+/// followed), close-on-exec; a failure is reported as `op` on `path`.
+pub(crate) fn open_dir_nofollow(path: &Path, op: &'static str) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{CWD, Mode, OFlags};
+    rustix::fs::openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_err(op, path))
+}
+
 /// Checks that `rel` is a safe path relative to a tree root: non-empty, not
 /// absolute, no empty, `.` or `..` components, no NUL byte, no trailing `/`.
 pub fn check_rel_path(rel: &Path) -> Result<()> {

@@ -14,7 +14,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use super::pool::{DataPool, Job, Source};
-use super::{Meta, Result, TreeError, check_rel_path, io_err, split_rel, xattr};
+use super::{Meta, Result, TreeError, check_rel_path, io_err, open_dir_nofollow, split_rel, xattr};
 use crate::ioerr::IoError;
 
 /// Size of the blocks checked for zeros when writing sparse files.
@@ -358,13 +358,7 @@ impl TreeWriter {
             Err(Errno::EXIST) => return Err(TreeError::DestinationExists(dst.to_path_buf())),
             Err(e) => return Err(io_err("create directory", dst)(e)),
         }
-        let root = rustix::fs::openat(
-            CWD,
-            dst,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_err("open directory", dst))?;
+        let root = open_dir_nofollow(dst, "open directory")?;
         // xattrs and modes of special files go through /proc/self/fd.
         rustix::fs::statx(
             CWD,
