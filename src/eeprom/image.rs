@@ -190,27 +190,22 @@ fn fill_erased(bytes: &mut [u8], start: usize, end: usize) -> Result<(), EepromE
     if start >= end {
         return Ok(());
     }
-    let len = bytes.len();
-    bytes
-        .get_mut(start..end)
-        .ok_or(EepromError::NoSpace {
-            needed: end,
-            available: len,
-        })?
-        .fill(0xff);
+    span(bytes, start, end)?.fill(0xff);
     Ok(())
 }
 
 /// Copies `data` into `bytes` at `offset`.
 pub(super) fn put(bytes: &mut [u8], offset: usize, data: &[u8]) -> Result<(), EepromError> {
-    let len = bytes.len();
     let end = offset.saturating_add(data.len());
-    bytes
-        .get_mut(offset..end)
-        .ok_or(EepromError::NoSpace {
-            needed: end,
-            available: len,
-        })?
-        .copy_from_slice(data);
+    span(bytes, offset, end)?.copy_from_slice(data);
     Ok(())
+}
+
+/// The bytes `start..end` of `bytes`, or [`EepromError::NoSpace`] where they run past its end.
+fn span(bytes: &mut [u8], start: usize, end: usize) -> Result<&mut [u8], EepromError> {
+    let available = bytes.len();
+    bytes.get_mut(start..end).ok_or(EepromError::NoSpace {
+        needed: end,
+        available,
+    })
 }
