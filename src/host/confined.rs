@@ -255,10 +255,20 @@ impl Tree {
         }
     }
 
+    /// Opens a folder inside the tree that must be there (missing is an I/O violation).
+    fn existing_dir(&self, rel: &Path) -> Result<OwnedFd, Violation> {
+        self.open_dir(rel)?
+            .ok_or_else(|| Violation::Io(self.full(rel), io::ErrorKind::NotFound.into()))
+    }
+
+    /// `rel`'s parent folder and final name; anything but a plain relative path is refused.
+    fn parent_and_name<'a>(&self, rel: &'a Path) -> Result<(PathBuf, &'a OsStr), Violation> {
+        split(rel).ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))
+    }
+
     /// Metadata of `rel` without following it; `None` when missing. Parents are confined.
     pub fn entry(&self, rel: &Path) -> Result<Option<Entry>, Violation> {
-        let (parent, name) = split(rel)
-            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))?;
+        let (parent, name) = self.parent_and_name(rel)?;
         let Some(dir) = self.open_dir(&parent)? else {
             return Ok(None);
         };
@@ -422,11 +432,8 @@ impl Tree {
     /// Atomically writes a regular file at `rel` (its folder must exist).
     pub fn write(&self, rel: &Path, content: &[u8], owner: Owner) -> Result<(), Violation> {
         self.check_replaceable(rel)?;
-        let (parent, name) = split(rel)
-            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))?;
-        let dir = self
-            .open_dir(&parent)?
-            .ok_or_else(|| Violation::Io(self.full(&parent), io::ErrorKind::NotFound.into()))?;
+        let (parent, name) = self.parent_and_name(rel)?;
+        let dir = self.existing_dir(&parent)?;
         let name = name
             .to_str()
             .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a UTF-8 name"))?;
@@ -444,15 +451,11 @@ impl Tree {
                     "not a plain relative path",
                 ));
             };
-            let dir = self
-                .open_dir(&so_far)?
-                .ok_or_else(|| Violation::Io(self.full(&so_far), io::ErrorKind::NotFound.into()))?;
+            let dir = self.existing_dir(&so_far)?;
             so_far.push(s);
             match rustix::fs::mkdirat(&dir, s, Mode::from_raw_mode(owner.mode)) {
                 Ok(()) => {
-                    let fd = self.open_dir(&so_far)?.ok_or_else(|| {
-                        Violation::Io(self.full(&so_far), io::ErrorKind::NotFound.into())
-                    })?;
+                    let fd = self.existing_dir(&so_far)?;
                     if owner.uid.is_some() || owner.gid.is_some() {
                         rustix::fs::fchown(
                             &fd,
@@ -476,8 +479,7 @@ impl Tree {
 
     /// Reads the target of the symlink at `rel`; `None` when missing or not a symlink.
     pub fn read_link(&self, rel: &Path) -> Result<Option<Vec<u8>>, Violation> {
-        let (parent, name) = split(rel)
-            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))?;
+        let (parent, name) = self.parent_and_name(rel)?;
         let Some(dir) = self.open_dir(&parent)? else {
             return Ok(None);
         };
@@ -491,8 +493,7 @@ impl Tree {
     /// Atomically makes `rel` a symlink to `target` (replacing a file or symlink there, never a
     /// folder). The link itself is only ever read by the client, never followed by us.
     pub fn symlink(&self, rel: &Path, target: &[u8]) -> Result<(), Violation> {
-        let (parent, name) = split(rel)
-            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))?;
+        let (parent, name) = self.parent_and_name(rel)?;
         if let Some(e) = self.entry(rel)?
             && matches!(e.kind, EntryKind::Dir | EntryKind::Special)
         {
@@ -501,9 +502,7 @@ impl Tree {
                 "a folder or special file where a link belongs",
             ));
         }
-        let dir = self
-            .open_dir(&parent)?
-            .ok_or_else(|| Violation::Io(self.full(&parent), io::ErrorKind::NotFound.into()))?;
+        let dir = self.existing_dir(&parent)?;
         atomic::remove_stale_temps(&dir, &name.to_string_lossy())
             .map_err(|e| Violation::Io(self.full(rel), e))?;
         let tmp = atomic::temp_name(&name.to_string_lossy());
@@ -519,8 +518,7 @@ impl Tree {
 
     /// Removes a file or symlink at `rel` (never a folder); missing is fine.
     pub fn remove(&self, rel: &Path) -> Result<(), Violation> {
-        let (parent, name) = split(rel)
-            .ok_or_else(|| Violation::WrongKind(self.full(rel), "not a plain relative path"))?;
+        let (parent, name) = self.parent_and_name(rel)?;
         let Some(dir) = self.open_dir(&parent)? else {
             return Ok(());
         };
