@@ -643,6 +643,15 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A temp folder and the path of the source tree `t` to build in it (not made yet).
+    /// These tests need root: the trees hold owners and device nodes.
+    fn scratch() -> (tempfile::TempDir, std::path::PathBuf) {
+        assert!(rustix::process::geteuid().is_root(), "must run as root");
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        (tmp, t)
+    }
+
     fn setx(p: &Path, name: &str, v: &[u8]) {
         rustix::fs::lsetxattr(p, name, v, rustix::fs::XattrFlags::empty()).unwrap();
     }
@@ -675,9 +684,7 @@ mod tests {
 
     #[test]
     fn supplement_agrees_with_debugfs() {
-        assert!(rustix::process::geteuid().is_root(), "must run as root");
-        let tmp = tempfile::tempdir().unwrap();
-        let t = tmp.path().join("t");
+        let (tmp, t) = scratch();
         std::fs::create_dir_all(t.join("d")).unwrap();
         std::fs::create_dir_all(t.join("big")).unwrap();
         let f = t.join("d/f");
@@ -834,9 +841,7 @@ mod tests {
 
     #[test]
     fn data_runs_and_symlink_targets_agree_with_debugfs() {
-        assert!(rustix::process::geteuid().is_root(), "must run as root");
-        let tmp = tempfile::tempdir().unwrap();
-        let t = tmp.path().join("t");
+        let (tmp, t) = scratch();
         std::fs::create_dir_all(&t).unwrap();
         // 400 islands of 4 KiB, 64 KiB apart, and a tail hole: more extents than an inode
         // holds, so an extent tree with an index level.
@@ -957,9 +962,7 @@ mod tests {
     /// as the kernel says, not a directory with fewer entries.
     #[test]
     fn shared_extent_subtrees_and_directory_holes_are_errors() {
-        assert!(rustix::process::geteuid().is_root(), "must run as root");
-        let tmp = tempfile::tempdir().unwrap();
-        let t = tmp.path().join("t");
+        let (tmp, t) = scratch();
         std::fs::create_dir_all(t.join("big")).unwrap();
         {
             use std::io::{Seek, SeekFrom, Write};
