@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use pinetboot::config::Valid;
 use pinetboot::engine;
 use pinetboot::host::Host;
 
@@ -57,33 +58,43 @@ fn config(n: usize) -> String {
     y
 }
 
-fn child(n: usize) {
+/// A temp host root with the image tree and an fstab, and the config of `n` clients for it.
+fn host_with_clients(n: usize) -> (tempfile::TempDir, Valid, Host) {
     let t = tempfile::tempdir().unwrap();
     tree(&t.path().join("srv/lite"));
     std::fs::create_dir_all(t.path().join("etc")).unwrap();
     std::fs::write(t.path().join("etc/fstab"), "proc /proc proc defaults 0 0\n").unwrap();
     let valid = pinetboot::config::load_str(Path::new("bench.yaml"), &config(n)).unwrap();
     let host = Host::new(t.path()).unwrap();
-    let first = Instant::now();
-    engine::apply(&valid, &host, |_| {}).unwrap();
-    let first = first.elapsed();
-    let runs = if n >= 1000 { 5 } else { 15 };
+    (t, valid, host)
+}
+
+/// Median milliseconds of a converged plan and of a no-op apply, over `runs` runs each.
+fn converged_medians(valid: &Valid, host: &Host, runs: usize) -> (f64, f64) {
     let mut plans = Vec::new();
     let mut noops = Vec::new();
     for _ in 0..runs {
         let s = Instant::now();
-        let (_, _, plan) = engine::observe_and_plan(&valid, &host).unwrap();
+        let (_, _, plan) = engine::observe_and_plan(valid, host).unwrap();
         plans.push(s.elapsed().as_secs_f64() * 1e3);
         assert!(plan.is_empty());
         let s = Instant::now();
-        let r = engine::apply(&valid, &host, |_| {}).unwrap();
+        let r = engine::apply(valid, host, |_| {}).unwrap();
         noops.push(s.elapsed().as_secs_f64() * 1e3);
         assert!(r.applied.is_empty());
     }
+    (med(&mut plans), med(&mut noops))
+}
+
+fn child(n: usize) {
+    let (_t, valid, host) = host_with_clients(n);
+    let first = Instant::now();
+    engine::apply(&valid, &host, |_| {}).unwrap();
+    let first = first.elapsed();
+    let runs = if n >= 1000 { 5 } else { 15 };
+    let (plan_ms, noop_ms) = converged_medians(&valid, &host, runs);
     println!(
-        "| {n} | {:.1} | {:.1} | {:.0} | {:.1} |",
-        med(&mut plans),
-        med(&mut noops),
+        "| {n} | {plan_ms:.1} | {noop_ms:.1} | {:.0} | {:.1} |",
         first.as_secs_f64() * 1e3,
         peak_rss_mib()
     );
@@ -102,12 +113,7 @@ fn big_hosts(n: usize) -> Vec<u8> {
 /// One client whose `etc/hosts` has `lines` lines: plan with the hostname line pending, the
 /// apply that fences it, then a converged plan and a no-op apply (medians).
 fn child_hosts(lines: usize) {
-    let t = tempfile::tempdir().unwrap();
-    tree(&t.path().join("srv/lite"));
-    std::fs::create_dir_all(t.path().join("etc")).unwrap();
-    std::fs::write(t.path().join("etc/fstab"), "proc /proc proc defaults 0 0\n").unwrap();
-    let valid = pinetboot::config::load_str(Path::new("bench.yaml"), &config(1)).unwrap();
-    let host = Host::new(t.path()).unwrap();
+    let (t, valid, host) = host_with_clients(1);
     engine::apply(&valid, &host, |_| {}).unwrap();
     std::fs::write(t.path().join("nfs/pi0/etc/hosts"), big_hosts(lines)).unwrap();
     let s = Instant::now();
@@ -118,24 +124,13 @@ fn child_hosts(lines: usize) {
     let r = engine::apply(&valid, &host, |_| {}).unwrap();
     let fenced = s.elapsed();
     assert_eq!(r.applied.len(), 1);
-    let mut plans = Vec::new();
-    let mut noops = Vec::new();
-    for _ in 0..5 {
-        let s = Instant::now();
-        let (_, _, plan) = engine::observe_and_plan(&valid, &host).unwrap();
-        plans.push(s.elapsed().as_secs_f64() * 1e3);
-        assert!(plan.is_empty());
-        let s = Instant::now();
-        let r = engine::apply(&valid, &host, |_| {}).unwrap();
-        noops.push(s.elapsed().as_secs_f64() * 1e3);
-        assert!(r.applied.is_empty());
-    }
+    let (plan_ms, noop_ms) = converged_medians(&valid, &host, 5);
     println!(
         "| {lines} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} |",
         pending.as_secs_f64() * 1e3,
         fenced.as_secs_f64() * 1e3,
-        med(&mut plans),
-        med(&mut noops),
+        plan_ms,
+        noop_ms,
         peak_rss_mib()
     );
 }
