@@ -307,6 +307,20 @@ fn unmount_under(dir: &Path) {
     }
 }
 
+/// The line of an apply's log that tells how the second client's root was made, trimmed.
+fn second_client_note(log: &str) -> String {
+    log.lines()
+        .find(|l| l.contains("client root /nfs/pi2"))
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+/// The unpacked tree of image `sha` in the store below `root`.
+fn store_tree(root: &Path, sha: &str) -> PathBuf {
+    root.join(format!("var/lib/pinetboot/images/{sha}/root"))
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
@@ -389,17 +403,13 @@ fn child(work: &Path) {
     write_config(&config, &sha, 2);
     sh("sync");
     let (second, rss2, log2) = apply(&root, &config);
-    let note = log2
-        .lines()
-        .find(|l| l.contains("client root /nfs/pi2"))
-        .unwrap_or("")
-        .to_owned();
+    let note = second_client_note(&log2);
     rows.push((
         "pinetboot apply: second client from the store (ext4)".into(),
         secs(second),
-        format!("{rss2} MiB peak RSS; `{}`", note.trim()),
+        format!("{rss2} MiB peak RSS; `{note}`"),
     ));
-    let store_root = root.join(format!("var/lib/pinetboot/images/{sha}/root"));
+    let store_root = store_tree(&root, &sha);
     sh("sync");
     let cpa = timed(&format!(
         "cp -a {} {}",
@@ -434,17 +444,13 @@ fn child(work: &Path) {
     ));
     write_config(&config, &sha, 2);
     let (b2, _, log) = apply(&root, &config);
-    let note = log
-        .lines()
-        .find(|l| l.contains("client root /nfs/pi2"))
-        .unwrap_or("")
-        .to_owned();
+    let note = second_client_note(&log);
     rows.push((
         "pinetboot apply: second client from the store (btrfs, reflinks)".into(),
         secs(b2),
-        format!("`{}`", note.trim()),
+        format!("`{note}`"),
     ));
-    let store_root = root.join(format!("var/lib/pinetboot/images/{sha}/root"));
+    let store_root = store_tree(&root, &sha);
     let cpr = timed(&format!(
         "cp -a --reflink=always {} {}",
         store_root.display(),
