@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::support::fixture::*;
 use crate::support::snapshot::*;
+use crate::support::text::{assert_contains, assert_lacks};
+use crate::support::tools::mode_of;
 use serde_json::Value;
 
 fn setup() -> Env {
@@ -91,11 +93,9 @@ fn attack(env: &Env, rel: &str) {
     // 2. The plan shows raspi1 as a conflict, and only raspi2's change; a conflict exits 1.
     plan.expect_code(1);
     let want = format!("/nfs/raspi1/{rel}");
-    assert!(
-        plan.stdout
-            .contains("\nConflicts (these clients are left untouched):\n"),
-        "{}",
-        plan.stdout
+    assert_contains(
+        &plan.stdout,
+        "\nConflicts (these clients are left untouched):\n",
     );
     let line = plan
         .stdout
@@ -114,11 +114,7 @@ fn attack(env: &Env, rel: &str) {
         "{}",
         plan.stdout
     );
-    assert!(
-        plan.stdout.contains("  ~ file /nfs/raspi2/etc/hostname\n"),
-        "{}",
-        plan.stdout
-    );
+    assert_contains(&plan.stdout, "  ~ file /nfs/raspi2/etc/hostname\n");
     assert!(
         !plan.stdout.lines().any(|l| (l.starts_with("  + ")
             || l.starts_with("  ~ ")
@@ -147,20 +143,12 @@ fn attack(env: &Env, rel: &str) {
         "{}",
         apply.stderr
     );
-    assert!(
-        apply.stdout.contains("~ file /nfs/raspi2/etc/hostname\n"),
-        "{}",
-        apply.stdout
-    );
+    assert_contains(&apply.stdout, "~ file /nfs/raspi2/etc/hostname\n");
 
     // 4. Afterwards: nothing pending but the standing conflict, which is still an error.
     again.expect_code(1);
-    assert!(
-        again.stdout.contains("  ! client raspi1: "),
-        "{}",
-        again.stdout
-    );
-    assert!(!again.stdout.contains("Plan:"), "{}", again.stdout);
+    assert_contains(&again.stdout, "  ! client raspi1: ");
+    assert_lacks(&again.stdout, "Plan:");
 }
 
 fn replace_with_symlink(path: &Path, target: &Path) {
@@ -270,12 +258,8 @@ fn swap_between_plan_and_apply() {
     std::fs::write(victim(&env, "etc/hostname"), "drifted\n").unwrap();
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
-    assert!(
-        plan.stdout.contains("  ~ file /nfs/raspi1/etc/hostname\n"),
-        "{}",
-        plan.stdout
-    );
-    assert!(!plan.stdout.contains("! client"), "{}", plan.stdout);
+    assert_contains(&plan.stdout, "  ~ file /nfs/raspi1/etc/hostname\n");
+    assert_lacks(&plan.stdout, "! client");
     // Planted after the plan the admin reviewed.
     replace_with_symlink(&victim(&env, "etc/hostname"), &env.outside.join("secret"));
     attack(&env, "etc/hostname");
@@ -312,7 +296,7 @@ fn a_symlink_planted_in_the_boot_folder_is_never_followed_through_the_tftp_folde
     // The mount is read-only, too: nothing is written into the client's tree through it.
     let r = env.ns.run("touch", &[tftp.join("new-file")]);
     assert_ne!(r.status.code(), Some(0));
-    assert!(r.stderr.contains("Read-only file system"), "{}", r.stderr);
+    assert_contains(&r.stderr, "Read-only file system");
     // Regular boot files are served as before.
     env.ns
         .sh(&format!("test -s {}", tftp.join("start4.elf").display()));
@@ -327,10 +311,11 @@ fn a_bind_mount_remounted_writable_is_repaired() {
         .sh(&format!("mount -o remount,bind,rw {}", tftp.display()));
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
-    assert!(
-        plan.stdout.contains(&format!("~ bind mount /tftpboot/{S1} (mounted from elsewhere or without ro,nosuid,nodev,noexec,nosymfollow")),
-        "{}",
-        plan.stdout
+    assert_contains(
+        &plan.stdout,
+        &format!(
+            "~ bind mount /tftpboot/{S1} (mounted from elsewhere or without ro,nosuid,nodev,noexec,nosymfollow"
+        ),
     );
     env.apply_ok();
     env.assert_converged();
@@ -409,12 +394,9 @@ fn a_host_key_the_pi_made_unreadable_is_left_alone_and_stops_nothing() {
     // A public half that can be derived is restored from the Pi's own key.
     std::fs::remove_file(env.path("/nfs/raspi2/etc/ssh/ssh_host_ed25519_key.pub")).unwrap();
     let plan = env.pt(&["plan"]);
-    assert!(
-        plan.stdout.contains(
-            "+ file /nfs/raspi2/etc/ssh/ssh_host_ed25519_key.pub (public half of the client's SSH host key)"
-        ),
-        "{}",
-        plan.stdout
+    assert_contains(
+        &plan.stdout,
+        "+ file /nfs/raspi2/etc/ssh/ssh_host_ed25519_key.pub (public half of the client's SSH host key)",
     );
     env.apply_ok();
     env.assert_converged();
@@ -451,18 +433,13 @@ fn a_boot_folder_replaced_by_a_symlink_is_unmounted_and_never_mounted_at_the_nex
     // Root on the Pi swaps its boot folder for a link to the host's /etc.
     replace_with_symlink(&victim(&env, "boot/firmware"), Path::new("/etc"));
     let plan = env.pt(&["plan"]);
-    assert!(
-        plan.stdout.contains(&format!(
+    assert_contains(
+        &plan.stdout,
+        &format!(
             "  - bind mount /tftpboot/{S1} (client raspi1: its boot folder is no longer a real folder ("
-        )),
-        "{}",
-        plan.stdout
+        ),
     );
-    assert!(
-        plan.stdout.contains("  ! client raspi1: "),
-        "{}",
-        plan.stdout
-    );
+    assert_contains(&plan.stdout, "  ! client raspi1: ");
     let apply = env.pt(&["apply"]);
     apply.expect_code(1);
     assert!(
@@ -567,11 +544,7 @@ fn the_fstab_block_of_earlier_versions_is_removed_and_foreign_lines_stay() {
     );
     std::fs::write(&fstab, &legacy).unwrap();
     let plan = env.pt(&["plan"]);
-    assert!(
-        plan.stdout.contains("  - fstab block /etc/fstab"),
-        "{}",
-        plan.stdout
-    );
+    assert_contains(&plan.stdout, "  - fstab block /etc/fstab");
     env.apply_ok();
     env.assert_converged();
     assert_eq!(
@@ -607,35 +580,20 @@ fn a_setuid_file_planted_in_a_client_root_is_out_of_reach_of_the_servers_local_u
         "0",
         "a setuid file in a client root ran as root"
     );
-    assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
+    assert_contains(&r.stderr, "Permission denied");
     let hostname = victim(&env, "etc/hostname");
     let r = as_nobody(&["cat", hostname.to_str().unwrap()]);
-    assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
-    let mode = std::fs::metadata(env.path("/nfs"))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o7777;
-    assert_eq!(mode, 0o700);
+    assert_contains(&r.stderr, "Permission denied");
+    assert_eq!(mode_of(&env.path("/nfs")), 0o700);
 
     // An admin's stricter mode is kept; a looser one is taken back to 0700.
     std::fs::set_permissions(env.path("/nfs"), std::fs::Permissions::from_mode(0o500)).unwrap();
     env.assert_converged();
     std::fs::set_permissions(env.path("/nfs"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let plan = env.pt(&["plan"]);
-    assert!(
-        plan.stdout
-            .contains("  ~ directory /nfs (mode 0755 → 0700)"),
-        "{}",
-        plan.stdout
-    );
+    assert_contains(&plan.stdout, "  ~ directory /nfs (mode 0755 → 0700)");
     env.apply_ok();
-    let mode = std::fs::metadata(env.path("/nfs"))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o7777;
-    assert_eq!(mode, 0o700);
+    assert_eq!(mode_of(&env.path("/nfs")), 0o700);
 }
 
 /// Replaces the `root` line of raspi1's etc/passwd (whose home gets the declared SSH keys).
@@ -661,7 +619,7 @@ fn root_line_is_a_conflict(line: &[u8], why: &str) {
     plant_root_line(&env, line);
     attack(&env, "etc/passwd");
     let plan = env.pt(&["plan"]);
-    assert!(plan.stdout.contains(why), "{}", plan.stdout);
+    assert_contains(&plan.stdout, why);
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::process::Command;
 
 use crate::support::fixture::*;
 use crate::support::run::Run;
+use crate::support::text::assert_contains;
 use crate::support::tools::*;
 
 /// Seconds before the harness kills a command that hangs.
@@ -216,7 +217,7 @@ fn eeprom_show_refuses_devices_fifos_and_oversize_files() {
     std::fs::write(&big, vec![0xffu8; 2 << 20]).unwrap();
     let r = pt(&["eeprom", "show", big.to_str().unwrap()]);
     r.expect_code(1);
-    assert!(r.stderr.contains("2097152"), "{}", r.stderr);
+    assert_contains(&r.stderr, "2097152");
 }
 
 /// A host root with one client and an image tree; `extra` is appended to the config.

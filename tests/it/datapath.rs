@@ -6,13 +6,14 @@
 use crate::support::mountns::MountNs;
 use crate::support::netlab::write_config;
 use crate::support::roots::{SHARED, generated_conf, make_traversable, os_tree, write};
+use crate::support::tools::expect_success;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::support::netlab::{Lab, SERVER_IP};
-use crate::support::pi4::{ClientKind, EmulatedPi};
+use crate::support::pi4::{ClientKind, EmulatedPi, boot_concurrently};
 
 const BW_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
 const BU_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x04];
@@ -55,18 +56,24 @@ fn setup(clients: &str) -> Setup {
 const BOTH: &str = "  bw: {serial: 0c4c21e5, mac: 'dc:a6:32:01:02:03', image: bookworm, eeprom: {boot_order: [sd, network, restart]}}\n  bu: {serial: abcd1234, mac: 'dc:a6:32:01:02:04', image: bullseye}\n";
 
 fn apply(ns: &MountNs, s: &Setup) {
-    let out = ns.pinetboot(&s.root, &s.config, &["apply"]);
-    assert!(
-        out.status.success(),
-        "apply failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect_success(&ns.pinetboot(&s.root, &s.config, &["apply"]), "apply");
 }
 
 /// The generated drop-in, runnable in the lab.
 fn server_conf(lab: &Lab, s: &Setup) -> PathBuf {
     generated_conf(&s.root, &lab.dir().join("conf.d"), false)
+}
+
+/// `clients` set up and applied, and the generated drop-in served by the lab's dnsmasq inside
+/// the mount namespace.
+fn serve(clients: &str) -> (Setup, Lab, MountNs) {
+    let s = setup(clients);
+    // The lab's namespaces first: the mount namespace copies /run/netns as it is then.
+    let lab = Lab::new();
+    let ns = MountNs::new();
+    apply(&ns, &s);
+    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.pid()));
+    (s, lab, ns)
 }
 
 fn assert_boots(pi: &EmulatedPi, folder: &Path, blksize: u16) -> crate::support::pi4::BootReport {
@@ -75,12 +82,7 @@ fn assert_boots(pi: &EmulatedPi, folder: &Path, blksize: u16) -> crate::support:
 
 #[test]
 fn bookworm_and_bullseye_clients_boot_through_pinetboots_files() {
-    let s = setup(BOTH);
-    // The lab's namespaces first: the mount namespace copies /run/netns as it is then.
-    let lab = Lab::new();
-    let ns = MountNs::new();
-    apply(&ns, &s);
-    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.pid()));
+    let (s, lab, _ns) = serve(BOTH);
     // Bookworm layout: boot/firmware, with a bootloader self-update.
     let bw = EmulatedPi::new(&lab.add_pi(BW_MAC), 0x0c4c_21e5);
     let report = assert_boots(&bw, &s.root.join("nfs/bw/boot/firmware"), 1024);
@@ -106,12 +108,7 @@ fn bookworm_and_bullseye_clients_boot_through_pinetboots_files() {
 
 #[test]
 fn undeclared_macs_and_serials_get_nothing_and_pruned_clients_stop_booting() {
-    let s = setup(BOTH);
-    // The lab's namespaces first: the mount namespace copies /run/netns as it is then.
-    let lab = Lab::new();
-    let ns = MountNs::new();
-    apply(&ns, &s);
-    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.pid()));
+    let (s, lab, ns) = serve(BOTH);
     // Every declared client has a MAC: another Pi's MAC gets no boot menu.
     let other = EmulatedPi::new(
         &lab.add_pi([0xdc, 0xa6, 0x32, 0x09, 0x09, 0x09]),
@@ -189,12 +186,8 @@ fn ten_declared_pis_boot_at_once_each_from_its_own_root() {
             "  pi{i}: {{serial: '{serial:08x}', mac: '{m}', image: bookworm}}\n"
         ));
     }
-    let s = setup(&clients);
-    let lab = Lab::new();
-    let ns = MountNs::new();
-    apply(&ns, &s);
     // Each root gets its own cmdline.txt (nfsroot names its own folder): the files differ.
-    lab.start_server_dnsmasq_in(&server_conf(&lab, &s), &[], Some(ns.pid()));
+    let (s, lab, _ns) = serve(&clients);
     let emulated: Vec<(EmulatedPi, PathBuf)> = pis
         .iter()
         .enumerate()
@@ -205,23 +198,7 @@ fn ten_declared_pis_boot_at_once_each_from_its_own_root() {
             )
         })
         .collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = emulated
-            .iter()
-            .enumerate()
-            .map(|(i, (pi, folder))| {
-                scope.spawn(move || {
-                    let mut pi = pi.clone();
-                    pi.blksize = if i % 2 == 0 { 1024 } else { 1468 };
-                    pi.boot(folder).map_err(|e| e.to_string())
-                })
-            })
-            .collect();
-        for (i, h) in handles.into_iter().enumerate() {
-            let report = h.join().expect("Pi thread panicked").unwrap();
-            assert!(report.booted() && report.all_ok(), "pi{i}: {report}");
-        }
-    });
+    boot_concurrently(&emulated);
     let a = fs::read_to_string(s.root.join("nfs/pi0/boot/firmware/cmdline.txt")).unwrap();
     assert!(
         a.contains(&format!("nfsroot={SERVER_IP}:/nfs/pi0,vers=3")),

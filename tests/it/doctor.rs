@@ -8,6 +8,8 @@ use crate::support::mountns::MountNs;
 use crate::support::netlab::write_config;
 use crate::support::roots::{generated_conf, make_traversable, os_tree, write};
 use crate::support::snap::{redact, redact_after};
+use crate::support::text::assert_contains;
+use crate::support::tools::expect_success;
 
 use std::fs;
 use std::net::UdpSocket;
@@ -72,13 +74,7 @@ fn setup() -> Setup {
 }
 
 fn apply(ns: &MountNs, s: &Setup) {
-    let out = pinetboot(ns, None, s, &["apply"]);
-    assert!(
-        out.status.success(),
-        "apply failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect_success(&pinetboot(ns, None, s, &["apply"]), "apply");
 }
 
 /// Starts dnsmasq on the generated drop-in (tftp-root with the --root prefix, as the host would
@@ -128,11 +124,16 @@ impl Report {
             .collect()
     }
 
+    /// The detail of finding `id`.
+    fn detail(&self, id: &str) -> &str {
+        self.finding(id)["detail"].as_str().unwrap()
+    }
+
     /// Asserts `id` is a problem whose detail contains `needle`.
     fn assert_problem(&self, id: &str, needle: &str) {
         let f = self.finding(id);
         assert_eq!(f["severity"], "problem", "{id}:\n{}", self.text);
-        let detail = f["detail"].as_str().unwrap();
+        let detail = self.detail(id);
         assert!(
             detail.contains(needle),
             "{id}: {detail:?} lacks {needle:?}\n{}",
@@ -221,7 +222,7 @@ fn healthy_setup_has_no_problem_but_the_missing_nfs_server() {
     assert_eq!(r.json["format_version"], 1);
     assert_eq!(r.json["summary"]["problem"], 1);
     // What the checks saw, in their own words.
-    let detail = |id| r.finding(id)["detail"].as_str().unwrap().to_owned();
+    let detail = |id| r.detail(id);
     assert!(
         detail("dnsmasq.dhcp").contains(&format!("0.0.0.0%{SERVER_IFACE}:67 by dnsmasq")),
         "{}",
@@ -239,22 +240,12 @@ fn healthy_setup_has_no_problem_but_the_missing_nfs_server() {
         r.text
     );
     // Plain text: ok/warn/FAIL marks, the fix under the finding, a summary.
-    assert!(
-        r.text
-            .contains("ok   dnsmasq is running in this network namespace: pid "),
-        "{}",
-        r.text
+    assert_contains(
+        &r.text,
+        "ok   dnsmasq is running in this network namespace: pid ",
     );
-    assert!(
-        r.text.contains("FAIL the kernel NFS server is running: "),
-        "{}",
-        r.text
-    );
-    assert!(
-        r.text.contains(&format!("     fix: {NFS_FIX}\n")),
-        "{}",
-        r.text
-    );
+    assert_contains(&r.text, "FAIL the kernel NFS server is running: ");
+    assert_contains(&r.text, &format!("     fix: {NFS_FIX}\n"));
     assert!(r.text.ends_with(", 0 warnings, 1 problem.\n"), "{}", r.text);
 }
 
@@ -305,10 +296,7 @@ fn serial_folder_unreadable_by_nobody() {
         &format!("{} (0700, owner 0:0) cannot be entered", target.display()),
     );
     assert!(
-        r.finding("client.bw.access")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("uid 65534"),
+        r.detail("client.bw.access").contains("uid 65534"),
         "dnsmasq serves as nobody:\n{}",
         r.text
     );
@@ -374,31 +362,19 @@ fn second_dnsmasq_config_claims_the_boot_network() {
             )
         })
         .collect();
-    assert_eq!(details.len(), 3, "{}", r.text);
-    assert_eq!(details[0].0, "problem");
-    assert!(
-        details[0].1.starts_with(
-            "/etc/dnsmasq.d/lan.conf:2: dhcp-range=10.99.0.50,10.99.0.99,12h also serves the boot network 10.99.0.0/24"
+    let expected = [
+        (
+            "problem",
+            "/etc/dnsmasq.d/lan.conf:2: dhcp-range=10.99.0.50,10.99.0.99,12h also serves the boot network 10.99.0.0/24",
         ),
-        "{}",
-        r.text
-    );
-    assert_eq!(details[1].0, "problem");
-    assert!(
-        details[1]
-            .1
-            .starts_with("/etc/dnsmasq.d/lan.conf:3: pxe-service="),
-        "{}",
-        r.text
-    );
-    assert_eq!(details[2].0, "warning");
-    assert!(
-        details[2]
-            .1
-            .starts_with("/etc/dnsmasq.d/lan.conf:4: port=53"),
-        "{}",
-        r.text
-    );
+        ("problem", "/etc/dnsmasq.d/lan.conf:3: pxe-service="),
+        ("warning", "/etc/dnsmasq.d/lan.conf:4: port=53"),
+    ];
+    assert_eq!(details.len(), expected.len(), "{}", r.text);
+    for ((severity, detail), (want_severity, want_start)) in details.iter().zip(expected) {
+        assert_eq!(*severity, want_severity, "{detail}");
+        assert!(detail.starts_with(want_start), "{}", r.text);
+    }
     assert_eq!(r.code, 1);
 }
 
@@ -412,9 +388,7 @@ fn udp_67_held_by_something_else() {
         &format!("(pid {}), not dnsmasq", std::process::id()),
     );
     assert!(
-        r.finding("dnsmasq.dhcp")["detail"]
-            .as_str()
-            .unwrap()
+        r.detail("dnsmasq.dhcp")
             .starts_with("UDP 67 (0.0.0.0:67) is held by "),
         "{}",
         r.text

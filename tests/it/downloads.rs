@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::support::fixture::*;
-use crate::support::http::HttpServer;
+use crate::support::http::{HttpServer, Seen};
 use crate::support::run::Run;
+use crate::support::text::assert_lacks;
 
 /// Seconds before the harness kills a command that hangs.
 const HARNESS_SECS: u32 = 60;
@@ -48,9 +49,10 @@ fn store_files(env: &Env) -> Vec<String> {
     v
 }
 
-/// A conflict for raspi1 (exit 1) whose message holds `needle`.
+/// Runs `apply`, which must end in a conflict for raspi1 (exit 1) whose message holds `needle`.
 #[track_caller]
-fn expect_conflict(r: &Run, needle: &str) {
+fn apply_conflicts(env: &Env, needle: &str) -> Run {
+    let r = pt(env, &["apply"]);
     r.expect_code(1);
     assert!(
         r.stderr.contains("client raspi1:") && r.stderr.contains(needle),
@@ -64,6 +66,16 @@ fn expect_conflict(r: &Run, needle: &str) {
         r.what,
         r.stderr
     );
+    r
+}
+
+/// Asserts the image store holds nothing and the server saw exactly one GET; returns it.
+#[track_caller]
+fn stored_nothing_after_one_get(env: &Env, server: &HttpServer) -> Seen {
+    assert!(store_files(env).is_empty(), "{:?}", store_files(env));
+    let mut gets = server.settled_gets();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    gets.remove(0)
 }
 
 fn fake_sha() -> String {
@@ -77,31 +89,26 @@ fn a_content_length_over_max_size_is_refused_before_a_byte_is_written() {
     // The default cap (16 GiB): a server announcing one byte more is refused at once.
     let url = server.add_claim("huge.img.xz", (16 << 30) + 1, 1 << 20);
     write_config(&env, &url, &fake_sha(), "");
-    let r = pt(&env, &["apply"]);
-    expect_conflict(
-        &r,
+    apply_conflicts(
+        &env,
         &format!(
             "downloading {url}: the server announces 17179869185 bytes, more than downloads.max_size (16 GiB); nothing was downloaded"
         ),
     );
-    assert!(store_files(&env).is_empty(), "{:?}", store_files(&env));
-    assert_eq!(server.settled_gets().len(), 1, "{:?}", server.gets());
+    stored_nothing_after_one_get(&env, &server);
     // A configured cap, and a partial download left by an earlier run is deleted too.
     let url = server.add_claim("big.img.xz", (1 << 20) + 1, 1 << 20);
     write_config(&env, &url, &fake_sha(), "max_size: 1 MiB");
     let images = env.path("/var/lib/pinetboot/images");
     std::fs::write(images.join(format!("{}.download", fake_sha())), b"old").unwrap();
     server.clear();
-    let r = pt(&env, &["apply"]);
-    expect_conflict(
-        &r,
+    apply_conflicts(
+        &env,
         "the server announces 1048577 bytes, more than downloads.max_size (1 MiB)",
     );
-    assert!(store_files(&env).is_empty(), "{:?}", store_files(&env));
     // The 3 bytes were offered for resuming; the server ignored the Range.
-    let gets = server.settled_gets();
-    assert_eq!(gets.len(), 1, "{gets:?}");
-    assert_eq!(gets[0].range.as_deref(), Some("bytes=3-"));
+    let get = stored_nothing_after_one_get(&env, &server);
+    assert_eq!(get.range.as_deref(), Some("bytes=3-"));
 }
 
 #[test]
@@ -111,17 +118,14 @@ fn an_endless_body_is_stopped_at_max_size_and_deleted() {
     // No Content-Length, zeros without end (the server gives up at 1 GiB).
     let url = server.add_endless("endless.img.xz", 1 << 30);
     write_config(&env, &url, &fake_sha(), "max_size: 4 MiB");
-    let r = pt(&env, &["apply"]);
-    expect_conflict(
-        &r,
+    apply_conflicts(
+        &env,
         "the body grew past downloads.max_size (4 MiB) and was stopped; the partial download was deleted",
     );
-    assert!(store_files(&env).is_empty(), "{:?}", store_files(&env));
     // The client hung up: the server sent about the cap (plus what socket buffers hold), far
     // from the gigabyte it would have sent.
-    let gets = server.settled_gets();
-    assert_eq!(gets.len(), 1, "{gets:?}");
-    assert!(gets[0].sent < 256 << 20, "{gets:?}");
+    let get = stored_nothing_after_one_get(&env, &server);
+    assert!(get.sent < 256 << 20, "{get:?}");
 }
 
 #[test]
@@ -144,8 +148,7 @@ fn a_trickling_server_is_abandoned_the_lock_released_and_the_download_resumed() 
         &sha,
         "low_speed_limit: 1 KiB, low_speed_time: 1",
     );
-    let r = pt(&env, &["apply"]);
-    expect_conflict(&r, "slower than 1 KiB/s");
+    let r = apply_conflicts(&env, "slower than 1 KiB/s");
     assert!(
         r.stderr.contains("the partial download") && r.stderr.contains("is kept"),
         "{}",
@@ -169,7 +172,7 @@ fn a_trickling_server_is_abandoned_the_lock_released_and_the_download_resumed() 
     let url = server.add("slow.img.xz", file);
     let r = pt(&env, &["apply", "--no-wait"]);
     r.expect_code(1);
-    assert!(!r.stderr.contains("lock"), "{}", r.stderr);
+    assert_lacks(&r.stderr, "lock");
     assert!(
         !r.stderr.contains(&format!("downloading {url}:"))
             && r.stderr.contains("unknown image format"),
@@ -193,8 +196,7 @@ fn a_silent_server_ends_each_attempt_after_low_speed_time() {
     // One byte, then nothing for an hour.
     let url = server.add_trickle("silent.img.xz", file, Duration::from_secs(3600));
     write_config(&env, &url, &fake_sha(), "low_speed_time: 1");
-    let r = pt(&env, &["apply"]);
-    expect_conflict(&r, "no data for 1 s (downloads.low_speed_time)");
+    apply_conflicts(&env, "no data for 1 s (downloads.low_speed_time)");
 }
 
 #[test]
@@ -207,8 +209,7 @@ fn max_time_ends_a_download_that_never_finishes_and_keeps_it() {
     // Fast enough for any speed check (off here), too slow to finish in 2 s.
     let url = server.add_trickle("slow.img.xz", file, Duration::from_millis(10));
     write_config(&env, &url, &fake_sha(), "low_speed_limit: 0, max_time: 2");
-    let r = pt(&env, &["apply"]);
-    expect_conflict(&r, "not finished after 2 s (downloads.max_time)");
+    apply_conflicts(&env, "not finished after 2 s (downloads.max_time)");
     let partial = env
         .path("/var/lib/pinetboot/images")
         .join(format!("{}.download", fake_sha()));

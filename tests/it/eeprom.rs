@@ -14,6 +14,8 @@ use serde::de::IntoDeserializer;
 use serde::de::value::{Error as ValueError, MapDeserializer};
 use sha2::{Digest, Sha256};
 
+use crate::support::tree::pseudo_random_bytes;
+
 const TIMESTAMP: u64 = 1_764_115_200;
 const BASE: &str = "pieeprom-2026-05-17.bin";
 const LATEST: &str = "pieeprom-2026-08-04.bin";
@@ -511,15 +513,7 @@ proptest! {
 
     #[test]
     fn parse_never_panics_on_random_images(seed in any::<u64>(), magic_first in any::<bool>()) {
-        let mut state = seed | 1;
-        let mut bytes: Vec<u8> = (0..IMAGE_SIZE)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let mut bytes = pseudo_random_bytes(seed | 1, IMAGE_SIZE);
         if magic_first {
             bytes[..4].copy_from_slice(&FILE_MAGIC.to_be_bytes());
             bytes[4..8].copy_from_slice(&((seed as u32) % 4096).to_be_bytes());

@@ -13,6 +13,7 @@ use crate::support::fixture::*;
 use crate::support::paused::Paused;
 use crate::support::snap::redact_times_and_hashes;
 use crate::support::snapshot::*;
+use crate::support::text::{assert_contains, assert_lacks};
 use crate::support::tools::*;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -73,11 +74,7 @@ fn plan_changes_nothing_pending_applied_and_drifted() {
 fn second_apply_changes_nothing_no_mtime_no_remount_no_handler() {
     let env = Env::with_clients(&["raspi1", "raspi2"], false);
     let first = env.apply_ok();
-    assert!(
-        first.stdout.contains("skipped: exportfs -ra (--root is "),
-        "{}",
-        first.stdout
-    );
+    assert_contains(&first.stdout, "skipped: exportfs -ra (--root is ");
     assert!(
         first
             .stdout
@@ -137,8 +134,8 @@ fn detailed_exitcode_is_2_pending_0_converged_1_bad_config() {
     let before = snapshot(&base(&env));
     let r = env.pt(&["plan", "--detailed-exitcode"]);
     r.expect_code(1);
-    assert!(r.stderr.contains("srever"), "{}", r.stderr);
-    assert!(r.stderr.contains("nothing was changed"), "{}", r.stderr);
+    assert_contains(&r.stderr, "srever");
+    assert_contains(&r.stderr, "nothing was changed");
     assert_eq!(r.stdout, "");
     env.pt(&["apply"]).expect_code(1);
     assert_same(&before, &snapshot(&base(&env)), Cmp::ALL, "bad config");
@@ -175,7 +172,7 @@ fn plan_exits_1_while_a_client_is_in_conflict() {
             assert_eq!(v["conflicts"][0]["client"], "raspi1");
             assert_eq!(v["summary"]["change"], Value::from(1), "{}", r.stdout);
         } else {
-            assert!(r.stdout.contains("  ! client raspi1: "), "{}", r.stdout);
+            assert_contains(&r.stdout, "  ! client raspi1: ");
             assert_eq!(
                 change_lines(&r.stdout),
                 vec!["  ~ file /nfs/raspi2/etc/hostname".to_owned()],
@@ -472,12 +469,7 @@ fn drift_is_shown_and_repaired_and_the_hosts_fstab_is_never_touched() {
     assert_eq!(env.read("/etc/fstab"), format!("{fstab_applied}{foreign}"));
     assert_eq!(env.read("/etc/dnsmasq.d/pinetboot.conf"), dnsmasq);
     assert_eq!(env.read("/nfs/raspi1/boot/firmware/cmdline.txt"), cmdline);
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(env.path("/tftpboot"))
-            .unwrap()
-            .permissions(),
-    );
-    assert_eq!(mode & 0o7777, 0o755);
+    assert_eq!(mode_of(&env.path("/tftpboot")), 0o755);
     assert_eq!(
         env.ns.dev_ino(&tftp),
         env.ns.dev_ino(&env.path("/nfs/raspi1/boot/firmware")),
@@ -649,9 +641,10 @@ fn removed_client_is_pruned_but_its_root_is_kept_until_purged_by_name() {
     );
 
     let apply = env.apply_ok();
-    assert!(apply.stdout.contains(
-        "kept: client root /nfs/raspi2 of raspi2 (client data is never deleted implicitly; to delete it: pinetboot purge raspi2 --yes)\n"
-    ), "{}", apply.stdout);
+    assert_contains(
+        &apply.stdout,
+        "kept: client root /nfs/raspi2 of raspi2 (client data is never deleted implicitly; to delete it: pinetboot purge raspi2 --yes)\n",
+    );
     assert!(
         apply
             .stdout
@@ -721,12 +714,9 @@ fn purge_refuses_while_the_removed_clients_boot_folder_is_still_mounted() {
     let before = snapshot(&env.path("/nfs/raspi2"));
     let r = env.pt(&["purge", "raspi2", "--yes"]);
     r.expect_code(1);
-    assert!(
-        r.stderr.contains(&format!(
-            "/tftpboot/{S2} is still mounted from or inside /nfs/raspi2"
-        )),
-        "{}",
-        r.stderr
+    assert_contains(
+        &r.stderr,
+        &format!("/tftpboot/{S2} is still mounted from or inside /nfs/raspi2"),
     );
     assert_same(
         &before,
@@ -995,8 +985,7 @@ fn safe_defaults_hold_under_umask_000() {
     );
     r.expect_code(0);
     check_safe_defaults(&env, &before);
-    let lock = std::fs::metadata(env.path("/run/pinetboot.lock")).unwrap();
-    let mode = std::os::unix::fs::PermissionsExt::mode(&lock.permissions()) & 0o7777;
+    let mode = mode_of(&env.path("/run/pinetboot.lock"));
     assert_eq!(
         mode & 0o002,
         0,
@@ -1168,7 +1157,7 @@ fn leftover_staging_folders_are_shown_and_removed_never_through_links_or_mounts(
         plan.stdout
     );
     let refusal = "/nfs/.raspi8.pinetboot-staging is left from an interrupted apply but /nfs/.raspi8.pinetboot-staging/mnt is a mount point: pinetboot never removes anything through a mount; unmount it, then apply again";
-    assert!(plan.stdout.contains(refusal), "{}", plan.stdout);
+    assert_contains(&plan.stdout, refusal);
     assert!(
         plan.stdout
             .ends_with("Plan: 0 to add, 0 to change, 2 to remove.\n"),
@@ -1194,17 +1183,11 @@ fn leftover_staging_folders_are_shown_and_removed_never_through_links_or_mounts(
     );
 
     let r = env.apply_ok();
-    assert!(
-        r.stdout
-            .contains("- staging folder /nfs/.raspi9.pinetboot-staging\n"),
-        "{}",
-        r.stdout
+    assert_contains(
+        &r.stdout,
+        "- staging folder /nfs/.raspi9.pinetboot-staging\n",
     );
-    assert!(
-        r.stdout.contains(&format!("not removed: {refusal}")),
-        "{}",
-        r.stdout
-    );
+    assert_contains(&r.stdout, &format!("not removed: {refusal}"));
     assert!(!gone.exists() && !mine.exists());
     assert_eq!(
         std::fs::read_to_string(aside.join("notes")).unwrap(),
@@ -1273,10 +1256,7 @@ fn tool_checks_work_in_pinetboots_scratch_folder_which_the_next_apply_empties() 
     );
     assert!(!nowhere.exists());
     let scratch = env.path("/var/lib/pinetboot/tmp");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&scratch).unwrap().permissions(),
-    ) & 0o7777;
-    assert_eq!(mode, 0o700);
+    assert_eq!(mode_of(&scratch), 0o700);
     assert!(names_in(&scratch).is_empty());
 
     // A new client changes the exports and the dnsmasq drop-in: the first
@@ -1388,10 +1368,9 @@ fn the_boot_folder_is_served_in_the_folder_the_tftp_prefix_names_too() {
         "plan_eeprom_prefix_conflict",
         redact_times_and_hashes(&env.redact(&plan.transcript()))
     );
-    assert!(
-        plan.stdout.contains("! client raspi2: the bootloader image /srv/eeprom/pieeprom.bin sets TFTP_PREFIX in its own config"),
-        "{}",
-        plan.stdout
+    assert_contains(
+        &plan.stdout,
+        "! client raspi2: the bootloader image /srv/eeprom/pieeprom.bin sets TFTP_PREFIX in its own config",
     );
-    assert!(!plan.stdout.contains("! client raspi1"), "{}", plan.stdout);
+    assert_lacks(&plan.stdout, "! client raspi1");
 }

@@ -11,6 +11,7 @@
 //! stale block is planted, and the tests check that it changed and that nothing else did.
 
 use crate::support::run::Run;
+use crate::support::text::assert_contains;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
@@ -275,12 +276,7 @@ fn a_broken_fence_in_the_image_makes_its_clients_a_conflict_before_any_copy() {
         env.path("/srv/rootfs/bookworm-lite/etc/hosts").display()
     );
     for client in ["raspi1", "raspi2"] {
-        assert!(
-            plan.stdout
-                .contains(&format!("  ! client {client}: {want}")),
-            "{}",
-            plan.stdout
-        );
+        assert_contains(&plan.stdout, &format!("  ! client {client}: {want}"));
     }
     env.pt(&["apply"]).expect_code(1);
     assert!(!env.path("/nfs/raspi1").exists());
@@ -599,13 +595,12 @@ fn a_symlinked_client_hosts_is_never_followed_even_inside_the_root() {
     symlink("hosts.real", &hosts).unwrap();
     let plan = env.pt(&["plan"]);
     plan.expect_code(1);
-    assert!(
-        plan.stdout.contains(&format!(
+    assert_contains(
+        &plan.stdout,
+        &format!(
             "  ! client raspi1: {} is or passes through a symlink",
             hosts.display()
-        )),
-        "{}",
-        plan.stdout
+        ),
     );
     env.pt(&["apply"]).expect_code(1);
     assert!(

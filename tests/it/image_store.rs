@@ -13,6 +13,7 @@ use crate::support::fixture::*;
 use crate::support::http::HttpServer;
 use crate::support::paused::Paused;
 use crate::support::snapshot::*;
+use crate::support::text::{assert_contains, assert_lacks};
 use crate::support::tools::*;
 use sha2::{Digest, Sha256};
 
@@ -28,16 +29,6 @@ struct Images {
     xz_sha: String,
     gz: PathBuf,
     gz_sha: String,
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn sha256_file(p: &Path) -> String {
@@ -89,13 +80,13 @@ fn images() -> &'static Images {
             mke2fs: &["-b", "4096"],
         });
         let xz = dir.join("bookworm.img.xz");
-        run_ok(Command::new("sh").arg("-c").arg(format!(
+        run(Command::new("sh").arg("-c").arg(format!(
             "xz -T2 -3 -c {} > {}",
             disk.display(),
             xz.display()
         )));
         let gz = dir.join("bookworm.img.gz");
-        run_ok(Command::new("sh").arg("-c").arg(format!(
+        run(Command::new("sh").arg("-c").arg(format!(
             "gzip -1 -c {} > {}",
             disk.display(),
             gz.display()
@@ -216,32 +207,27 @@ fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
         Cmp::ALL,
         "plan changed nothing",
     );
-    assert!(
-        plan.stdout.contains(&format!(
+    assert_contains(
+        &plan.stdout,
+        &format!(
             "  + image bookworm (download {} from {url}, sha256 {}…",
             pinetboot::progress::human_bytes(len),
             &img.xz_sha[..12]
-        )),
-        "{}",
-        plan.stdout
+        ),
     );
-    assert!(
-        plan.stdout
-            .contains("files inside are planned after the image is unpacked"),
-        "{}",
-        plan.stdout
+    assert_contains(
+        &plan.stdout,
+        "files inside are planned after the image is unpacked",
     );
-    assert!(!plan.stdout.contains("Conflicts"), "{}", plan.stdout);
+    assert_lacks(&plan.stdout, "Conflicts");
     server.clear();
 
     // One apply converges.
     let r = env.apply_ok();
-    assert!(r.stdout.contains("+ image bookworm\n"), "{}", r.stdout);
-    assert!(
-        r.stdout
-            .contains("+ client root /nfs/raspi1 (copied from image bookworm: "),
-        "{}",
-        r.stdout
+    assert_contains(&r.stdout, "+ image bookworm\n");
+    assert_contains(
+        &r.stdout,
+        "+ client root /nfs/raspi1 (copied from image bookworm: ",
     );
     env.assert_converged();
     let gets = server.gets();
@@ -293,13 +279,11 @@ fn url_image_one_apply_converges_then_second_client_clones_from_the_store() {
         ),
     );
     let r = env.apply_ok();
-    assert!(
-        r.stdout
-            .contains("+ client root /nfs/raspi2 (copied from image bookworm: "),
-        "{}",
-        r.stdout
+    assert_contains(
+        &r.stdout,
+        "+ client root /nfs/raspi2 (copied from image bookworm: ",
     );
-    assert!(!r.stdout.contains("+ image"), "{}", r.stdout);
+    assert_lacks(&r.stdout, "+ image");
     env.assert_converged();
     assert_eq!(server.seen(), vec![], "no request once the image is stored");
     check_client_root(&env, "raspi2");
@@ -337,22 +321,15 @@ fn local_image_file_is_unpacked_once() {
     let env = local_bookworm();
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
-    assert!(
-        plan.stdout
-            .contains("  + image bookworm (unpack /srv/images/bookworm.img.xz ("),
-        "{}",
-        plan.stdout
+    assert_contains(
+        &plan.stdout,
+        "  + image bookworm (unpack /srv/images/bookworm.img.xz (",
     );
     let r = env.pt_env(&[("PINETBOOT_LOG", "pinetboot=info")], &["apply"]);
     r.expect_code(0);
     // Not a terminal: plain progress lines for the journal, and the clone's statistics.
-    assert!(
-        r.stderr
-            .contains("pinetboot: image bookworm: writing files"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("reflinked="), "{}", r.stderr);
+    assert_contains(&r.stderr, "pinetboot: image bookworm: writing files");
+    assert_contains(&r.stderr, "reflinked=");
     env.assert_converged();
     check_client_root(&env, "raspi1");
     assert_eq!(store_listing(&env), vec![img.xz_sha.clone()]);
@@ -390,7 +367,7 @@ fn a_cut_download_is_resumed_with_a_range_request() {
     .unwrap();
     server.clear();
     let plan = env2.pt(&["plan"]);
-    assert!(plan.stdout.contains("(resuming)"), "{}", plan.stdout);
+    assert_contains(&plan.stdout, "(resuming)");
     server.clear();
     env2.apply_ok();
     env2.assert_converged();
@@ -452,8 +429,8 @@ fn a_wrong_sha256_is_a_conflict_naming_both_digests_and_keeps_nothing() {
     assert!(!env.path("/nfs/raspi2").exists() && !env.path("/nfs/raspi3").exists());
     assert_eq!(store_listing(&env), vec![img.gz_sha.clone()]);
     let plan = env.pt(&["plan"]);
-    assert!(plan.stdout.contains("+ image badurl"), "{}", plan.stdout);
-    assert!(!plan.stdout.contains("raspi1"), "{}", plan.stdout);
+    assert_contains(&plan.stdout, "+ image badurl");
+    assert_lacks(&plan.stdout, "raspi1");
 }
 
 #[test]
@@ -514,13 +491,13 @@ fn a_changed_image_keeps_the_root_until_reprovisioned() {
         &img.xz_sha[..12],
         &img.gz_sha[..12]
     );
-    assert!(plan.stdout.contains(&note), "{}", plan.stdout);
+    assert_contains(&plan.stdout, &note);
     assert!(
         plan.stdout
             .contains("+ image bookworm (unpack /srv/images/bookworm.img.gz")
     );
     let r = env.apply_ok();
-    assert!(r.stdout.contains(&note), "{}", r.stdout);
+    assert_contains(&r.stdout, &note);
     assert_eq!(env.read("/nfs/raspi1/home/pi/notes.txt"), "mine\n");
     let plan = env.pt(&["plan", "--detailed-exitcode"]);
     plan.expect_code(0);
@@ -533,17 +510,13 @@ fn a_changed_image_keeps_the_root_until_reprovisioned() {
     env.pt(&["reprovision", "raspi1"]).expect_code(1);
     let r = env.pt(&["reprovision", "raspi1", "--yes"]);
     r.expect_code(0);
-    assert!(
-        r.stdout
-            .contains("moved client root /nfs/raspi1 aside to /nfs/.raspi1.pinetboot-old-"),
-        "{}",
-        r.stdout
+    assert_contains(
+        &r.stdout,
+        "moved client root /nfs/raspi1 aside to /nfs/.raspi1.pinetboot-old-",
     );
-    assert!(
-        r.stdout
-            .contains("+ client root /nfs/raspi1 (copied from image bookworm"),
-        "{}",
-        r.stdout
+    assert_contains(
+        &r.stdout,
+        "+ client root /nfs/raspi1 (copied from image bookworm",
     );
     env.assert_converged();
     let nfs: Vec<String> = std::fs::read_dir(env.path("/nfs"))
@@ -580,7 +553,7 @@ fn client_roots_are_reflinked_from_the_store_on_btrfs() {
         .unwrap()
         .set_len(512 << 20)
         .unwrap();
-    run_ok(Command::new("mkfs.btrfs").args(["-q", "-f"]).arg(&fsimg));
+    run(Command::new("mkfs.btrfs").args(["-q", "-f"]).arg(&fsimg));
     let stage = env.tmp.path().join("btrfs-stage");
     std::fs::create_dir(&stage).unwrap();
     env.ns.sh(&format!(
@@ -744,16 +717,8 @@ fn staging_folders_of_killed_applies_are_shown_and_removed_once_the_config_chang
     assert!(c["bytes"].as_u64().unwrap() > 0, "{c}");
     assert_eq!(json_change(&json.stdout, &download)["bytes"], 4096);
     let r = env.apply_ok();
-    assert!(
-        r.stdout.contains(&format!("- staging folder {clone}\n")),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains(&format!("- download {download}\n")),
-        "{}",
-        r.stdout
-    );
+    assert_contains(&r.stdout, &format!("- staging folder {clone}\n"));
+    assert_contains(&r.stdout, &format!("- download {download}\n"));
     assert!(!env.path(clone).exists() && !env.path(&download).exists());
     assert_eq!(store_listing(&env), vec![img.gz_sha.clone()]);
     check_client_root(&env, "raspi2");
@@ -819,7 +784,7 @@ fn a_dictionary_bomb_is_never_decoded() {
     let dir = env.path("/srv/images");
     std::fs::create_dir_all(&dir).unwrap();
     let bomb = dir.join("bomb.img.xz");
-    run_ok(Command::new("sh").arg("-c").arg(format!(
+    run(Command::new("sh").arg("-c").arg(format!(
         "head -c 300M /dev/zero | xz -T1 -0 > {}",
         bomb.display()
     )));

@@ -4,13 +4,14 @@
 //! skips) without them.
 
 use crate::support::roots::filler;
+use crate::support::tools::expect_success;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::netlab::{Lab, SERVER_IFACE, SERVER_IP, ServerHandle, mac_string};
-use crate::support::pi4::{ClientKind, EmulatedPi};
+use crate::support::pi4::{ClientKind, EmulatedPi, boot_concurrently};
 use pinetboot::bootlog::{self, BootEventKind};
 
 const FIRMWARE: &str = concat!(
@@ -104,6 +105,16 @@ fn server_conf(root: &Path, scope: Scope) -> String {
     c
 }
 
+/// A lab whose server dnsmasq serves, to `scope`, a TFTP root holding SERIAL's boot folder:
+/// the lab, the TFTP root, the boot folder and the server.
+fn serving(scope: Scope) -> (Lab, PathBuf, PathBuf, ServerHandle) {
+    let lab = Lab::new();
+    let root = tftp_root(&lab);
+    let folder = boot_folder(&root, SERIAL);
+    let server = start_server(&lab, &server_conf(&root, scope));
+    (lab, root, folder, server)
+}
+
 /// Write the config as a drop-in dir, check it with `dnsmasq --test`, start it.
 fn start_server(lab: &Lab, conf: &str) -> ServerHandle {
     let dir = lab.dir().join("dnsmasq.d");
@@ -115,11 +126,7 @@ fn start_server(lab: &Lab, conf: &str) -> ServerHandle {
         .env("LC_ALL", "C")
         .output()
         .expect("run dnsmasq --test");
-    assert!(
-        out.status.success(),
-        "dnsmasq --test rejected:\n{conf}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect_success(&out, format_args!("dnsmasq --test of\n{conf}\n"));
     lab.start_server_dnsmasq(&dir, &[])
 }
 
@@ -130,10 +137,7 @@ fn assert_booted(pi: &EmulatedPi, folder: &Path, blksize: u16) {
 
 #[test]
 fn declared_pi_discovers_proxy_and_router() {
-    let lab = Lab::new();
-    let root = tftp_root(&lab);
-    boot_folder(&root, SERIAL);
-    start_server(&lab, &server_conf(&root, Scope::Hosts(&[PI_MAC])));
+    let (lab, _, _, _) = serving(Scope::Hosts(&[PI_MAC]));
     let pi = EmulatedPi::new(&lab.add_pi(PI_MAC), SERIAL);
     let out = pi.discover().unwrap();
     let router = out.router_offer().expect("router OFFER");
@@ -161,31 +165,22 @@ fn declared_pi_discovers_proxy_and_router() {
 
 #[test]
 fn declared_pi_boots_blksize_1024() {
-    let lab = Lab::new();
-    let root = tftp_root(&lab);
-    let folder = boot_folder(&root, SERIAL);
-    start_server(&lab, &server_conf(&root, Scope::Hosts(&[PI_MAC])));
+    let (lab, _, folder, _) = serving(Scope::Hosts(&[PI_MAC]));
     let pi = EmulatedPi::new(&lab.add_pi(PI_MAC), SERIAL);
     assert_booted(&pi, &folder, 1024);
 }
 
 #[test]
 fn declared_pi_boots_blksize_1468() {
-    let lab = Lab::new();
-    let root = tftp_root(&lab);
-    let folder = boot_folder(&root, SERIAL);
-    start_server(&lab, &server_conf(&root, Scope::Oui));
+    let (lab, _, folder, _) = serving(Scope::Oui);
     let pi = EmulatedPi::new(&lab.add_pi(PI_MAC), SERIAL);
     assert_booted(&pi, &folder, 1468);
 }
 
 #[test]
 fn undeclared_serial_gets_not_found_and_is_logged() {
-    let lab = Lab::new();
-    let root = tftp_root(&lab);
-    let folder = boot_folder(&root, SERIAL);
     // OUI scope: the unknown board gets the menu, but has no folder.
-    let server = start_server(&lab, &server_conf(&root, Scope::Oui));
+    let (lab, root, folder, server) = serving(Scope::Oui);
     let known = EmulatedPi::new(&lab.add_pi(PI_MAC), SERIAL);
     assert_booted(&known, &folder, 1024);
     let stranger_mac = [0xdc, 0xa6, 0x32, 0xaa, 0xbb, 0xcc];
@@ -250,10 +245,7 @@ fn report_ip(pi: &EmulatedPi, events: &[bootlog::BootEvent]) -> String {
 
 #[test]
 fn x86_pxe_client_gets_no_pi_menu() {
-    let lab = Lab::new();
-    let root = tftp_root(&lab);
-    boot_folder(&root, SERIAL);
-    start_server(&lab, &server_conf(&root, Scope::Oui));
+    let (lab, _, _, _) = serving(Scope::Oui);
     let pc_mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
     let pc = EmulatedPi::new(&lab.add_pi(pc_mac), 0);
     let out = pc.discover_as(ClientKind::X86Bios).unwrap();
@@ -270,10 +262,7 @@ fn x86_pxe_client_gets_no_pi_menu() {
 
 #[test]
 fn dhcp_host_scope_excludes_other_pi() {
-    let lab = Lab::new();
-    let root = tftp_root(&lab);
-    boot_folder(&root, SERIAL);
-    let server = start_server(&lab, &server_conf(&root, Scope::Hosts(&[PI_MAC])));
+    let (lab, _, _, server) = serving(Scope::Hosts(&[PI_MAC]));
     let other_mac = [0xdc, 0xa6, 0x32, 0x09, 0x09, 0x09];
     let other = EmulatedPi::new(&lab.add_pi(other_mac), 0x1122_3344);
     let out = other.discover().unwrap();
@@ -315,48 +304,29 @@ fn ten_pis_boot_concurrently() {
         })
         .collect();
     let server = start_server(&lab, &server_conf(&root, Scope::Oui));
-    std::thread::scope(|s| {
-        let handles: Vec<_> = pis
-            .iter()
-            .enumerate()
-            .map(|(i, (pi, folder))| {
-                s.spawn(move || {
-                    let mut pi = pi.clone();
-                    pi.blksize = if i % 2 == 0 { 1024 } else { 1468 };
-                    pi.boot(folder).map_err(|e| e.to_string())
-                })
-            })
-            .collect();
-        let mut ips = Vec::new();
-        for (h, (pi, _)) in handles.into_iter().zip(&pis) {
-            let report = h.join().expect("Pi thread panicked").unwrap();
-            assert!(
-                report.booted() && report.all_ok(),
-                "{}: {report}",
-                pi.serial_folder()
-            );
-            ips.push((pi.serial_folder(), report.ip));
-        }
-        let mut distinct: Vec<_> = ips.iter().map(|(_, ip)| *ip).collect();
-        distinct.sort();
-        distinct.dedup();
-        assert_eq!(distinct.len(), 10, "leases must be distinct");
-        // The log agrees: each serial's last file went to that Pi's address.
-        let log = server
-            .wait_for_log(Duration::from_secs(5), |t| {
-                t.matches("/initramfs8 to ").count() == 10
-            })
-            .unwrap_or_else(|t| panic!("not all initramfs8 sends logged:\n{t}"));
-        let summary =
-            bootlog::Summary::fold(&bootlog::Parser::with_tftp_root(&root).parse_log(&log));
-        for (serial, ip) in &ips {
-            let last = summary.serials[serial].last_sent.as_ref().unwrap();
-            assert!(
-                last.path.ends_with(&format!("{serial}/initramfs8")),
-                "{last:?}"
-            );
-            assert_eq!(last.client_ip, ip.to_string());
-        }
-        assert!(summary.unknown_serials().is_empty());
-    });
+    let ips: Vec<_> = boot_concurrently(&pis)
+        .iter()
+        .zip(&pis)
+        .map(|(report, (pi, _))| (pi.serial_folder(), report.ip))
+        .collect();
+    let mut distinct: Vec<_> = ips.iter().map(|(_, ip)| *ip).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 10, "leases must be distinct");
+    // The log agrees: each serial's last file went to that Pi's address.
+    let log = server
+        .wait_for_log(Duration::from_secs(5), |t| {
+            t.matches("/initramfs8 to ").count() == 10
+        })
+        .unwrap_or_else(|t| panic!("not all initramfs8 sends logged:\n{t}"));
+    let summary = bootlog::Summary::fold(&bootlog::Parser::with_tftp_root(&root).parse_log(&log));
+    for (serial, ip) in &ips {
+        let last = summary.serials[serial].last_sent.as_ref().unwrap();
+        assert!(
+            last.path.ends_with(&format!("{serial}/initramfs8")),
+            "{last:?}"
+        );
+        assert_eq!(last.client_ip, ip.to_string());
+    }
+    assert!(summary.unknown_serials().is_empty());
 }

@@ -32,7 +32,7 @@ use crate::support::realos::must;
 use crate::support::realos::nfs::NfsServer;
 use crate::support::realos::vm::{Vm, VmSpec, mac_string};
 use crate::support::roots::generated_conf;
-use crate::support::tools::{require_root, require_tool};
+use crate::support::tools::{expect_success, require_root, require_tool};
 
 /// The client as declared.
 const CLIENT: &str = "raspi1";
@@ -194,19 +194,9 @@ fn apply(ns: &MountNs, host: &Host, fixture: &Path) {
         .arg(&target)
         .output()
         .expect("mount (util-linux)");
-    assert!(
-        out.status.success(),
-        "bind-mount the fixture: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect_success(&out, "bind-mount the fixture");
     let out = ns.pinetboot(&host.root, &host.config, &["apply"]);
-    assert!(
-        out.status.success(),
-        "pinetboot apply failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", expect_success(&out, "pinetboot apply"));
 }
 
 /// What the emulated bootloader fetched: the kernel and initramfs (written to files for

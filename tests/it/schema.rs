@@ -299,12 +299,18 @@ fn walk(root: &Value, schema: &Value, value: &Value, path: &str, seen: &mut BTre
     }
 }
 
-#[test]
-fn schema_describes_every_field_of_config() {
+/// The schema, and the field paths a walk of MAXIMAL through it reached.
+fn walk_maximal() -> (Value, BTreeSet<String>) {
     let root = schema();
     let value = serde_json::to_value(maximal_config()).unwrap();
     let mut seen = BTreeSet::new();
     walk(&root, &root, &value, "", &mut seen);
+    (root, seen)
+}
+
+#[test]
+fn schema_describes_every_field_of_config() {
+    let (_, seen) = walk_maximal();
     // The walk saw every kind of field; spot-check that it went all the way down.
     for path in [
         "server.interface",
@@ -322,12 +328,9 @@ fn schema_describes_every_field_of_config() {
 
 #[test]
 fn every_schema_property_is_a_described_config_field() {
-    let root = schema();
     // The other direction: every property of every definition is reached from MAXIMAL (so the
     // walk above covered the whole schema) and is described.
-    let value = serde_json::to_value(maximal_config()).unwrap();
-    let mut seen = BTreeSet::new();
-    walk(&root, &root, &value, "", &mut seen);
+    let (root, seen) = walk_maximal();
     let mut objects: Vec<(String, &Value)> = vec![("Config".to_owned(), &root)];
     for (name, def) in root["definitions"].as_object().unwrap() {
         objects.push((name.clone(), def));

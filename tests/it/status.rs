@@ -8,6 +8,7 @@
 use crate::support::mountns::MountNs;
 use crate::support::netlab::server_yaml;
 use crate::support::roots::{generated_conf, make_traversable, os_tree, write};
+use crate::support::tools::expect_success;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -31,17 +32,6 @@ fn config_text() -> String {
          clients:\n{CLIENTS}",
         server_yaml()
     )
-}
-
-fn run_ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn pinetboot(root: &Path, config: &Path, args: &[&str]) -> Output {
@@ -68,14 +58,14 @@ fn status_and_discover_read_the_log_of_a_real_boot() {
     fs::write(&config, config_text()).unwrap();
 
     // Before any boot: no log yet, everyone never seen.
-    let out = run_ok(pinetboot(&root, &config, &["status", "--json"]), "status");
+    let out = expect_success(&pinetboot(&root, &config, &["status", "--json"]), "status");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["log"]["source"], "none", "{v}");
     assert_eq!(v["clients"][0]["seen"], false);
 
     let lab = Lab::new();
     let ns = MountNs::new();
-    run_ok(ns.pinetboot(&root, &config, &["apply"]), "apply");
+    expect_success(&ns.pinetboot(&root, &config, &["apply"]), "apply");
     let log_dir = root.join("var/log/pinetboot");
     assert!(log_dir.is_dir(), "apply makes the log folder");
 
@@ -119,8 +109,8 @@ fn status_and_discover_read_the_log_of_a_real_boot() {
         .unwrap_or_else(|t| panic!("log incomplete:\n{t}"));
 
     // status --json
-    let out = run_ok(
-        pinetboot(&root, &config, &["status", "--json"]),
+    let out = expect_success(
+        &pinetboot(&root, &config, &["status", "--json"]),
         "status --json",
     );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -161,7 +151,7 @@ fn status_and_discover_read_the_log_of_a_real_boot() {
     assert_eq!(v["undeclared"].as_array().unwrap().len(), 1, "{v}");
 
     // status (table)
-    let out = run_ok(pinetboot(&root, &config, &["status"]), "status");
+    let out = expect_success(&pinetboot(&root, &config, &["status"]), "status");
     let rows: Vec<Vec<&str>> = out
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -195,7 +185,7 @@ fn status_and_discover_read_the_log_of_a_real_boot() {
     );
 
     // discover: a stanza that validates when pasted under `clients:`.
-    let out = run_ok(pinetboot(&root, &config, &["discover"]), "discover");
+    let out = expect_success(&pinetboot(&root, &config, &["discover"]), "discover");
     let expected_head = "# Raspberry Pis that asked for files but are not declared; paste under `clients:`.\n  pi-abcd1234:\n    serial: abcd1234  # seen ";
     assert!(out.starts_with(expected_head), "{out}");
     assert!(

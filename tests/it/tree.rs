@@ -14,6 +14,15 @@ fn outside_state() -> (String, i64, i64) {
     (hash_file(Path::new("/etc/passwd")), md.mtime(), md.ctime())
 }
 
+/// A `TreeWriter` creating `root` in a fresh temporary folder: the folder, `root` and the
+/// writer.
+fn writer_in_temp_dir() -> (tempfile::TempDir, PathBuf, TreeWriter) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let w = TreeWriter::create(&root).unwrap();
+    (tmp, root, w)
+}
+
 #[test]
 fn copy_tree_keeps_every_field() {
     require_root("a source tree with other owners, device nodes and trusted.* xattrs");
@@ -151,9 +160,7 @@ fn copy_tree_refuses_existing_destination_and_symlink_root() {
 #[test]
 fn hostile_relative_paths_are_refused() {
     require_root("a source tree with other owners, device nodes and trusted.* xattrs");
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let mut w = TreeWriter::create(&root).unwrap();
+    let (tmp, root, mut w) = writer_in_temp_dir();
     w.dir(Path::new("a"), Meta::new(0o755, 0, 0)).unwrap();
     let m = || Meta::new(0o644, 0, 0);
     for bad in [
@@ -279,9 +286,7 @@ fn never_writes_through_its_own_symlinks() {
 #[test]
 fn writer_applies_metadata_in_the_right_order() {
     require_root("a source tree with other owners, device nodes and trusted.* xattrs");
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let mut w = TreeWriter::create(&root).unwrap();
+    let (_tmp, root, mut w) = writer_in_temp_dir();
     let mut dm = Meta::new(0o2750, 1000, 1000);
     dm.mtime = (1_234_567_890, 5);
     dm.xattrs = vec![(
@@ -436,9 +441,7 @@ fn reflink_inner(dir: &Path) {
 #[test]
 fn an_owner_of_minus_one_is_refused_not_left_as_root() {
     // Needs no root.
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let mut w = TreeWriter::create(&root).unwrap();
+    let (tmp, root, mut w) = writer_in_temp_dir();
     for (uid, gid) in [(u32::MAX, 0), (0, u32::MAX)] {
         let e = w
             .file(Path::new("f"), Meta::new(0o644, uid, gid), &mut &b"x"[..])

@@ -4,6 +4,17 @@
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
 use crate::support::fixture::{Cfg, ClientCfg, Env, Release};
+use crate::support::text::{assert_contains, assert_lacks};
+
+/// What raspi1's first boot does with a pending user: adds its `passwd_line` to the root's
+/// `etc/passwd` and deletes `userconf.txt`.
+fn first_boot_creates_user(env: &Env, passwd_line: &str) {
+    let passwd = env.path("/nfs/raspi1/etc/passwd");
+    let mut text = std::fs::read_to_string(&passwd).unwrap();
+    text.push_str(passwd_line);
+    std::fs::write(&passwd, text).unwrap();
+    std::fs::remove_file(env.path("/nfs/raspi1/boot/firmware/userconf.txt")).unwrap();
+}
 
 fn config_with_user(env: &Env, user_line: &str) {
     let cfg = Cfg::default()
@@ -36,11 +47,11 @@ fn a_declared_user_gets_userconf_txt_until_the_pi_created_it() {
     for args in [&["plan"][..], &["plan", "--json"]] {
         let plan = env.pt(args);
         plan.expect_code(0);
-        assert!(plan.stdout.contains("userconf.txt"), "{}", plan.stdout);
-        assert!(!plan.stdout.contains("saltsalt"), "{}", plan.stdout);
+        assert_contains(&plan.stdout, "userconf.txt");
+        assert_lacks(&plan.stdout, "saltsalt");
     }
     let apply = env.apply_ok();
-    assert!(!apply.stdout.contains("saltsalt"), "{}", apply.stdout);
+    assert_lacks(&apply.stdout, "saltsalt");
     env.assert_converged();
     assert_eq!(
         env.read("/nfs/raspi1/boot/firmware/userconf.txt"),
@@ -59,20 +70,12 @@ fn a_declared_user_gets_userconf_txt_until_the_pi_created_it() {
         "userconfig.service masked"
     );
     // First boot: the Pi creates the user and deletes userconf.txt.
-    let passwd = env.path("/nfs/raspi1/etc/passwd");
-    let mut text = std::fs::read_to_string(&passwd).unwrap();
-    text.push_str("alice:x:1001:1001:,,,:/home/alice:/bin/bash\n");
-    std::fs::write(&passwd, text).unwrap();
-    std::fs::remove_file(env.path("/nfs/raspi1/boot/firmware/userconf.txt")).unwrap();
+    first_boot_creates_user(&env, "alice:x:1001:1001:,,,:/home/alice:/bin/bash\n");
     // Not drift: the file is not wanted any more; the prompt service is masked again.
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
-    assert!(!plan.stdout.contains("userconf.txt"), "{}", plan.stdout);
-    assert!(
-        plan.stdout.contains("userconfig.service"),
-        "{}",
-        plan.stdout
-    );
+    assert_lacks(&plan.stdout, "userconf.txt");
+    assert_contains(&plan.stdout, "userconfig.service");
     env.apply_ok();
     env.assert_converged();
     assert_eq!(
@@ -86,24 +89,15 @@ fn a_bad_password_hash_is_refused_with_a_hint() {
     let env = env_with_user("    user: {name: Alice, password_hash: hunter2}\n");
     let r = env.pt(&["validate"]);
     r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains("clients.raspi1.user.name: `Alice` is not a user name"),
-        "{}",
-        r.stderr
+    assert_contains(
+        &r.stderr,
+        "clients.raspi1.user.name: `Alice` is not a user name",
     );
-    assert!(
-        r.stderr
-            .contains("clients.raspi1.user.password_hash: this is not a crypt(3) password hash"),
-        "{}",
-        r.stderr
+    assert_contains(
+        &r.stderr,
+        "clients.raspi1.user.password_hash: this is not a crypt(3) password hash",
     );
-    assert!(
-        r.stderr
-            .contains("hint: generate one with `openssl passwd -6`"),
-        "{}",
-        r.stderr
-    );
+    assert_contains(&r.stderr, "hint: generate one with `openssl passwd -6`");
 }
 
 #[test]
@@ -120,10 +114,9 @@ fn a_booted_image_is_warned_about_a_booted_client_root_is_not() {
     config_with_user(&env, "");
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
-    assert!(
-        plan.stdout.contains("! image bookworm (/srv/rootfs/bookworm) looks already booted (etc/machine-id is set and SSH host keys exist)"),
-        "{}",
-        plan.stdout
+    assert_contains(
+        &plan.stdout,
+        "! image bookworm (/srv/rootfs/bookworm) looks already booted (etc/machine-id is set and SSH host keys exist)",
     );
     let json = env.pt(&["plan", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
@@ -132,11 +125,7 @@ fn a_booted_image_is_warned_about_a_booted_client_root_is_not() {
     std::fs::write(img.join("etc/machine-id"), "uninitialized\n").unwrap();
     std::fs::remove_file(img.join("etc/ssh/ssh_host_ed25519_key")).unwrap();
     let plan = env.pt(&["plan"]);
-    assert!(
-        !plan.stdout.contains("looks already booted"),
-        "{}",
-        plan.stdout
-    );
+    assert_lacks(&plan.stdout, "looks already booted");
     // A client root that has booted holds its own identity (pinetboot gave it a host key;
     // the Pi set its machine-id): that is the expected state, not a warning.
     env.apply_ok();
@@ -150,11 +139,7 @@ fn a_booted_image_is_warned_about_a_booted_client_root_is_not() {
             .is_file()
     );
     let plan = env.pt(&["plan"]);
-    assert!(
-        !plan.stdout.contains("looks already booted"),
-        "{}",
-        plan.stdout
-    );
+    assert_lacks(&plan.stdout, "looks already booted");
 }
 
 #[test]
@@ -168,12 +153,9 @@ fn a_world_readable_userconf_txt_is_made_root_only() {
     std::fs::set_permissions(&userconf, std::fs::Permissions::from_mode(0o644)).unwrap();
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
-    assert!(
-        plan.stdout.contains(
-            "~ file /nfs/raspi1/boot/firmware/userconf.txt (mode 0644 owner 0:0 → mode 0600)"
-        ),
-        "{}",
-        plan.stdout
+    assert_contains(
+        &plan.stdout,
+        "~ file /nfs/raspi1/boot/firmware/userconf.txt (mode 0644 owner 0:0 → mode 0600)",
     );
     env.apply_ok();
     env.assert_converged();
@@ -188,14 +170,10 @@ fn a_created_user_whose_passwd_line_pinetboot_cannot_parse_is_not_pending_again(
         "    user: {{name: alice, password_hash: '{HASH}'}}\n"
     ));
     env.apply_ok();
-    let passwd = env.path("/nfs/raspi1/etc/passwd");
-    let mut text = std::fs::read_to_string(&passwd).unwrap();
-    text.push_str("alice:x:1001x:1001:,,,:/home/alice:/bin/bash\n");
-    std::fs::write(&passwd, text).unwrap();
-    std::fs::remove_file(env.path("/nfs/raspi1/boot/firmware/userconf.txt")).unwrap();
+    first_boot_creates_user(&env, "alice:x:1001x:1001:,,,:/home/alice:/bin/bash\n");
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
-    assert!(!plan.stdout.contains("userconf.txt"), "{}", plan.stdout);
+    assert_lacks(&plan.stdout, "userconf.txt");
     env.apply_ok();
     env.assert_converged();
     assert!(!env.path("/nfs/raspi1/boot/firmware/userconf.txt").exists());
@@ -221,7 +199,7 @@ fn secrets_an_image_left_in_the_boot_folder_are_warned_about_and_kept() {
     let plan = env.pt(&["plan"]);
     plan.expect_code(0);
     let warning = "! client raspi1: boot/firmware/firstrun.sh is served over TFTP to anyone on the boot network (mode 0755) and may hold secrets";
-    assert!(plan.stdout.contains(warning), "{}", plan.stdout);
+    assert_contains(&plan.stdout, warning);
     env.apply_ok();
     let firstrun = env.path("/nfs/raspi1/boot/firmware/firstrun.sh");
     assert_eq!(
@@ -236,9 +214,9 @@ fn secrets_an_image_left_in_the_boot_folder_are_warned_about_and_kept() {
     )
     .unwrap();
     let plan = env.pt(&["plan"]);
-    assert!(!plan.stdout.contains("user-data"), "{}", plan.stdout);
+    assert_lacks(&plan.stdout, "user-data");
     // Made root's alone on the Pi: no warning.
     std::fs::set_permissions(&firstrun, std::fs::Permissions::from_mode(0o700)).unwrap();
     let plan = env.pt(&["plan"]);
-    assert!(!plan.stdout.contains("firstrun.sh"), "{}", plan.stdout);
+    assert_lacks(&plan.stdout, "firstrun.sh");
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use super::mountns::MountNs;
 use super::run::Run;
-use super::tools::{bin, require_root, shared_dir};
+use super::tools::{bin, require_root, run, shared_dir};
 
 /// The serial numbers of clients raspi1, raspi2 and raspi3 in [`bookworm_cfg`].
 pub const S1: &str = "0c4c21e5";
@@ -134,15 +134,6 @@ pub fn expected_hosts(hostname: &str) -> String {
 
 /// The stub `boot/cmdline.txt` of Bookworm and later.
 pub const STUB_CMDLINE: &str = "# This file is no longer used: see /boot/firmware/cmdline.txt\n";
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn mkdir(p: &Path, mode: u32, uid: u32, gid: u32) {
     std::fs::create_dir_all(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -302,24 +293,18 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
         1000,
         1000,
     );
-    run_ok(
-        Command::new("mkfifo")
-            .arg("-m")
-            .arg("0600")
-            .arg(dir.join("dev/initctl")),
-    );
-    run_ok(
-        Command::new("mknod")
-            .args(["-m", "0666"])
-            .arg(dir.join("dev/null"))
-            .args(["c", "1", "3"]),
-    );
-    run_ok(
-        Command::new("mknod")
-            .args(["-m", "0600"])
-            .arg(dir.join("dev/console"))
-            .args(["c", "5", "1"]),
-    );
+    run(Command::new("mkfifo")
+        .arg("-m")
+        .arg("0600")
+        .arg(dir.join("dev/initctl")));
+    run(Command::new("mknod")
+        .args(["-m", "0666"])
+        .arg(dir.join("dev/null"))
+        .args(["c", "1", "3"]));
+    run(Command::new("mknod")
+        .args(["-m", "0600"])
+        .arg(dir.join("dev/console"))
+        .args(["c", "5", "1"]));
     // The boot folder (FAT: every file 0755).
     let boot = dir.join(release.boot_dir());
     mkdir(&boot, 0o755, 0, 0);
@@ -357,7 +342,7 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
         );
         link("firmware/overlays", &dir.join("boot/overlays"));
     }
-    run_ok(Command::new("find").arg(dir).args([
+    run(Command::new("find").arg(dir).args([
         "-exec",
         "touch",
         "-h",

@@ -5,6 +5,7 @@
 //! - [`run`]: a finished command with its output
 //! - [`mountns`]: the private mount namespace for bind mounts
 //! - [`snapshot`]: whole-tree snapshots for "nothing changed" checks
+//! - [`text`]: assertions on output text (contains, lacks)
 //! - [`snap`]: deterministic output for insta snapshots (temporary paths, host keys redacted)
 //! - [`fixture`]: Raspberry Pi OS fixture trees, host roots, configs, the engine test `Env`
 //! - [`paused`]: a pinetboot stopped at a pause point (crash tests)
@@ -28,5 +29,6 @@ pub mod roots;
 pub mod run;
 pub mod snap;
 pub mod snapshot;
+pub mod text;
 pub mod tools;
 pub mod tree;

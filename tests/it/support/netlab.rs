@@ -65,6 +65,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use pinetboot::doctor::{Runner as _, SystemRunner};
+
 /// Router (bridge) address in the router namespace.
 pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 /// Address of [`SERVER_IFACE`] in the server namespace.
@@ -129,25 +131,10 @@ where
         .map_err(|_| io::Error::other(format!("thread in netns {ns} panicked")))?
 }
 
-/// Run a command to completion; `Err` carries the command line, exit status
-/// and stderr.
+/// Run a command to completion in the C locale; `Err` carries the command line, exit status
+/// and stderr. The one such runner is `pinetboot doctor`'s, used here as it is.
 pub fn run_cmd(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{program} {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    SystemRunner.run(program, args)
 }
 
 fn must(program: &str, args: &[&str]) -> String {

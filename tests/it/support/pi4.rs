@@ -1406,6 +1406,38 @@ impl fmt::Display for BootReport {
     }
 }
 
+/// Boots every Pi of `pis` from its folder at once, one thread each (every other one at blksize
+/// 1468, the rest at 1024), and asserts each booted with every file right; returns the reports
+/// in the order of `pis`.
+pub fn boot_concurrently(pis: &[(EmulatedPi, PathBuf)]) -> Vec<BootReport> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pis
+            .iter()
+            .enumerate()
+            .map(|(i, (pi, folder))| {
+                scope.spawn(move || {
+                    let mut pi = pi.clone();
+                    pi.blksize = if i % 2 == 0 { 1024 } else { 1468 };
+                    pi.boot(folder).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(pis)
+            .map(|(h, (pi, _))| {
+                let report = h.join().expect("Pi thread panicked").unwrap();
+                assert!(
+                    report.booted() && report.all_ok(),
+                    "{}: {report}",
+                    pi.serial_folder()
+                );
+                report
+            })
+            .collect()
+    })
+}
+
 /// Boots `pi` at `blksize` from the TFTP server `server` and asserts what a real board needs:
 /// its prefix used, every file matching `folder` byte for byte, and every required boot
 /// file fetched in full (not just probed) at the requested block size. Returns the report for

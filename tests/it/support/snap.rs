@@ -30,20 +30,32 @@ pub fn redact_host_keys(text: &str) -> String {
         .iter()
         .filter_map(|k| k.split_whitespace().nth(1))
         .collect();
+    replace_words_after(
+        text,
+        TAG,
+        |c| c.is_ascii_alphanumeric() || "+/=".contains(c),
+        |key| !key.is_empty() && !fixed.contains(&key),
+        "[HOST KEY]",
+    )
+}
+
+/// Replaces the word (the longest run of `in_word` characters) after every `prefix` by
+/// `placeholder` where `replace` says so, and keeps it otherwise.
+fn replace_words_after(
+    text: &str,
+    prefix: &str,
+    in_word: impl Fn(char) -> bool,
+    replace: impl Fn(&str) -> bool,
+    placeholder: &str,
+) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(i) = rest.find(TAG) {
-        let (before, after) = rest.split_at(i + TAG.len());
+    while let Some(i) = rest.find(prefix) {
+        let (before, after) = rest.split_at(i + prefix.len());
         out.push_str(before);
-        let end = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c)))
-            .unwrap_or(after.len());
-        let key = &after[..end];
-        if key.is_empty() || fixed.contains(&key) {
-            out.push_str(key);
-        } else {
-            out.push_str("[HOST KEY]");
-        }
+        let end = after.find(|c: char| !in_word(c)).unwrap_or(after.len());
+        let word = &after[..end];
+        out.push_str(if replace(word) { placeholder } else { word });
         rest = &after[end..];
     }
     out.push_str(rest);
@@ -86,21 +98,11 @@ pub fn redact_times_and_hashes(text: &str) -> String {
 /// it starts with a digit: for process ids (`"pid "`) and names that carry one (`"pnb-"`, the
 /// lab's namespaces).
 pub fn redact_after(text: &str, prefix: &str, placeholder: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(prefix) {
-        let (before, after) = rest.split_at(i + prefix.len());
-        out.push_str(before);
-        let end = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .unwrap_or(after.len());
-        if after.starts_with(|c: char| c.is_ascii_digit()) {
-            out.push_str(placeholder);
-        } else {
-            out.push_str(&after[..end]);
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
+    replace_words_after(
+        text,
+        prefix,
+        |c| c.is_ascii_alphanumeric() || c == '-' || c == '_',
+        |word| word.starts_with(|c: char| c.is_ascii_digit()),
+        placeholder,
+    )
 }

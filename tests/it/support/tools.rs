@@ -2,8 +2,9 @@
 //! "is the tool installed" check (both fail loudly with the reason, never skip), the binary
 //! under test, the shared fixtures folder, polling, and running a command to success.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// Panics unless the test runs as root, saying what needs it (never a silent skip).
@@ -69,14 +70,29 @@ pub fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    expect_success(&out, format_args!("{cmd:?}"))
+}
+
+/// Panics with `what`, the exit status and both outputs unless the finished command `out`
+/// succeeded; returns its stdout.
+#[track_caller]
+pub fn expect_success(out: &Output, what: impl fmt::Display) -> String {
     assert!(
         out.status.success(),
-        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
+        "{what} failed: {}\nstdout: {}\nstderr: {}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The permission bits (`0o7777`) of what `path` names, symlinks followed.
+#[track_caller]
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    let md = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    md.permissions().mode() & 0o7777
 }
 
 /// The last `n` lines of `text` (for failure messages).

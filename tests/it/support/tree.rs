@@ -23,6 +23,20 @@ pub fn cap_blob() -> Vec<u8> {
     v
 }
 
+/// `len` pseudo-random bytes from the xorshift64 generator seeded with `seed` (not 0): the same
+/// bytes for the same seed, for data no compressor or deduplication shortcuts.
+pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 fn set_times(p: &Path, mtime: (i64, u32)) {
     let ts = Timestamps {
         last_access: Timespec {
@@ -157,15 +171,7 @@ pub fn build_source_tree(root: &Path, spec: &TreeSpec) {
     }
     // a bigger pseudo-random file.
     {
-        let mut x: u64 = 0x1234_5678_9abc_def0;
-        let data: Vec<u8> = (0..300_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = pseudo_random_bytes(0x1234_5678_9abc_def0, 300_000);
         fs::write(p("usr/bin/bigbin"), data).unwrap();
     }
     fs::write(p("etc/hostname"), b"raspberrypi\n").unwrap();

@@ -33,6 +33,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::tail;
+use crate::support::tools::expect_success;
 
 /// The MOUNT protocol's port (as `mountd --port 20048` on a kernel server).
 pub const MNT_PORT: u16 = 20048;
@@ -266,12 +267,10 @@ impl NfsServer {
             .stdin(Stdio::null())
             .output()
             .expect("nsenter (util-linux)");
-        assert!(
-            out.status.success(),
-            "{args:?} in the NFS server's namespaces failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        expect_success(
+            &out,
+            format_args!("{args:?} in the NFS server's namespaces"),
+        )
     }
 
     fn spawn(&self, args: &[&str], stderr: &Path) -> Child {
