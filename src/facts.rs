@@ -379,9 +379,12 @@ pub fn collect(valid: &Valid, host: &Host) -> anyhow::Result<Facts> {
     let declared: BTreeSet<String> = valid.clients.keys().cloned().collect();
     facts.leftovers = leftover::find(host, &valid.paths.nfs, state_dir, &declared, &resumed)?;
     for (name, rec) in &state.clients {
-        if !valid.clients.contains_key(name) && host.kind(&rec.root)? != crate::host::Kind::Missing
-        {
-            facts.roots.insert(rec.root.clone(), host.found(&rec.root));
+        if valid.clients.contains_key(name) {
+            continue;
+        }
+        let found = host.found(&rec.root)?;
+        if found != Found::Missing {
+            facts.roots.insert(rec.root.clone(), found);
         }
     }
     for image in valid.images.values() {
@@ -395,7 +398,7 @@ pub fn collect(valid: &Valid, host: &Host) -> anyhow::Result<Facts> {
     };
     for (name, client) in &valid.clients {
         let root = crate::expand::root_of(valid, name);
-        let found = host.found(&root);
+        let found = host.found(&root)?;
         facts.roots.insert(root.clone(), found);
         let image = &valid.images[&client.image];
         if client.eeprom.is_some()

@@ -86,11 +86,23 @@ impl Host {
 
     /// What a host path holds (symlinks are not followed).
     pub fn kind(&self, host_path: impl AsRef<Path>) -> io::Result<Kind> {
+        Ok(match self.metadata_nofollow(host_path)? {
+            None => Kind::Missing,
+            Some(m) if m.is_dir() => Kind::Dir(m.permissions().mode() & 0o7777),
+            Some(m) if m.is_file() => Kind::File,
+            Some(_) => Kind::Other,
+        })
+    }
+
+    /// `lstat` of a host path: `None` when nothing is there. The one no-follow look at a
+    /// host path that [`Host::kind`] and [`Host::found`] classify.
+    fn metadata_nofollow(
+        &self,
+        host_path: impl AsRef<Path>,
+    ) -> io::Result<Option<std::fs::Metadata>> {
         match std::fs::symlink_metadata(self.path(host_path)) {
-            Ok(m) if m.is_dir() => Ok(Kind::Dir(m.permissions().mode() & 0o7777)),
-            Ok(m) if m.is_file() => Ok(Kind::File),
-            Ok(_) => Ok(Kind::Other),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Kind::Missing),
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }

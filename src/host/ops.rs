@@ -25,19 +25,20 @@ pub enum Found {
 }
 
 impl Host {
-    /// What is at a host path (a symlink is not followed); an error reads as missing.
-    pub fn found(&self, host_path: impl AsRef<Path>) -> Found {
-        match std::fs::symlink_metadata(self.path(host_path)) {
-            Ok(m) if m.file_type().is_symlink() => Found::Symlink,
-            Ok(m) if m.is_dir() => Found::Dir,
-            Ok(_) => Found::Other,
-            Err(_) => Found::Missing,
-        }
+    /// What is at a host path (a symlink is not followed). Only "no such file" is
+    /// [`Found::Missing`]; any other error is returned, never read as missing.
+    pub fn found(&self, host_path: impl AsRef<Path>) -> io::Result<Found> {
+        Ok(match self.metadata_nofollow(host_path)? {
+            None => Found::Missing,
+            Some(m) if m.file_type().is_symlink() => Found::Symlink,
+            Some(m) if m.is_dir() => Found::Dir,
+            Some(_) => Found::Other,
+        })
     }
 
     /// Whether anything is at a host path (a symlink counts).
-    pub fn exists(&self, host_path: impl AsRef<Path>) -> bool {
-        self.found(host_path) != Found::Missing
+    pub fn exists(&self, host_path: impl AsRef<Path>) -> io::Result<bool> {
+        Ok(self.found(host_path)? != Found::Missing)
     }
 
     /// Whether a host path is a regular file (following symlinks).

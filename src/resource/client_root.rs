@@ -38,7 +38,7 @@ impl ClientRoot {
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        Ok(self.decide(ctx.host.exists(&self.path)))
+        Ok(self.decide(ctx.host.exists(&self.path)?))
     }
 
     /// The change from whether anything is at the root's path (pure): once there, the root
@@ -61,7 +61,7 @@ impl ClientRoot {
     /// Applies, and says what the copy did (for apply's output line).
     pub(super) fn apply_noted(&self, ctx: &Ctx) -> anyhow::Result<Option<String>> {
         let root = ctx.host.path(&self.path);
-        if ctx.host.exists(&self.path) {
+        if ctx.host.exists(&self.path)? {
             return Ok(None);
         }
         let staging = ctx.host.path(self.staging());

@@ -102,7 +102,7 @@ impl Leftover {
     }
 
     pub(super) fn check(&self, ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-        Ok(self.decide(ctx.host.exists(&self.path)))
+        Ok(self.decide(ctx.host.exists(&self.path)?))
     }
 
     /// The change from whether it is still there (pure).

@@ -307,7 +307,7 @@ impl Ctx {
             .clients
             .get(client)
             .with_context(|| format!("unknown client {client}"))?;
-        if self.host.exists(&paths.root) {
+        if self.host.exists(&paths.root)? {
             return Ok((Rc::new(Tree::open(&self.host.path(&paths.root))?), false));
         }
         let image = paths
