@@ -64,9 +64,3 @@ pub fn build(
         timestamp,
     })
 }
-
-/// Seconds since the epoch (`SOURCE_DATE_EPOCH` wins, for reproducible output): the clock is
-/// the host's ([`crate::host::ops::now`]); planning gets it as a fact.
-pub fn now() -> u64 {
-    crate::host::ops::now()
-}

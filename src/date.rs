@@ -34,14 +34,6 @@ pub fn utc(secs: i64, compact: bool) -> String {
     }
 }
 
-/// Seconds since the epoch, now (0 if the clock is before it).
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

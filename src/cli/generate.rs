@@ -86,11 +86,7 @@ fn write_man_tree(
 /// The date in the pages' title line, `YYYY-MM-DD`: from `SOURCE_DATE_EPOCH` when set (for
 /// reproducible packages), else today. (An empty date would shift the `.TH` arguments.)
 fn page_date() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .and_then(|s| i64::try_from(s).ok())
-        .unwrap_or_else(crate::date::now_secs);
+    let secs = i64::try_from(crate::host::ops::now()).unwrap_or(0);
     crate::date::utc_date(secs)
 }
 

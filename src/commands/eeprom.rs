@@ -51,7 +51,7 @@ pub fn run(global: &GlobalArgs, cmd: &EepromCommand, printer: &Printer) -> Comma
                         recovery_path.display()
                     )
                 })?;
-            let update = bootloader::build(&base, &settings, None, bootloader::now())?;
+            let update = bootloader::build(&base, &settings, None, crate::host::ops::now())?;
             crate::host::atomic::create_dir_all(dir)
                 .with_context(|| format!("creating {}", dir.display()))?;
             for (name, bytes) in [

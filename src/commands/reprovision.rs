@@ -34,7 +34,11 @@ pub fn run(global: &GlobalArgs, args: &ReprovisionArgs, printer: &Printer) -> Co
             ));
         }
         let root = aside.root().to_owned();
-        let to = aside.run(&valid, &host, crate::image::store::now_secs())?;
+        let to = aside.run(
+            &valid,
+            &host,
+            i64::try_from(crate::host::ops::now()).unwrap_or(0),
+        )?;
         printer.line(&format!(
             "moved client root {root} aside to {to} (its data is kept; delete it by hand when no longer needed)"
         ));

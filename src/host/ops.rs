@@ -128,11 +128,13 @@ pub fn sync_filesystem_of(full: &Path) -> io::Result<()> {
     Ok(rustix::fs::syncfs(super::atomic::open_dir(full)?)?)
 }
 
-/// Seconds since the epoch (`SOURCE_DATE_EPOCH` wins, for reproducible output).
+/// The one clock: seconds since the epoch (`SOURCE_DATE_EPOCH` wins, for reproducible
+/// output: bootloader timestamps, manifests' `unpacked_at`, moved-aside roots' names, the man
+/// pages' date). Planning gets it as a fact (`Facts::now`).
 pub fn now() -> u64 {
     if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.trim().parse().ok())
     {
         return t;
     }

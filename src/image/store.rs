@@ -21,7 +21,7 @@ use crate::progress::Progress;
 
 /// UTC timestamps: the store writes `unpacked_at` with them, `reprovision` names moved-aside
 /// roots with them.
-pub use crate::date::{now_secs, utc};
+pub use crate::date::utc;
 
 /// The manifest's format version.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -232,7 +232,7 @@ fn manifest_of(r: &UnpackReport, origin: &Origin, file_bytes: u64) -> Manifest {
         root_partition_bytes: r.root_partition_bytes,
         tree_bytes: r.root.bytes + r.boot.bytes,
         files: r.root.files + r.boot.files,
-        unpacked_at: utc(now_secs(), false),
+        unpacked_at: utc(i64::try_from(crate::host::ops::now()).unwrap_or(0), false),
     }
 }
 
