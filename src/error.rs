@@ -220,6 +220,37 @@ impl From<crate::engine::LockError> for CommandError {
     }
 }
 
+impl From<crate::config::SelectError> for CommandError {
+    fn from(e: crate::config::SelectError) -> Self {
+        let hint = e.hint();
+        CommandError::new(ErrorKind::User, e).hint(hint)
+    }
+}
+
+impl From<crate::source::SourceError> for CommandError {
+    fn from(e: crate::source::SourceError) -> Self {
+        let hint = e.hint().to_string();
+        let kind = if e.is_refusal() {
+            ErrorKind::User
+        } else {
+            ErrorKind::Runtime
+        };
+        CommandError::new(kind, e).hint(hint)
+    }
+}
+
+impl From<crate::pull::PullError> for CommandError {
+    fn from(e: crate::pull::PullError) -> Self {
+        match e {
+            crate::pull::PullError::Source(e) => e.into(),
+            crate::pull::PullError::Refused { ref reason, .. } => {
+                let hint = reason.hint();
+                CommandError::new(ErrorKind::User, e).hint(hint)
+            }
+        }
+    }
+}
+
 impl From<crate::lifecycle::Refused> for CommandError {
     fn from(e: crate::lifecycle::Refused) -> Self {
         let hint = e.hint();

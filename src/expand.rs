@@ -168,6 +168,8 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
         state: State {
             version: crate::state::VERSION,
             clients: BTreeMap::new(),
+            server: valid.server.clone(),
+            source: valid.origin.clone(),
         },
         previous: old.clone(),
     };

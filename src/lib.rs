@@ -29,6 +29,7 @@ pub mod output;
 pub mod pios;
 pub mod plan;
 pub mod progress;
+pub mod pull;
 pub mod render;
 pub mod resource;
 pub mod sshkeys;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::expand::{Conflict, Desired, Kept};
 use crate::output::{Printer, Style};
 use crate::resource::{Action, Change, Handler};
+use crate::state::SourceRecord;
 
 /// The JSON format's version; bumped on any incompatible change.
 pub const JSON_FORMAT_VERSION: u32 = 1;
@@ -29,6 +30,12 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Handlers the changes fire.
     pub handlers: BTreeSet<Handler>,
+    /// The fleet server planned for (`servers:`), if the config is a fleet.
+    pub server: Option<String>,
+    /// The commit whose config is planned (pull mode).
+    pub source: Option<SourceRecord>,
+    /// The commit the host's last apply applied (from the state), if any.
+    pub applied: Option<SourceRecord>,
 }
 
 /// Counts of a plan, as Terraform prints them.
@@ -100,7 +107,40 @@ pub fn plan(desired: &Desired, observed: Vec<Observed>, root: &Path) -> anyhow::
         kept: desired.kept.clone(),
         warnings: desired.warnings.clone(),
         handlers,
+        server: desired.state.server.clone(),
+        source: desired.state.source.clone(),
+        applied: desired.previous.source.clone(),
     })
+}
+
+/// The lines that say which server and which commit a plan or an apply is for (none for a
+/// single-server config from a file with no commit applied before).
+pub fn origin_lines(
+    server: Option<&str>,
+    source: Option<&SourceRecord>,
+    applied: Option<&SourceRecord>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(s) = server {
+        out.push(format!("Server: {s}"));
+    }
+    match (source, applied) {
+        (Some(s), Some(a)) if s.commit == a.commit => {
+            out.push(format!("Config: {} (applied last)", s.describe()));
+        }
+        (source, applied) => {
+            if let Some(s) = source {
+                out.push(format!("Config: {}", s.describe()));
+            }
+            if let Some(a) = applied {
+                out.push(format!("Applied last: {}", a.describe()));
+            }
+        }
+    }
+    if !out.is_empty() {
+        out.push(String::new());
+    }
+    out
 }
 
 fn symbol(a: Action) -> (&'static str, Style) {
@@ -114,6 +154,10 @@ fn symbol(a: Action) -> (&'static str, Style) {
 /// Renders the plan as text.
 pub fn render_text(plan: &Plan, p: &Printer) -> String {
     let mut out = String::new();
+    for line in origin_lines(plan.server.as_deref(), plan.source.as_ref(), plan.applied.as_ref()) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     if plan.changes.is_empty() && plan.conflicts.is_empty() {
         out.push_str("No changes. The host matches the configuration.\n");
     } else if !plan.changes.is_empty() {
@@ -197,6 +241,12 @@ struct JsonPlan<'a> {
     kept: &'a [Kept],
     warnings: &'a [String],
     handlers: Vec<&'a Handler>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a SourceRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied: Option<&'a SourceRecord>,
 }
 
 /// Renders the plan as JSON (format documented in docs/plan-json.md).
@@ -210,6 +260,9 @@ pub fn render_json(plan: &Plan) -> String {
         kept: &plan.kept,
         warnings: &plan.warnings,
         handlers: plan.handlers.iter().collect(),
+        server: plan.server.as_deref(),
+        source: plan.source.as_ref(),
+        applied: plan.applied.as_ref(),
     };
     serde_json::to_string_pretty(&j).expect("plans serialise") + "\n"
 }

@@ -20,6 +20,54 @@ pub struct State {
     pub version: u32,
     /// Clients, by name.
     pub clients: BTreeMap<String, ClientRecord>,
+    /// The fleet server this host applied (`servers:`); none for a file with one `server:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The git commit the last apply applied, in pull mode; none when the config came from a
+    /// file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRecord>,
+}
+
+/// Which commit of which repository a pull-mode apply applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRecord {
+    /// The repository URL.
+    pub url: String,
+    /// The branch or tag pulled.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// The config file inside the repository.
+    pub path: String,
+    /// The commit id (40 hex digits).
+    pub commit: String,
+    /// The commit's subject line.
+    pub subject: String,
+    /// The commit time (seconds since the epoch).
+    pub committed: i64,
+    /// Who signed it, when signatures are required (principal and key fingerprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+}
+
+impl SourceRecord {
+    /// The commit's first 12 hex digits.
+    pub fn short(&self) -> &str {
+        &self.commit[..self.commit.len().min(12)]
+    }
+
+    /// One line for people: `commit 1a2b3c4d5e6f "subject" (ref main of URL)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "commit {} \"{}\" ({} of {}, file {})",
+            self.short(),
+            self.subject,
+            self.git_ref,
+            self.url,
+            self.path
+        )
+    }
 }
 
 /// What pinetboot made for one client.

@@ -29,16 +29,21 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// The desired-state file.
+    /// The desired-state file [default: /etc/pinetboot/pinetboot.yaml; in pull mode, when
+    /// /etc/pinetboot/source.yaml exists, the config of the commit last pulled]
     #[arg(
         long,
         short = 'c',
         global = true,
         value_name = "FILE",
-        env = "PINETBOOT_CONFIG",
-        default_value = "/etc/pinetboot/pinetboot.yaml"
+        env = "PINETBOOT_CONFIG"
     )]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+    /// Which server of a fleet (`servers:`) this host is [default: `server:` in
+    /// /etc/pinetboot/source.yaml, else the server named by this host's hostname, else the one
+    /// whose address is on this host]
+    #[arg(long, global = true, value_name = "NAME", env = "PINETBOOT_SERVER")]
+    pub server: Option<String>,
     /// Treat DIR as the host's root folder (as `systemctl --root` does): every host path is
     /// resolved under it, and generated files still name paths as the host sees them.
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
@@ -54,7 +59,8 @@ pub struct GlobalArgs {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check the config file and report every problem with its line, column and field.
+    /// Check the config file and report every problem with its line, column and field. A
+    /// fleet file is checked whole (every server and client); needs no root and no host.
     Validate,
     /// Print the JSON schema of the config file (draft-07), for editors.
     Schema,
@@ -62,6 +68,15 @@ pub enum Command {
     Plan(PlanArgs),
     /// Make the host match the config: idempotent, locked, crash-safe.
     Apply(ApplyArgs),
+    /// Fetch the config repository (/etc/pinetboot/source.yaml, or flags) and apply its config
+    /// file at the fetched commit; the same as `apply --pull`.
+    ///
+    /// The fetched commit is applied only if its config validates, this host is one of its
+    /// servers and, when `allowed_signers` is set, the commit is signed by an allowed key.
+    /// Otherwise it is refused: the host is converged on the last good commit (the one
+    /// checked out in /var/lib/pinetboot/config) and the exit status is 1, with the commit and
+    /// the reasons on stderr (the journal, under systemd).
+    Pull(PullArgs),
     /// The bootloader (EEPROM): inspect images, render a client's config, write a one-time
     /// SD card that switches a factory Pi to network boot.
     #[command(subcommand)]
@@ -112,6 +127,12 @@ pub struct PlanArgs {
     /// Print the plan as JSON (format: docs/plan-json.md).
     #[arg(long)]
     pub json: bool,
+    /// Plan the config of the repository's newest commit (fetched, checked like `pull` does,
+    /// not applied and not checked out): e.g. a branch's plan before it is merged.
+    #[arg(long)]
+    pub pull: bool,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Exit 0 when there are no changes, 2 when changes are pending, 1 on an error or a
     /// conflict (also when changes are pending too).
     #[arg(long)]
@@ -124,6 +145,60 @@ pub struct ApplyArgs {
     /// Fail at once if another apply holds the lock, instead of waiting.
     #[arg(long)]
     pub no_wait: bool,
+    /// Pull first (as `pinetboot pull`). `--pull=auto` pulls only when
+    /// /etc/pinetboot/source.yaml exists, else applies the config file (the timer's form).
+    #[arg(long, value_enum, value_name = "WHEN", num_args = 0..=1, require_equals = true, default_missing_value = "always")]
+    pub pull: Option<PullWhen>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// When `apply` pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullWhen {
+    /// Always (an error without a source).
+    Always,
+    /// When /etc/pinetboot/source.yaml exists.
+    Auto,
+}
+
+/// `pinetboot pull` options.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Fail at once if another apply holds the lock, instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// Where pull mode fetches from; each flag replaces that field of /etc/pinetboot/source.yaml
+/// (with `--url`, the file is not needed).
+#[derive(Debug, Args, Default)]
+pub struct SourceArgs {
+    /// The repository: https://…, ssh://…, user@host:path or file:///….
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The branch or tag to fetch [default: main].
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// The config file inside the repository [default: pinetboot.yaml].
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Accept only commits signed by a key in this file (git's SSH `allowed_signers`
+    /// format).
+    #[arg(long, value_name = "FILE")]
+    pub allowed_signers: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    /// Whether no source flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.url.is_none()
+            && self.git_ref.is_none()
+            && self.path.is_none()
+            && self.allowed_signers.is_none()
+    }
 }
 
 /// `pinetboot doctor` options.

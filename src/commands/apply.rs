@@ -1,20 +1,50 @@
 //! `pinetboot apply`.
 
-use crate::cli::{ApplyArgs, GlobalArgs};
-use crate::config;
+use crate::cli::{ApplyArgs, GlobalArgs, PullWhen};
+use crate::config::Valid;
 use crate::engine;
 use crate::error::{CommandError, CommandResult, ExitStatus};
 use crate::handlers::Outcome;
+use crate::host::Host;
 use crate::host::lock::Mode;
 use crate::output::{Printer, Style};
 use crate::resource::Action;
 
-/// Makes the host match the config, then prints a one-line summary.
+/// Makes the host match the config, then prints a one-line summary. With `--pull`, pulls
+/// first (see `pinetboot pull`).
 pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> CommandResult {
-    let valid = config::load(&global.config)?;
     let host = super::host(global)?;
+    match args.pull {
+        Some(PullWhen::Always) => {
+            return super::pull::run(global, &args.source, args.no_wait, printer);
+        }
+        Some(PullWhen::Auto) if global.config.is_none() => {
+            let flags = super::pull::flags(&args.source);
+            if crate::pull::settings(&host, flags)?.is_some() {
+                return super::pull::run(global, &args.source, args.no_wait, printer);
+            }
+        }
+        _ => {}
+    }
+    if args.pull.is_none() && !args.source.is_empty() {
+        return Err(CommandError::user(
+            "--url, --ref, --path and --allowed-signers are for pull mode",
+            "add --pull, or run `pinetboot pull`",
+        ));
+    }
+    let valid = super::load(global, &host)?.valid;
     let _lock = super::lock(&host, Mode::Exclusive, !args.no_wait)?;
-    let report = engine::apply(&valid, &host, |c| {
+    converge(&valid, &host, printer)
+}
+
+/// Applies `valid` under the lock the caller holds, printing each change and a summary.
+pub(super) fn converge(valid: &Valid, host: &Host, printer: &Printer) -> CommandResult {
+    for line in crate::plan::origin_lines(valid.server.as_deref(), valid.origin.as_ref(), None) {
+        if !line.is_empty() {
+            printer.line(&line);
+        }
+    }
+    let report = engine::apply(valid, host, |c| {
         let (sym, style) = match c.action {
             Action::Create => ("+", Style::Add),
             Action::Update => ("~", Style::Change),

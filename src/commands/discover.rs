@@ -1,21 +1,19 @@
 //! `pinetboot discover`.
 
 use crate::cli::GlobalArgs;
-use crate::config;
 use crate::error::{CommandResult, ExitStatus};
 use crate::output::Printer;
 use crate::status;
 
 /// Prints undeclared Pis as `clients:` stanzas.
 pub fn run(global: &GlobalArgs, printer: &Printer) -> CommandResult {
-    let valid = config::load(&global.config)?;
+    let host = super::host(global)?;
+    let valid = super::load(global, &host)?.valid;
     // Without `defaults.image` a pasted stanza needs an image to validate: name the first.
-    let (_, parsed) = config::load::read(&global.config)?;
-    let image_hint = match parsed.config.defaults.image {
+    let image_hint = match valid.defaults_image {
         Some(_) => None,
         None => valid.images.keys().next().cloned(),
     };
-    let host = super::host(global)?;
     let log = status::read_log(&host, &valid.paths.dnsmasq_log)?;
     let report = status::status(&valid, &log);
     printer.raw(&status::render_discover(

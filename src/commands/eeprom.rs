@@ -4,7 +4,6 @@ use anyhow::Context as _;
 
 use crate::bootloader;
 use crate::cli::{EepromCommand, GlobalArgs};
-use crate::config;
 use crate::eeprom::EepromImage;
 use crate::error::{CommandError, CommandResult, ExitStatus};
 use crate::output::Printer;
@@ -32,16 +31,17 @@ pub fn run(global: &GlobalArgs, cmd: &EepromCommand, printer: &Printer) -> Comma
             Ok(ExitStatus::Success)
         }
         EepromCommand::Render { client } => {
-            let valid = config::load(&global.config)?;
+            let host = super::host(global)?;
+            let valid = super::load(global, &host)?.valid;
             let (settings, base) = settings_for(global, &valid, Some(client))?;
             printer.raw(&bootloader::render_config(&base, &settings)?);
             Ok(ExitStatus::Success)
         }
         EepromCommand::SdCard { dir, client } => {
-            let valid = config::load(&global.config)?;
+            let host = super::host(global)?;
+            let valid = super::load(global, &host)?.valid;
             let (settings, base) = settings_for(global, &valid, client.as_deref())?;
             let (_, recovery_path) = valid.bootloader.context("checked by settings_for")?;
-            let host = super::host(global)?;
             let recovery = host
                 .read_max(&recovery_path, crate::eeprom::MAX_FILE_BYTES)
                 .with_context(|| format!("reading {}", recovery_path.display()))?
@@ -75,7 +75,7 @@ pub fn run(global: &GlobalArgs, cmd: &EepromCommand, printer: &Printer) -> Comma
 
 fn settings_for(
     global: &GlobalArgs,
-    valid: &config::Valid,
+    valid: &crate::config::Valid,
     client: Option<&str>,
 ) -> Result<(crate::eeprom::EepromSettings, EepromImage), CommandError> {
     let settings = match client {
@@ -94,8 +94,7 @@ fn settings_for(
             })?
         }
         None => {
-            let cfg = config::load::read(&global.config)?.1.config;
-            cfg.defaults.eeprom.ok_or_else(|| {
+            valid.defaults_eeprom.clone().ok_or_else(|| {
                 CommandError::user(
                     "defaults.eeprom is not set",
                     "set it, or pass --client NAME",

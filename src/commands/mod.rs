@@ -13,6 +13,7 @@ mod doctor;
 mod eeprom;
 mod mount;
 mod plan;
+mod pull;
 mod purge;
 mod reprovision;
 mod schema;
@@ -29,6 +30,7 @@ pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
         Command::Schema => schema::run(printer),
         Command::Plan(args) => plan::run(&cli.global, args, printer),
         Command::Apply(args) => apply::run(&cli.global, args, printer),
+        Command::Pull(args) => pull::run(&cli.global, &args.source, args.no_wait, printer),
         Command::Mount => mount::run(&cli.global, printer),
         Command::Purge(args) => purge::run(&cli.global, args, printer),
         Command::Reprovision(args) => reprovision::run(&cli.global, args, printer),
@@ -38,6 +40,58 @@ pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
         Command::Discover => discover::run(&cli.global, printer),
         Command::Generate(cmd) => crate::cli::generate::run(cmd, printer),
     }
+}
+
+/// The default config file (when `--config` is not given and there is no pull source).
+pub const DEFAULT_CONFIG: &str = "/etc/pinetboot/pinetboot.yaml";
+
+/// The config a command works from: this host's server of it, and how to name it.
+struct Loaded {
+    valid: crate::config::Valid,
+    /// The file (or `PATH@COMMIT` in pull mode) for messages.
+    name: std::path::PathBuf,
+}
+
+/// Loads this host's part of the config: `--config`, else in pull mode (a source.yaml under
+/// the host root) the commit in force, else /etc/pinetboot/pinetboot.yaml; then the server
+/// (`--server`, the source's `server:`, this host's name, its addresses).
+fn load(global: &crate::cli::GlobalArgs, host: &Host) -> Result<Loaded, CommandError> {
+    let identity = crate::host::identity::this_host;
+    let wanted = global.server.as_deref();
+    if let Some(file) = &global.config {
+        let valid = crate::config::load_fleet(file)?.select(wanted, identity)?;
+        return Ok(Loaded {
+            valid,
+            name: file.clone(),
+        });
+    }
+    let Some(settings) = crate::pull::settings(host, crate::pull::Flags::default())? else {
+        let file = std::path::PathBuf::from(DEFAULT_CONFIG);
+        let valid = crate::config::load_fleet(&file)?.select(wanted, identity)?;
+        return Ok(Loaded { valid, name: file });
+    };
+    match crate::pull::current(host, &settings, wanted, identity)? {
+        Some(c) => Ok(Loaded {
+            name: crate::pull::display_name(&settings.path, c.record.short()),
+            valid: c.valid,
+        }),
+        None => Err(CommandError::user(
+            format!(
+                "{} sets up pull mode, and no commit has been pulled yet",
+                crate::source::SETTINGS_FILE
+            ),
+            "run `pinetboot pull` (or pass --config FILE)",
+        )),
+    }
+}
+
+/// The fleet in the config file, for `validate` (every server, no selection).
+fn load_fleet(global: &crate::cli::GlobalArgs) -> Result<(crate::config::Fleet, std::path::PathBuf), CommandError> {
+    let file = global
+        .config
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(DEFAULT_CONFIG));
+    Ok((crate::config::load_fleet(&file)?, file))
 }
 
 /// Opens the host named by `--root`.

@@ -2,7 +2,6 @@
 
 use crate::bootmount::{self, Outcome};
 use crate::cli::GlobalArgs;
-use crate::config;
 use crate::error::{CommandError, CommandResult, ExitStatus};
 use crate::host::lock::Mode;
 use crate::output::{Printer, Style};
@@ -10,8 +9,9 @@ use crate::state::State;
 
 /// Mounts what the state file records; a refused mount makes the exit status 1.
 pub fn run(global: &GlobalArgs, printer: &Printer) -> CommandResult {
-    let valid = config::load(&global.config)?;
     let host = super::host(global)?;
+    let loaded = super::load(global, &host)?;
+    let valid = loaded.valid;
     let _lock = super::lock(&host, Mode::Exclusive, true)?;
     let state = State::load(&host, &valid.paths.state)?;
     let reports = bootmount::restore(&host, &state);

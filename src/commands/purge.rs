@@ -1,7 +1,6 @@
 //! `pinetboot purge NAME --yes`: the one way client data is deleted.
 
 use crate::cli::{GlobalArgs, PurgeArgs};
-use crate::config;
 use crate::error::{CommandError, CommandResult, ExitStatus};
 use crate::host::lock::Mode;
 use crate::lifecycle::Purge;
@@ -9,10 +8,11 @@ use crate::output::Printer;
 
 /// Deletes the root of an undeclared client, after checks and `--yes`.
 pub fn run(global: &GlobalArgs, args: &PurgeArgs, printer: &Printer) -> CommandResult {
-    let valid = config::load(&global.config)?;
     let host = super::host(global)?;
+    let loaded = super::load(global, &host)?;
+    let valid = loaded.valid;
     let _lock = super::lock(&host, Mode::Exclusive, true)?;
-    let purge = Purge::check(&valid, &global.config, &host, &args.client)?;
+    let purge = Purge::check(&valid, &loaded.name, &host, &args.client)?;
     let root = purge.root().to_owned();
     if !args.yes {
         return Err(CommandError::user(

@@ -8,7 +8,6 @@
 //! needed.
 
 use crate::cli::{ApplyArgs, GlobalArgs, ReprovisionArgs};
-use crate::config;
 use crate::error::{CommandError, CommandResult};
 use crate::host::lock::Mode;
 use crate::lifecycle::{self, MoveAside};
@@ -16,10 +15,11 @@ use crate::output::Printer;
 
 /// Moves the client's root aside (after checks and `--yes`), then applies.
 pub fn run(global: &GlobalArgs, args: &ReprovisionArgs, printer: &Printer) -> CommandResult {
-    let valid = config::load(&global.config)?;
     let host = super::host(global)?;
+    let loaded = super::load(global, &host)?;
+    let valid = loaded.valid;
     let name = &args.client;
-    lifecycle::must_be_declared(&valid, &global.config, name)?;
+    lifecycle::must_be_declared(&valid, &loaded.name, name)?;
     {
         let _lock = super::lock(&host, Mode::Exclusive, true)?;
         let aside = MoveAside::check(&valid, &host, name)?;
@@ -43,5 +43,10 @@ pub fn run(global: &GlobalArgs, args: &ReprovisionArgs, printer: &Printer) -> Co
             "moved client root {root} aside to {to} (its data is kept; delete it by hand when no longer needed)"
         ));
     }
-    super::apply::run(global, &ApplyArgs { no_wait: false }, printer)
+    let args = ApplyArgs {
+        no_wait: false,
+        pull: None,
+        source: Default::default(),
+    };
+    super::apply::run(global, &args, printer)
 }

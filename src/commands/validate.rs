@@ -1,21 +1,40 @@
 //! `pinetboot validate`.
 
 use crate::cli::GlobalArgs;
-use crate::config;
 use crate::error::{CommandResult, ExitStatus};
 use crate::output::Printer;
 
-/// Loads and checks the config; prints a one-line summary when it is valid.
+/// Loads and checks the whole config (every server of a fleet; needs no root and reads
+/// nothing of the host); prints a summary when it is valid.
 pub fn run(global: &GlobalArgs, printer: &Printer) -> CommandResult {
-    let valid = config::load(&global.config)?;
+    let (fleet, file) = super::load_fleet(global)?;
+    let images = fleet.servers.first().map_or(0, |v| v.images.len());
+    let clients: usize = fleet.servers.iter().map(|v| v.clients.len()).sum();
+    let servers = if fleet.servers.iter().any(|v| v.server.is_some()) {
+        format!(", {} server{}", fleet.servers.len(), plural(fleet.servers.len()))
+    } else {
+        String::new()
+    };
     printer.line(&format!(
-        "{}: valid ({} image{}, {} client{})",
-        global.config.display(),
-        valid.images.len(),
-        plural(valid.images.len()),
-        valid.clients.len(),
-        plural(valid.clients.len()),
+        "{}: valid ({images} image{}, {clients} client{}{servers})",
+        file.display(),
+        plural(images),
+        plural(clients),
     ));
+    for v in &fleet.servers {
+        if let Some(name) = &v.server {
+            let names: Vec<&str> = v.clients.keys().map(String::as_str).collect();
+            printer.line(&format!(
+                "  server {name} ({}, {}): {} client{}{}{}",
+                v.address,
+                v.network,
+                names.len(),
+                plural(names.len()),
+                if names.is_empty() { "" } else { ": " },
+                names.join(", ")
+            ));
+        }
+    }
     Ok(ExitStatus::Success)
 }
 

@@ -14,18 +14,28 @@ use serde::{Deserialize, Serialize};
 pub use super::size::ByteSize;
 pub use crate::eeprom::EepromSettings;
 
-/// The desired state of one pinetboot boot server.
+/// The desired state of one pinetboot boot server, or of a fleet of them (`servers:`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "pinetboot configuration")]
 pub struct Config {
     /// This boot server: where the Pis reach TFTP and NFS, and the network they boot on.
-    pub server: Server,
+    /// A file describes either one server here or a fleet under `servers:`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<Server>,
+    /// A fleet of boot servers, by name, sharing this file's images and defaults. Each client
+    /// boots from one of them (its `server:`, else the one whose network holds its `address`,
+    /// else the only one). Each server applies only its own clients; by default a server is
+    /// the one named by its hostname, else the one whose `address` it has (`--server` chooses).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub servers: BTreeMap<String, FleetServer>,
     /// Where pinetboot keeps things on the host. Every field has a default from the manual
-    /// recipe; paths are host paths (resolved under `--root`).
+    /// recipe; paths are host paths (resolved under `--root`). In a fleet, a server's own
+    /// `paths` override these field by field.
     #[serde(default, skip_serializing_if = "is_default")]
     pub paths: Paths,
-    /// How client roots are exported over NFS.
+    /// How client roots are exported over NFS. In a fleet, a server's own `nfs` overrides
+    /// these field by field.
     #[serde(default, skip_serializing_if = "is_default")]
     pub nfs: Nfs,
     /// Operating-system images that client roots are provisioned from, by name.
@@ -60,6 +70,91 @@ pub struct Server {
     /// every interface (still only for the boot network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
+}
+
+/// One boot server of a fleet: its place on the network and what it does differently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetServer {
+    /// The server's IPv4 address on its boot network, e.g. `10.20.0.1`: its Pis fetch TFTP
+    /// files and mount their NFS roots from it.
+    pub address: String,
+    /// The server's boot network in CIDR form, e.g. `10.20.0.0/24`.
+    pub network: String,
+    /// The network interface dnsmasq answers on, e.g. `eth0` (default: every interface, still
+    /// only for the boot network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// This server's own host paths, each replacing the file's `paths` field of that name.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub paths: PathsOverride,
+    /// This server's own NFS settings, each replacing the file's `nfs` field of that name.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub nfs: NfsOverride,
+}
+
+/// A fleet server's own host paths; a field left out is the file's `paths` one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsOverride {
+    /// Folder holding one NFS root per client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<String>,
+    /// The TFTP root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tftp: Option<String>,
+    /// The dnsmasq drop-in pinetboot owns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnsmasq_conf: Option<String>,
+    /// dnsmasq's log file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnsmasq_log: Option<String>,
+    /// The NFS exports drop-in pinetboot owns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exports: Option<String>,
+    /// The fstab that records the bind mounts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fstab: Option<String>,
+    /// pinetboot's own state folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+impl PathsOverride {
+    /// `base` with this server's fields put in, and whether each came from here (by field
+    /// name), so an error points at the line that set it.
+    pub fn over(&self, base: &Paths) -> (Paths, Vec<&'static str>) {
+        let mut out = base.clone();
+        let mut own = Vec::new();
+        let fields: [(&'static str, &Option<String>, &mut String); 7] = [
+            ("nfs", &self.nfs, &mut out.nfs),
+            ("tftp", &self.tftp, &mut out.tftp),
+            ("dnsmasq_conf", &self.dnsmasq_conf, &mut out.dnsmasq_conf),
+            ("dnsmasq_log", &self.dnsmasq_log, &mut out.dnsmasq_log),
+            ("exports", &self.exports, &mut out.exports),
+            ("fstab", &self.fstab, &mut out.fstab),
+            ("state", &self.state, &mut out.state),
+        ];
+        for (name, mine, slot) in fields {
+            if let Some(p) = mine {
+                slot.clone_from(p);
+                own.push(name);
+            }
+        }
+        (out, own)
+    }
+}
+
+/// A fleet server's own NFS settings; a field left out is the file's `nfs` one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct NfsOverride {
+    /// exports(5) options for this server's client roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<String>>,
+    /// Who may mount this server's roots (default: this server's `network`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Host paths pinetboot manages. All absolute.
@@ -221,6 +316,10 @@ pub struct Bootloader {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Client {
+    /// In a fleet (`servers:`), the server this Pi boots from. Default: the server whose
+    /// `network` holds the client's `address`, else the only server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// The board's serial number: the last 8 hex digits of `Serial` in the Pi's /proc/cpuinfo,
     /// e.g. `0c4c21e5`. The 16-digit form and upper case are accepted and normalised. The
     /// bootloader asks TFTP for files under a folder of this name.

@@ -54,6 +54,11 @@ pub struct Facts {
     pub state: Option<Result<(), String>>,
     /// The plan (`None` without a valid config).
     pub plan: Option<Result<PlanFacts, String>>,
+    /// The commit the last apply applied (pull mode; from the state).
+    pub applied: Option<crate::state::SourceRecord>,
+    /// A commit the last pull fetched that is not the one in force (refused, or fetched and
+    /// not yet applied).
+    pub pending_commit: Option<String>,
 }
 
 /// A process.
@@ -239,9 +244,14 @@ pub struct PlanFacts {
     pub conflicts: Vec<String>,
 }
 
-/// Collects the facts.
-pub fn collect(config_path: &Path, host: &Host, runner: &dyn Runner) -> Facts {
-    let config = crate::config::load(config_path).map_err(|e| e.to_string());
+/// Collects the facts; `config` is this host's part of the config (or why it is not there),
+/// named `config_path` in messages.
+pub fn collect(
+    config_path: &str,
+    config: Result<Valid, String>,
+    host: &Host,
+    runner: &dyn Runner,
+) -> Facts {
     let own_netns = std::fs::read_link("/proc/self/ns/net").ok();
     let procs = list_processes();
     let mut dnsmasq = Vec::new();
@@ -287,7 +297,7 @@ pub fn collect(config_path: &Path, host: &Host, runner: &dyn Runner) -> Facts {
     let (confs, drop_in) = dnsmasq_confs(host, &drop_in_path);
     let tftp_user = tftp_user(host, &dnsmasq, &sockets, &confs, drop_in.as_deref());
     let mut facts = Facts {
-        config_path: config_path.display().to_string(),
+        config_path: config_path.to_owned(),
         config: config.clone(),
         real_host: host.is_real(),
         dnsmasq_binary: crate::host::tools::which("dnsmasq").map(|p| p.display().to_string()),
@@ -303,11 +313,21 @@ pub fn collect(config_path: &Path, host: &Host, runner: &dyn Runner) -> Facts {
         tftp_user,
         state: None,
         plan: None,
+        applied: None,
+        pending_commit: None,
     };
     if let Ok(valid) = &config {
         let state = State::load(host, &valid.paths.state);
         facts.state = Some(state.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
         let state = state.unwrap_or_default();
+        facts.applied.clone_from(&state.source);
+        if valid.origin.is_some() {
+            facts.pending_commit = crate::pull::pending(host, crate::pull::Slot::Pull)
+                .unwrap_or_else(|e| {
+                    tracing::warn!("cannot read the fetched commit: {e}");
+                    None
+                });
+        }
         facts.clients = valid
             .clients
             .iter()

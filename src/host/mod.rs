@@ -5,6 +5,7 @@
 pub mod atomic;
 pub mod bounded;
 pub mod confined;
+pub mod identity;
 pub mod lock;
 pub mod mount;
 pub mod mountinfo;

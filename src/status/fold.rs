@@ -105,6 +105,12 @@ pub struct Status {
     pub clients: Vec<ClientStatus>,
     /// Serials seen in the log that no client declares, sorted.
     pub undeclared: Vec<Undeclared>,
+    /// The fleet server this is (`servers:`), if the config is a fleet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The git commit the host's last apply applied (pull mode), from the state file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::state::SourceRecord>,
 }
 
 fn time(t: &Option<LogTime>) -> Option<String> {
@@ -296,5 +302,7 @@ pub fn status(valid: &Valid, log: &Log) -> Status {
         log: info,
         clients,
         undeclared,
+        server: valid.server.clone(),
+        source: None,
     }
 }

@@ -44,6 +44,10 @@ fn table(rows: &[Vec<String>]) -> String {
 pub fn render_text(s: &Status, printer: &crate::output::Printer) -> String {
     use crate::output::Style;
     let mut out = String::new();
+    for line in crate::plan::origin_lines(s.server.as_deref(), None, s.source.as_ref()) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     out.push_str(&format!("Log: {}\n", s.log.describe()));
     if let Some(note) = &s.log.note {
         out.push_str(&printer.paint(Style::Warn, &format!("note: {note}")));

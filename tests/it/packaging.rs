@@ -275,11 +275,14 @@ fn service_has_no_private_mount_namespace() {
     assert_eq!(unit_values(&text, "Type"), ["oneshot"]);
     assert_eq!(
         unit_values(&text, "ExecStart"),
-        ["/usr/bin/pinetboot apply --config /etc/pinetboot/pinetboot.yaml"]
+        ["/usr/bin/pinetboot apply --pull=auto"]
     );
     assert_eq!(
         unit_values(&text, "ConditionPathExists"),
-        ["/etc/pinetboot/pinetboot.yaml"]
+        [
+            "|/etc/pinetboot/pinetboot.yaml",
+            "|/etc/pinetboot/source.yaml"
+        ]
     );
     assert!(
         !text.lines().any(|line| line.trim() == "[Install]"),
@@ -304,7 +307,7 @@ fn mount_service_runs_before_the_servers_in_the_hosts_namespace() {
     assert_eq!(unit_values(&text, "RemainAfterExit"), ["yes"]);
     assert_eq!(
         unit_values(&text, "ExecStart"),
-        ["/usr/bin/pinetboot mount --config /etc/pinetboot/pinetboot.yaml"]
+        ["/usr/bin/pinetboot mount"]
     );
     let before = unit_values(&text, "Before").join(" ");
     for unit in ["dnsmasq.service", "nfs-server.service", "pinetboot.service"] {
@@ -335,7 +338,10 @@ fn timer_calendar_parses() {
     assert_eq!(unit_values(&text, "WantedBy"), ["timers.target"]);
     assert_eq!(
         unit_values(&text, "ConditionPathExists"),
-        ["/etc/pinetboot/pinetboot.yaml"]
+        [
+            "|/etc/pinetboot/pinetboot.yaml",
+            "|/etc/pinetboot/source.yaml"
+        ]
     );
 }
 

@@ -59,11 +59,21 @@ pub(super) fn check_hostname(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Where a client boots from, as placed by [`super::fleet::place`]: the index of its server
+/// and that server's network and address (when they are valid).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Placed {
+    pub server: usize,
+    pub network: Option<Ipv4Net>,
+    pub address: Option<Ipv4Addr>,
+}
+
+/// Checks every client of the file (uniqueness is fleet-wide: names, serials, MACs and
+/// hostnames; addresses per boot network; TFTP folders per server).
 pub(super) fn check_clients(
     c: &mut Checker<'_>,
     cfg: &Config,
-    network: Option<Ipv4Net>,
-    server: Option<Ipv4Addr>,
+    placed: &BTreeMap<String, Placed>,
 ) -> BTreeMap<String, ValidClient> {
     if let Some(img) = &cfg.defaults.image
         && !cfg.images.contains_key(img)
@@ -82,7 +92,7 @@ pub(super) fn check_clients(
         check_user(c, "defaults.user", user);
     }
     let mut seen: [HashMap<String, String>; 4] = Default::default();
-    let mut folders: HashMap<String, (String, bool)> = HashMap::new();
+    let mut folders: BTreeMap<usize, HashMap<String, (String, bool)>> = BTreeMap::new();
     let mut out = BTreeMap::new();
     // File order, so a duplicate is reported on the client that comes later in the file.
     let mut in_file_order: Vec<(&String, &crate::config::model::Client)> =
@@ -90,6 +100,8 @@ pub(super) fn check_clients(
     in_file_order.sort_by_key(|(name, _)| c.locator.key(&format!("clients.{name}")));
     for (name, client) in in_file_order {
         let base = format!("clients.{name}");
+        let place = placed.get(name);
+        let (network, server) = place.map_or((None, None), |p| (p.network, p.address));
         if let Err(why) = safe_name(name) {
             c.at_key(
                 &base,
@@ -176,15 +188,21 @@ pub(super) fn check_clients(
             check_user(c, &format!("{base}.user"), user);
         }
         // Duplicates, reported on the later client with the earlier one named.
+        // An address is unique on its boot network: two sites may reuse one private range.
         let keys = [
-            ("serial", serial.clone()),
-            ("mac", mac.clone()),
-            ("hostname", Some(hostname.to_ascii_lowercase())),
-            ("address", address.map(|a| a.to_string())),
+            ("serial", serial.clone(), String::new()),
+            ("mac", mac.clone(), String::new()),
+            ("hostname", Some(hostname.to_ascii_lowercase()), String::new()),
+            (
+                "address",
+                address.map(|a| a.to_string()),
+                network.map(|n| n.to_string()).unwrap_or_default(),
+            ),
         ];
-        for (slot, (field, value)) in keys.into_iter().enumerate() {
+        for (slot, (field, value, scope)) in keys.into_iter().enumerate() {
             let Some(value) = value else { continue };
-            if let Some(first) = seen[slot].get(&value) {
+            let key = format!("{value} {scope}");
+            if let Some(first) = seen[slot].get(&key) {
                 let message = format!("{field} `{value}` is also used by client `{first}`");
                 let hint = format!("each Pi needs its own {field}");
                 if field == "hostname" && client.hostname.is_none() {
@@ -194,7 +212,7 @@ pub(super) fn check_clients(
                     c.at_value(&format!("{base}.{field}"), message, &hint);
                 }
             } else {
-                seen[slot].insert(value, name.clone());
+                seen[slot].insert(key, name.clone());
             }
         }
         let mut cmdline = cfg.defaults.cmdline.clone();
@@ -216,7 +234,10 @@ pub(super) fn check_clients(
         if let Some(e) = &client.eeprom {
             check_eeprom(c, &format!("{base}.eeprom"), e);
         }
-        check_tftp_folders(c, cfg, name, &out[name], &mut folders);
+        if let Some(p) = place {
+            let served_here = folders.entry(p.server).or_default();
+            check_tftp_folders(c, cfg, name, &out[name], served_here);
+        }
     }
     out
 }

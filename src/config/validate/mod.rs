@@ -1,13 +1,15 @@
 //! Semantic validation: every problem in one run, each located and with a hint, and the
 //! normalised, checked form of the config that the rest of pinetboot works from.
 //!
-//! One module per section of the file (`server`, `paths`, `nfs`, `images`, `clients`, `eeprom`),
+//! One module per section of the file (`server`, `paths`, `nfs`, `images`, `clients`, `eeprom`;
+//! `fleet` for `servers:` and which server each client boots from),
 //! `fields.rs` for checks of single values the sections share, and `valid.rs` for the checked
 //! types they produce.
 
 mod clients;
 mod eeprom;
 mod fields;
+mod fleet;
 mod images;
 mod nfs;
 mod paths;
@@ -16,14 +18,13 @@ mod server;
 mod tests;
 mod valid;
 
-use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::diagnostic::{ConfigError, Diagnostic};
 use super::load::Parsed;
 use super::locate::Locator;
 use super::model::Config;
-pub use valid::{Source, Valid, ValidClient, ValidImage};
+pub use valid::{Fleet, Source, Valid, ValidClient, ValidImage};
 
 pub(super) struct Checker<'a> {
     file: &'a Path,
@@ -51,8 +52,9 @@ impl Checker<'_> {
     }
 }
 
-/// Checks a parsed config and returns its normalised form, or every problem found.
-pub fn validate(file: &Path, parsed: &Parsed) -> Result<Valid, ConfigError> {
+/// Checks a parsed config (one server or a whole fleet) and returns its normalised form, one
+/// [`Valid`] per server, or every problem found.
+pub fn validate(file: &Path, parsed: &Parsed) -> Result<Fleet, ConfigError> {
     let mut c = Checker {
         file,
         locator: &parsed.locator,
@@ -64,29 +66,47 @@ pub fn validate(file: &Path, parsed: &Parsed) -> Result<Valid, ConfigError> {
     } else {
         c.found
             .sort_by(|a, b| a.position.cmp(&b.position).then(a.path.cmp(&b.path)));
+        // A section the servers of a fleet share is checked once per server: say it once.
+        c.found
+            .dedup_by(|a, b| a.path == b.path && a.message == b.message);
         Err(ConfigError {
             diagnostics: c.found,
         })
     }
 }
 
-fn check(c: &mut Checker<'_>, cfg: &Config) -> Valid {
-    let (address, network) = server::check_server(c, cfg);
-    let paths = paths::check_paths(c, &cfg.paths);
-    let (nfs_options, nfs_scope) = nfs::check_nfs(c, cfg, network);
+fn check(c: &mut Checker<'_>, cfg: &Config) -> Fleet {
+    let servers = fleet::check_servers(c, cfg);
     let images = images::check_images(c, cfg);
-    let clients = clients::check_clients(c, cfg, network, address);
+    let placed = fleet::place(c, cfg, &servers);
+    let clients = clients::check_clients(c, cfg, &placed);
     let bootloader = eeprom::check_bootloader(c, cfg, &clients);
-    Valid {
-        bootloader,
-        address: address.unwrap_or(Ipv4Addr::UNSPECIFIED),
-        network: network.unwrap_or_else(|| "0.0.0.0/0".parse().expect("constant")),
-        interface: cfg.server.interface.clone(),
-        paths,
-        nfs_options,
-        nfs_scope,
-        images,
-        clients,
-        downloads: (&cfg.downloads).into(),
-    }
+    let downloads: crate::image::fetch::Limits = (&cfg.downloads).into();
+    let servers = servers
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| Valid {
+            server: s.name,
+            bootloader: bootloader.clone(),
+            address: s.address.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            network: s
+                .network
+                .unwrap_or_else(|| "0.0.0.0/0".parse().expect("constant")),
+            interface: s.interface,
+            paths: s.paths,
+            nfs_options: s.nfs_options,
+            nfs_scope: s.nfs_scope,
+            images: images.clone(),
+            clients: clients
+                .iter()
+                .filter(|(name, _)| placed.get(*name).is_some_and(|p| p.server == i))
+                .map(|(name, client)| (name.clone(), client.clone()))
+                .collect(),
+            downloads,
+            defaults_image: cfg.defaults.image.clone(),
+            defaults_eeprom: cfg.defaults.eeprom.clone(),
+            origin: None,
+        })
+        .collect();
+    Fleet { servers }
 }

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use super::Checker;
 use super::fields::*;
-use crate::config::model::Config;
 use crate::config::net::{self, CidrError, Ipv4Net};
 
 /// The exports(5) options pinetboot accepts: flags, then options that take `=value`.
@@ -60,14 +59,24 @@ pub(super) const EXPORT_OPPOSITES: &[(&str, &str)] = &[
     ("pnfs", "no_pnfs"),
 ];
 
+/// One server's NFS settings as written, and where: `nfs.options` / `nfs.scope`, or a fleet
+/// server's own `servers.NAME.nfs.…`.
+pub(super) struct NfsFields<'a> {
+    pub options: &'a [String],
+    pub options_at: String,
+    pub scope: Option<&'a String>,
+    pub scope_at: String,
+}
+
+/// Checks the export options and scope; returns them with the scope defaulted to `network`.
 pub(super) fn check_nfs(
     c: &mut Checker<'_>,
-    cfg: &Config,
+    nfs: &NfsFields<'_>,
     network: Option<Ipv4Net>,
 ) -> (Vec<String>, String) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (i, opt) in cfg.nfs.options.iter().enumerate() {
-        let field = format!("nfs.options[{i}]");
+    for (i, opt) in nfs.options.iter().enumerate() {
+        let field = format!("{}[{i}]", nfs.options_at);
         let (name, value) = match opt.split_once('=') {
             Some((n, v)) => (n, Some(v)),
             None => (opt.as_str(), None),
@@ -94,13 +103,13 @@ pub(super) fn check_nfs(
     for (a, b) in EXPORT_OPPOSITES {
         if let (Some(&i), Some(&j)) = (seen.get(a), seen.get(b)) {
             c.at_value(
-                &format!("nfs.options[{}]", i.max(j)),
+                &format!("{}[{}]", nfs.options_at, i.max(j)),
                 format!("`{a}` and `{b}` contradict each other"),
                 "keep one of them",
             );
         }
     }
-    let scope = match &cfg.nfs.scope {
+    let scope = match nfs.scope {
         None => network.map(|n| n.to_string()).unwrap_or_default(),
         Some(s) => {
             // `*`, `/0` in any spelling (`/00`, with host bits): everyone.
@@ -111,7 +120,7 @@ pub(super) fn check_nfs(
                 );
             if world {
                 c.at_value(
-                    "nfs.scope",
+                    &nfs.scope_at,
                     format!("`{s}` would export client roots to the world"),
                     "client roots are exported with no_root_squash; scope them to the boot network (the default) or one address",
                 );
@@ -119,21 +128,21 @@ pub(super) fn check_nfs(
                 match net::parse(s) {
                     Ok(_) => {}
                     Err(CidrError::HostBits(n)) => c.at_value(
-                        "nfs.scope",
+                        &nfs.scope_at,
                         format!("`{s}` has host bits set"),
                         &format!("did you mean {n}?"),
                     ),
                     Err(CidrError::Malformed) => c.at_value(
-                        "nfs.scope",
+                        &nfs.scope_at,
                         format!("`{s}` is not an IPv4 network or address"),
                         "write a network such as 192.168.2.0/24 or one address",
                     ),
                 }
             } else {
-                ipv4(c, "nfs.scope", s);
+                ipv4(c, &nfs.scope_at, s);
             }
             s.clone()
         }
     };
-    (cfg.nfs.options.clone(), scope)
+    (nfs.options.to_vec(), scope)
 }

@@ -7,9 +7,20 @@ use std::path::PathBuf;
 use crate::config::model::{EepromSettings, Paths, Ssh, User};
 use crate::config::net::Ipv4Net;
 
-/// A checked config, with forms normalised (lower-case 8-digit serials, `aa:bb:…` MACs).
+/// A checked config file: one [`Valid`] per boot server it describes (one for a file with
+/// `server:`, one per entry of `servers:` in a fleet), each holding only its own clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    /// The servers, in name order.
+    pub servers: Vec<Valid>,
+}
+
+/// A checked config for one server, with forms normalised (lower-case 8-digit serials,
+/// `aa:bb:…` MACs): what plan and apply work from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Valid {
+    /// The server's name in a fleet (`servers:`); `None` for a file with one `server:`.
+    pub server: Option<String>,
     /// The server's address on the boot network.
     pub address: Ipv4Addr,
     /// The boot network.
@@ -30,6 +41,12 @@ pub struct Valid {
     pub bootloader: Option<(PathBuf, PathBuf)>,
     /// Limits on image downloads.
     pub downloads: crate::image::fetch::Limits,
+    /// `defaults.image`, as written (`discover` suggests an image when it is not set).
+    pub defaults_image: Option<String>,
+    /// `defaults.eeprom`, as written (`eeprom sd-card` without `--client`).
+    pub defaults_eeprom: Option<EepromSettings>,
+    /// The git commit this config was read from (pull mode); recorded in the state by apply.
+    pub origin: Option<crate::state::SourceRecord>,
 }
 
 /// Where an image comes from.

@@ -21,13 +21,19 @@ pub(super) fn config(f: &Facts, out: &mut Vec<Finding>) {
         }
     };
     out.push(check.ok(format!(
-        "{}: {} client{}, boot network {}, server {}",
+        "{}: {} client{}, boot network {}, server {}{}",
         f.config_path,
         valid.clients.len(),
         if valid.clients.len() == 1 { "" } else { "s" },
         valid.network,
-        valid.address
+        valid.address,
+        valid
+            .server
+            .as_ref()
+            .map(|n| format!(" (fleet server {n})"))
+            .unwrap_or_default()
     )));
+    source(f, valid, out);
     match &f.state {
         Some(Err(e)) => out.push(Finding::problem(
             "state",
@@ -85,5 +91,48 @@ pub(super) fn config(f: &Facts, out: &mut Vec<Finding>) {
             }
         }
         None => {}
+    }
+}
+
+/// Pull mode: which commit is in force, whether the host applied it, and whether the last
+/// fetch brought a commit that was not accepted.
+fn source(f: &Facts, valid: &crate::config::Valid, out: &mut Vec<Finding>) {
+    let check = Check::new("source", "the host runs the commit in force");
+    let Some(origin) = &valid.origin else {
+        if let Some(applied) = &f.applied {
+            out.push(check.warning(
+                format!(
+                    "the config is read from {}, and the last apply applied {}",
+                    f.config_path,
+                    applied.describe()
+                ),
+                "run `pinetboot pull` to go back to pull mode, or remove /etc/pinetboot/source.yaml to leave it",
+            ));
+        }
+        return;
+    };
+    match &f.applied {
+        Some(a) if a.commit == origin.commit => out.push(check.ok(origin.describe())),
+        Some(a) => out.push(check.warning(
+            format!(
+                "the commit in force is {}, and the last apply applied {}",
+                origin.describe(),
+                a.describe()
+            ),
+            "run `pinetboot apply` (or `pinetboot pull`)",
+        )),
+        None => out.push(check.warning(
+            format!("the commit in force is {}, and no apply has recorded it", origin.describe()),
+            "run `pinetboot apply` (or `pinetboot pull`)",
+        )),
+    }
+    if let Some(pending) = &f.pending_commit {
+        out.push(Check::new("source.pending", "the last fetched commit is the one in force").warning(
+            format!(
+                "the last pull fetched commit {}, which is not in force: it was refused (or not applied yet)",
+                &pending[..pending.len().min(12)]
+            ),
+            "see why in `journalctl -u pinetboot` or by running `pinetboot pull`; the commit in force stays until one is accepted",
+        ));
     }
 }

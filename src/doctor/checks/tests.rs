@@ -44,6 +44,8 @@ fn sock(addr: &str, port: u16, device: Option<&str>, owner: (u32, &str)) -> Sock
 fn healthy() -> Facts {
     Facts {
         config_path: "t.yaml".into(),
+        applied: None,
+        pending_commit: None,
         config: Ok(valid()),
         real_host: false,
         dnsmasq_binary: Some("/usr/sbin/dnsmasq".into()),

@@ -590,6 +590,14 @@ impl Env {
         self.pt_in(secs, &[], args).expect_finished(secs)
     }
 
+    /// Runs `pinetboot --root R ARGS…` (no `--config`: pull mode, or the default file)
+    /// inside the namespace.
+    pub fn pt_no_config(&self, args: &[&str]) -> Run {
+        let mut full: Vec<String> = vec!["--root".into(), self.root.to_string_lossy().into_owned()];
+        full.extend(args.iter().map(|s| s.to_string()));
+        Run::of(self.ns.command(120, bin(), &full), format!("pinetboot {}", args.join(" ")))
+    }
+
     fn pt_in(&self, secs: u32, env: &[(&str, &str)], args: &[&str]) -> Run {
         let mut full: Vec<String> = vec![
             "--root".into(),
