@@ -31,6 +31,7 @@ pub mod plan;
 pub mod progress;
 pub mod render;
 pub mod resource;
+pub mod source;
 pub mod sshkeys;
 pub mod state;
 pub mod status;
