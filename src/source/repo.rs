@@ -33,6 +33,9 @@ const SAFE_CONFIG: &[&str] = &[
     // symlinks a later reader of the work tree could follow.
     "core.symlinks=false",
     "advice.detachedHead=false",
+    // Nothing else runs: no file-system monitor hook, no submodules.
+    "core.fsmonitor=false",
+    "submodule.recurse=false",
 ];
 
 /// Variables of the caller's environment that would point git at another repository.
@@ -501,7 +504,7 @@ fn signature_detail(stderr: &str) -> String {
 }
 
 /// `url` with any password replaced by `***` (for messages).
-fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
         let authority_end = rest.find('/').unwrap_or(rest.len());
         if let Some(at) = rest[..authority_end].rfind('@')

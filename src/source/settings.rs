@@ -60,6 +60,12 @@ impl Settings {
         }
     }
 
+    /// The allowed signers file resolved under `host`'s root (`None`: signatures are not
+    /// required), as [`crate::source::Repo::verify`] takes it.
+    pub fn allowed_signers_path(&self, host: &crate::host::Host) -> Option<PathBuf> {
+        self.allowed_signers.as_ref().map(|p| host.path(p))
+    }
+
     /// Reads and checks [`SETTINGS_FILE`] on `host`: `None` when it does not exist. A parse
     /// error or a refused value names the file, line and column, with a hint.
     pub fn load(host: &crate::host::Host) -> Result<Option<Settings>, SourceError> {

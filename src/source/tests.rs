@@ -163,6 +163,7 @@ fn settings_missing_file_is_none_and_defaults_apply() {
     assert_eq!(s.path, "pinetboot.yaml");
     assert_eq!(s.server, None);
     assert_eq!(s.allowed_signers, None);
+    assert_eq!(s.allowed_signers_path(&f.host), None);
 
     f.write_settings(
         "url: git@git.example.org:lab/fleet.git\nref: v2\npath: sites/lab.yaml\nserver: rack1\nallowed_signers: /etc/pinetboot/allowed_signers\n",
@@ -174,6 +175,10 @@ fn settings_missing_file_is_none_and_defaults_apply() {
     assert_eq!(
         s.allowed_signers.as_deref(),
         Some(Path::new("/etc/pinetboot/allowed_signers"))
+    );
+    assert_eq!(
+        s.allowed_signers_path(&f.host),
+        Some(f.host.root().join("etc/pinetboot/allowed_signers"))
     );
 }
 
@@ -551,6 +556,66 @@ fn verify_accepts_only_commits_signed_by_an_allowed_key() {
         .verify(&good, &f.tmp.path().join("no-such-file"))
         .unwrap_err();
     assert!(!err.is_refusal(), "{err:?}");
+}
+
+#[test]
+fn verify_refuses_an_openpgp_signature_without_running_gpg() {
+    let f = Fixture::new();
+    let repo = Repo::open(&f.host);
+    let signers = f.tmp.path().join("allowed_signers");
+    std::fs::write(&signers, "").unwrap();
+    f.commit(&[("pinetboot.yaml", "one\n")], "base");
+    // A commit object carrying an OpenPGP signature header (its content does not matter:
+    // it is refused for its kind before anything checks it).
+    let raw = f.git(&["cat-file", "commit", "HEAD"]);
+    let (headers, message) = raw.split_once("\n\n").unwrap();
+    let forged = format!(
+        "{headers}\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n -----END PGP SIGNATURE-----\n\n{message}\n"
+    );
+    let file = f.tmp.path().join("forged");
+    std::fs::write(&file, forged).unwrap();
+    let id = f.git(&["hash-object", "-t", "commit", "-w", file.to_str().unwrap()]);
+    f.git(&["push", "-q", &f.url, &format!("{id}:refs/heads/pgp")]);
+    assert_eq!(repo.fetch(&f.url, "pgp", "pull").unwrap(), id);
+    let err = repo.verify(&id, &signers).unwrap_err();
+    assert!(
+        matches!(&err, SourceError::BadSignature { detail, .. } if detail.contains("not an SSH signature")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn fetch_never_runs_commands_from_a_url_even_unchecked() {
+    // Settings::check refuses these; the git layer's own protocol settings and `--` refuse
+    // them too, so a caller that forgot the check still runs nothing.
+    let f = Fixture::new();
+    let repo = Repo::open(&f.host);
+    let marker = f.tmp.path().join("pwned");
+    let m = marker.display();
+    for url in [
+        format!("ext::sh -c touch% {m}"),
+        format!("--upload-pack=touch {m}"),
+        format!("-oProxyCommand=touch {m}"),
+        format!("ssh://-oProxyCommand=touch% {m}/x"),
+        "git://127.0.0.1:1/fleet.git".to_owned(),
+        "http://127.0.0.1:1/fleet.git".to_owned(),
+    ] {
+        assert!(repo.fetch(&url, "main", "pull").is_err(), "{url}");
+        assert!(!marker.exists(), "{url} ran a command");
+    }
+}
+
+#[test]
+fn passwords_in_urls_are_not_repeated() {
+    assert_eq!(
+        repo::redact("https://ada:s3cret@git.example.org/fleet.git"),
+        "https://ada:***@git.example.org/fleet.git"
+    );
+    assert_eq!(
+        repo::redact("https://ada@git.example.org/fleet.git"),
+        "https://ada@git.example.org/fleet.git"
+    );
+    assert_eq!(repo::redact("git@host:fleet.git"), "git@host:fleet.git");
 }
 
 #[test]
