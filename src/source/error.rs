@@ -64,6 +64,12 @@ pub enum SourceError {
         /// What the verification said.
         detail: String,
     },
+    /// The allowed signers file is missing (or not a regular file).
+    #[error("the allowed signers file {} does not exist or is not a file", file.display())]
+    AllowedSigners {
+        /// The file (the real path, under the root prefix).
+        file: PathBuf,
+    },
     /// The config file at a commit is missing or not a regular file of a sane size.
     #[error("{path} at commit {commit}: {problem}")]
     ConfigFile {
@@ -110,6 +116,7 @@ impl SourceError {
             }
             SourceError::Unsigned { .. } => "sign the commit with a key listed in the allowed signers file (`git commit -S` with gpg.format=ssh), or push a signed commit on top".to_owned(),
             SourceError::BadSignature { .. } => "sign with an SSH key listed in the allowed signers file (git's `gpg.ssh.allowedSignersFile` format: `PRINCIPAL KEYTYPE KEY` lines), or add the signer's key there".to_owned(),
+            SourceError::AllowedSigners { .. } => "create it (lines `PRINCIPAL ssh-ed25519 KEY`, git's gpg.ssh.allowedSignersFile format), or leave `allowed_signers` out of the settings to accept unsigned commits".to_owned(),
             SourceError::ConfigFile { .. } => "commit the config as a regular file (not a symlink or submodule) at the path the settings name (`path:`, default pinetboot.yaml)".to_owned(),
             SourceError::Io(_) => "check the permissions of /var/lib/pinetboot and /etc/pinetboot (pull mode runs as root)".to_owned(),
         }

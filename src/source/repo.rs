@@ -118,6 +118,7 @@ impl Repo {
                 hint: "this is a pinetboot bug; report it".to_owned(),
             });
         }
+        let _lock = self.lock()?;
         self.init()?;
         let local = format!("refs/pinetboot/{slot}");
         let refspec = format!("+{git_ref}:{local}");
@@ -153,6 +154,17 @@ impl Repo {
                 stderr: format!("{local} does not name a commit after the fetch"),
                 hint: format!("`{git_ref}` must be a branch or a tag of a commit"),
             })
+    }
+
+    /// Holds the repository's own lock (`config.lock` beside it) while git changes it, so
+    /// a plan's fetch and a pull's fetch or checkout wait for each other rather than fail on
+    /// git's `shallow.lock` or `index.lock`.
+    fn lock(&self) -> Result<crate::host::lock::Lock, SourceError> {
+        let path = self.dir.with_extension("lock");
+        crate::host::lock::acquire(&path, crate::host::lock::Mode::Exclusive, true, || {
+            tracing::info!("waiting for another pinetboot using {}", self.dir.display());
+        })
+        .map_err(|e| IoError::new("lock", &path, e).into())
     }
 
     /// Creates the repository (work tree mode 0700, no template hooks) if it is missing, and
@@ -236,13 +248,8 @@ impl Repo {
             });
         }
         if !allowed_signers.is_file() {
-            return Err(SourceError::Git {
-                action: format!("verifying the signature of commit {commit}"),
-                stderr: format!(
-                    "the allowed signers file {} does not exist",
-                    allowed_signers.display()
-                ),
-                hint: "create it (lines `PRINCIPAL ssh-ed25519 KEY`), or leave `allowed_signers` out of the settings to accept unsigned commits".to_owned(),
+            return Err(SourceError::AllowedSigners {
+                file: allowed_signers.to_owned(),
             });
         }
         let mut signers = std::ffi::OsString::from("gpg.ssh.allowedSignersFile=");
@@ -339,6 +346,7 @@ impl Repo {
     pub fn checkout(&self, commit: &str) -> Result<(), SourceError> {
         check_commit_id(commit)?;
         let action = format!("checking out commit {commit} in {}", self.dir.display());
+        let _lock = self.lock()?;
         self.expect_ok(
             self.git()?
                 .args(["checkout", "--quiet", "--force", "--detach", commit, "--"]),
@@ -414,7 +422,7 @@ impl Repo {
                 action: action.to_owned(),
                 stderr: out.stderr,
                 hint: format!(
-                    "the local repository {} may be damaged; removing it makes the next pull fetch afresh",
+                    "the commit may not have been fetched, or the local repository {} is damaged (removing it makes the next pull fetch afresh)",
                     self.dir.display()
                 ),
             })

@@ -556,6 +556,25 @@ fn verify_accepts_only_commits_signed_by_an_allowed_key() {
         .verify(&good, &f.tmp.path().join("no-such-file"))
         .unwrap_err();
     assert!(!err.is_refusal(), "{err:?}");
+    assert!(matches!(err, SourceError::AllowedSigners { .. }), "{err:?}");
+}
+
+#[test]
+fn concurrent_fetches_into_two_slots_wait_for_each_other() {
+    let f = Fixture::new();
+    let commit = f.commit(&[("pinetboot.yaml", "one\n")], "first");
+    let results: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = ["pull", "plan", "pull", "plan"]
+            .into_iter()
+            .map(|slot| {
+                let repo = Repo::open(&f.host);
+                let url = f.url.clone();
+                s.spawn(move || repo.fetch(&url, "main", slot).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(results.iter().all(|r| *r == commit), "{results:?}");
 }
 
 #[test]
