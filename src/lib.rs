@@ -32,6 +32,7 @@ pub mod progress;
 pub mod pull;
 pub mod render;
 pub mod resource;
+pub mod source;
 pub mod sshkeys;
 pub mod state;
 pub mod status;
