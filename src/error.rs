@@ -229,7 +229,7 @@ impl From<crate::config::SelectError> for CommandError {
 
 impl From<crate::source::SourceError> for CommandError {
     fn from(e: crate::source::SourceError) -> Self {
-        let hint = e.hint().to_string();
+        let hint = e.hint();
         let kind = if e.is_refusal() {
             ErrorKind::User
         } else {

@@ -60,7 +60,7 @@ impl Refusal {
     /// What to do about it.
     pub fn hint(&self) -> String {
         match self {
-            Refusal::Signature(e) | Refusal::File(e) => e.hint().to_string(),
+            Refusal::Signature(e) | Refusal::File(e) => e.hint(),
             Refusal::Config(_) => {
                 "fix the config in the repository and push; `pinetboot validate -c FILE` checks a fleet file anywhere (CI)".into()
             }
@@ -193,8 +193,8 @@ fn judge(
         commit: Box::new(record.clone()),
         reason,
     };
-    if let Some(signers) = &settings.allowed_signers {
-        match repo.verify(commit, &host.path(signers)) {
+    if let Some(signers) = settings.allowed_signers_path(host) {
+        match repo.verify(commit, &signers) {
             Ok(by) => record.signed_by = Some(by),
             Err(e) if e.is_refusal() => return Err(refuse(&record, Refusal::Signature(e))),
             Err(e) => return Err(e.into()),
@@ -205,21 +205,18 @@ fn judge(
         Err(e) if e.is_refusal() => return Err(refuse(&record, Refusal::File(e))),
         Err(e) => return Err(e.into()),
     };
-    let name = display_name(&settings.path, &info.short);
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(_) => {
-            let e = ConfigError {
-                diagnostics: vec![config::Diagnostic {
-                    file: name,
-                    position: Default::default(),
-                    path: String::new(),
-                    message: "the file is not UTF-8 text".into(),
-                    hint: Some("save the config as UTF-8".into()),
-                }],
-            };
-            return Err(refuse(&record, Refusal::Config(e)));
-        }
+    let name = display_name(&settings.path, record.short());
+    let Ok(text) = String::from_utf8(bytes) else {
+        let e = ConfigError {
+            diagnostics: vec![config::Diagnostic {
+                file: name,
+                position: Default::default(),
+                path: String::new(),
+                message: "the file is not UTF-8 text".into(),
+                hint: Some("save the config as UTF-8".into()),
+            }],
+        };
+        return Err(refuse(&record, Refusal::Config(e)));
     };
     let fleet: Fleet = match config::load_fleet_str(&name, &text) {
         Ok(f) => f,

@@ -161,6 +161,11 @@ impl Locator {
         self.find(path).map(|e| e.value).unwrap_or_default()
     }
 
+    /// Whether the document has no mapping key at all (an empty or comment-only file).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The position of the key at `path` (for errors about a name), or of its nearest ancestor.
     pub fn key(&self, path: &str) -> Position {
         self.find(path).map(|e| e.key).unwrap_or_default()

@@ -365,6 +365,14 @@ impl Repo {
         self.rev_parse("HEAD^{commit}")
     }
 
+    /// The commit the last fetch into `slot` brought; `None` when nothing was fetched there.
+    pub fn fetched(&self, slot: &str) -> Result<Option<String>, SourceError> {
+        if !self.exists() {
+            return Ok(None);
+        }
+        self.rev_parse(&format!("refs/pinetboot/{slot}^{{commit}}"))
+    }
+
     /// Id, short id, subject, author and commit time of `commit`.
     pub fn describe(&self, commit: &str) -> Result<CommitInfo, SourceError> {
         check_commit_id(commit)?;

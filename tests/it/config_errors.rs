@@ -301,11 +301,11 @@ const SYNTAX_AND_TYPES: &[Case] = &[
     ),
     case(
         "unknown field at top level",
-        concat!(srv!(), "servers: {}\n"),
+        concat!(srv!(), "severs: {}\n"),
         &[eh(
             "4:1",
-            "servers",
-            "unknown field `servers`, expected one of server, paths",
+            "severs",
+            "unknown field `severs`, expected one of server, servers, paths",
             "pinetboot schema",
         )],
     ),
@@ -1283,6 +1283,143 @@ const TFTP_FOLDERS: &[Case] = &[
 #[test]
 fn tftp_folder_errors() {
     check_all("tftp_folder_errors", TFTP_FOLDERS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleets: `servers:`, each client placed on one server, uniqueness across the fleet.
+
+/// Lines 1–3: two servers. Lines 4–8: image and defaults; `clients:` on line 9.
+macro_rules! fleet {
+    () => {
+        concat!(
+            "servers:\n",
+            "  lab-a: {address: 10.1.0.1, network: 10.1.0.0/24}\n",
+            "  lab-b: {address: 10.2.0.1, network: 10.2.0.0/24, paths: {nfs: /srv/nfs}}\n",
+            img!(),
+            def!(),
+            "clients:\n",
+        )
+    };
+}
+
+const FLEET: &[Case] = &[
+    case(
+        "server and servers",
+        concat!(srv!(), "servers:\n  a: {address: 10.1.0.1, network: 10.1.0.0/24}\n"),
+        &[eh(
+            "4:1",
+            "servers",
+            "the file has both `server:` and `servers:`",
+            "move `server:` under `servers:`",
+        )],
+    ),
+    case(
+        "no server at all",
+        concat!(img!(), def!()),
+        &[eh(
+            "1:1",
+            "server",
+            "the file names no boot server",
+            "add `server:`",
+        )],
+    ),
+    case(
+        "clients that cannot be placed",
+        concat!(
+            fleet!(),
+            "  a:\n",
+            "    serial: 0c4c21e5\n",
+            "  b:\n",
+            "    serial: 0c4c21e6\n",
+            "    server: lab-c\n",
+            "  c:\n",
+            "    serial: 0c4c21e7\n",
+            "    address: 10.3.0.7\n",
+        ),
+        &[
+            eh(
+                "10:3",
+                "clients.a",
+                "the client does not say which server it boots from",
+                "set `server:` to one of: lab-a, lab-b",
+            ),
+            eh(
+                "14:13",
+                "clients.b.server",
+                "server `lab-c` is not declared",
+                "declared servers: lab-a, lab-b",
+            ),
+            eh(
+                "17:14",
+                "clients.c.address",
+                "10.3.0.7 is in no server's boot network",
+                "set `server:` to one of: lab-a, lab-b",
+            ),
+        ],
+    ),
+    case(
+        "an address outside its server's network, serials unique across servers",
+        concat!(
+            fleet!(),
+            "  a:\n",
+            "    serial: 0c4c21e5\n",
+            "    server: lab-a\n",
+            "    address: 10.2.0.5\n",
+            "  b:\n",
+            "    serial: 0c4c21e5\n",
+            "    server: lab-b\n",
+        ),
+        &[
+            eh(
+                "13:14",
+                "clients.a.address",
+                "10.2.0.5 is not a host address in the boot network 10.1.0.0/24",
+                "a client boots on the server's network",
+            ),
+            e(
+                "15:13",
+                "clients.b.serial",
+                "serial `0c4c21e5` is also used by client `a`",
+            ),
+        ],
+    ),
+    case(
+        "a server's own settings are checked where they are written",
+        concat!(
+            "servers:\n",
+            "  lab-a: {address: 10.1.0.1, network: 10.1.0.0/24, nfs: {scope: \"*\"}}\n",
+            "  lab_b: {address: 10.2.0.1, network: 10.2.0.0/24, paths: {tftp: tftp}}\n",
+        ),
+        &[
+            eh(
+                "2:65",
+                "servers.lab-a.nfs.scope",
+                "`*` would export client roots to the world",
+                "scope them to the boot network",
+            ),
+            e("3:3", "servers.lab_b", "server name `lab_b`"),
+            e(
+                "3:66",
+                "servers.lab_b.paths.tftp",
+                "`tftp` is not an absolute path",
+            ),
+        ],
+    ),
+    case(
+        "a client's server in a file without servers",
+        concat!(base!(), "clients:\n  a: {serial: 0c4c21e5, server: lab-a}\n"),
+        &[eh(
+            "10:33",
+            "clients.a.server",
+            "server `lab-a` is named, and this file has no `servers:`",
+            "remove `server:`",
+        )],
+    ),
+];
+
+#[test]
+fn fleet_errors() {
+    check_all("fleet_errors", FLEET);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,8 +37,16 @@ pub(super) fn check_servers(c: &mut Checker<'_>, cfg: &Config) -> Vec<ServerPart
             );
             Vec::new()
         }
+        (None, true) if c.document_is_empty() => {
+            c.at_start(
+                "",
+                "the config is empty".into(),
+                "a config needs at least a `server:` section with `address` and `network`; see the examples",
+            );
+            Vec::new()
+        }
         (None, true) => {
-            c.at_key(
+            c.at_start(
                 "server",
                 "the file names no boot server".into(),
                 "add `server:` with the server's `address` and `network` (or a fleet under `servers:`)",

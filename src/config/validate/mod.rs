@@ -41,6 +41,17 @@ impl Checker<'_> {
         self.push(self.locator.key(path), path, message, hint);
     }
 
+    /// A problem with the whole document (a section missing): located at its start.
+    pub(super) fn at_start(&mut self, path: &str, message: String, hint: &str) {
+        let start = super::locate::Position { line: 1, column: 1 };
+        self.push(start, path, message, hint);
+    }
+
+    /// Whether the document is empty (no key at all).
+    pub(super) fn document_is_empty(&self) -> bool {
+        self.locator.is_empty()
+    }
+
     fn push(&mut self, position: super::locate::Position, path: &str, message: String, hint: &str) {
         self.found.push(Diagnostic {
             file: self.file.to_owned(),

@@ -15,10 +15,12 @@
 //! - [`pi4`]: the Pi 4 bootloader emulator
 //! - [`http`]: a hostile-capable HTTP file server
 //! - [`disk`]: Raspberry Pi OS-like disk images built with the real tools
+//! - [`gitrepo`]: a fleet git repository (bare, file://) and signed commits
 //! - [`realos`]: the real Debian arm64 fixture, its VM and NFS server
 
 pub mod disk;
 pub mod fixture;
+pub mod gitrepo;
 pub mod http;
 pub mod mountns;
 pub mod netlab;
