@@ -154,7 +154,11 @@ fn symbol(a: Action) -> (&'static str, Style) {
 /// Renders the plan as text.
 pub fn render_text(plan: &Plan, p: &Printer) -> String {
     let mut out = String::new();
-    for line in origin_lines(plan.server.as_deref(), plan.source.as_ref(), plan.applied.as_ref()) {
+    for line in origin_lines(
+        plan.server.as_deref(),
+        plan.source.as_ref(),
+        plan.applied.as_ref(),
+    ) {
         out.push_str(&line);
         out.push('\n');
     }

@@ -93,14 +93,12 @@ fn settings_for(
                 )
             })?
         }
-        None => {
-            valid.defaults_eeprom.clone().ok_or_else(|| {
-                CommandError::user(
-                    "defaults.eeprom is not set",
-                    "set it, or pass --client NAME",
-                )
-            })?
-        }
+        None => valid.defaults_eeprom.clone().ok_or_else(|| {
+            CommandError::user(
+                "defaults.eeprom is not set",
+                "set it, or pass --client NAME",
+            )
+        })?,
     };
     let (base_path, _) = valid.bootloader.clone().ok_or_else(|| {
         CommandError::user(

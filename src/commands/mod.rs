@@ -86,7 +86,9 @@ fn load(global: &crate::cli::GlobalArgs, host: &Host) -> Result<Loaded, CommandE
 }
 
 /// The fleet in the config file, for `validate` (every server, no selection).
-fn load_fleet(global: &crate::cli::GlobalArgs) -> Result<(crate::config::Fleet, std::path::PathBuf), CommandError> {
+fn load_fleet(
+    global: &crate::cli::GlobalArgs,
+) -> Result<(crate::config::Fleet, std::path::PathBuf), CommandError> {
     let file = global
         .config
         .clone()

@@ -21,8 +21,7 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> CommandRe
                 "leave out --config (the file inside the repository is --path)",
             ));
         }
-        let Some(settings) = crate::pull::settings(&host, super::pull::flags(&args.source))?
-        else {
+        let Some(settings) = crate::pull::settings(&host, super::pull::flags(&args.source))? else {
             return Err(CommandError::user(
                 format!(
                     "--pull needs a repository: {} does not exist and no --url was given",

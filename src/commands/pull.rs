@@ -18,7 +18,12 @@ pub(super) fn flags(args: &SourceArgs) -> Flags {
 
 /// Fetches the newest commit; applies it when it is accepted, else converges on the commit in
 /// force and fails with the refusal (exit 1).
-pub fn run(global: &GlobalArgs, args: &SourceArgs, no_wait: bool, printer: &Printer) -> CommandResult {
+pub fn run(
+    global: &GlobalArgs,
+    args: &SourceArgs,
+    no_wait: bool,
+    printer: &Printer,
+) -> CommandResult {
     if global.config.is_some() {
         return Err(CommandError::user(
             "--config and pull mode exclude each other: pull applies the repository's config file",

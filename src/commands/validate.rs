@@ -11,7 +11,11 @@ pub fn run(global: &GlobalArgs, printer: &Printer) -> CommandResult {
     let images = fleet.servers.first().map_or(0, |v| v.images.len());
     let clients: usize = fleet.servers.iter().map(|v| v.clients.len()).sum();
     let servers = if fleet.servers.iter().any(|v| v.server.is_some()) {
-        format!(", {} server{}", fleet.servers.len(), plural(fleet.servers.len()))
+        format!(
+            ", {} server{}",
+            fleet.servers.len(),
+            plural(fleet.servers.len())
+        )
     } else {
         String::new()
     };

@@ -27,7 +27,9 @@ pub enum SelectError {
         names: String,
     },
     /// A name was given for a file that has a single unnamed `server:`.
-    #[error("server `{wanted}` is asked for, and the config describes one server without a name (no `servers:`)")]
+    #[error(
+        "server `{wanted}` is asked for, and the config describes one server without a name (no `servers:`)"
+    )]
     NotAFleet {
         /// The name asked for.
         wanted: String,
@@ -105,13 +107,19 @@ impl Fleet {
         let me = identity();
         let short = me.hostname.split('.').next().unwrap_or_default();
         if let Some(i) = self.servers.iter().position(|s| {
-            s.server
-                .as_deref()
-                .is_some_and(|n| n.eq_ignore_ascii_case(&me.hostname) || n.eq_ignore_ascii_case(short))
+            s.server.as_deref().is_some_and(|n| {
+                n.eq_ignore_ascii_case(&me.hostname) || n.eq_ignore_ascii_case(short)
+            })
         }) {
             return Ok(self.servers.swap_remove(i));
         }
-        let listed = |v: &Valid| format!("{} ({})", v.server.as_deref().unwrap_or_default(), v.address);
+        let listed = |v: &Valid| {
+            format!(
+                "{} ({})",
+                v.server.as_deref().unwrap_or_default(),
+                v.address
+            )
+        };
         let local: Vec<usize> = (0..self.servers.len())
             .filter(|&i| me.addresses.contains(&self.servers[i].address))
             .collect();
@@ -128,7 +136,12 @@ impl Fleet {
                         .collect::<Vec<_>>()
                         .join(", ")
                 },
-                candidates: self.servers.iter().map(listed).collect::<Vec<_>>().join(", "),
+                candidates: self
+                    .servers
+                    .iter()
+                    .map(listed)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
             _ => Err(SelectError::Several {
                 candidates: local
@@ -187,7 +200,9 @@ clients:
     fn by_name_then_hostname_then_address() {
         let named = fleet().select(Some("lab-b"), || unreachable!()).unwrap();
         assert_eq!(named.server.as_deref(), Some("lab-b"));
-        let by_host = fleet().select(None, || me("LAB-A.example.org", &[])).unwrap();
+        let by_host = fleet()
+            .select(None, || me("LAB-A.example.org", &[]))
+            .unwrap();
         assert_eq!(by_host.server.as_deref(), Some("lab-a"));
         let by_addr = fleet()
             .select(None, || me("boot", &["127.0.0.1", "10.2.0.1"]))
@@ -197,7 +212,9 @@ clients:
 
     #[test]
     fn none_or_several_or_unknown_is_an_error_naming_candidates() {
-        let none = fleet().select(None, || me("boot", &["192.168.1.2"])).unwrap_err();
+        let none = fleet()
+            .select(None, || me("boot", &["192.168.1.2"]))
+            .unwrap_err();
         assert_eq!(
             none.to_string(),
             "this host (boot, addresses 192.168.1.2) is none of the config's servers: lab-a (10.1.0.1), lab-b (10.2.0.1)"
@@ -206,8 +223,14 @@ clients:
             .select(None, || me("boot", &["10.1.0.1", "10.2.0.1"]))
             .unwrap_err();
         assert!(matches!(several, SelectError::Several { .. }), "{several}");
-        assert!(several.to_string().contains("lab-a (10.1.0.1), lab-b (10.2.0.1)"));
-        let unknown = fleet().select(Some("lab-c"), || unreachable!()).unwrap_err();
+        assert!(
+            several
+                .to_string()
+                .contains("lab-a (10.1.0.1), lab-b (10.2.0.1)")
+        );
+        let unknown = fleet()
+            .select(Some("lab-c"), || unreachable!())
+            .unwrap_err();
         assert_eq!(
             unknown.to_string(),
             "server `lab-c` is not declared in the config (servers: lab-a, lab-b)"

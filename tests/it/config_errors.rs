@@ -1305,7 +1305,10 @@ macro_rules! fleet {
 const FLEET: &[Case] = &[
     case(
         "server and servers",
-        concat!(srv!(), "servers:\n  a: {address: 10.1.0.1, network: 10.1.0.0/24}\n"),
+        concat!(
+            srv!(),
+            "servers:\n  a: {address: 10.1.0.1, network: 10.1.0.0/24}\n"
+        ),
         &[eh(
             "4:1",
             "servers",
@@ -1407,7 +1410,10 @@ const FLEET: &[Case] = &[
     ),
     case(
         "a client's server in a file without servers",
-        concat!(base!(), "clients:\n  a: {serial: 0c4c21e5, server: lab-a}\n"),
+        concat!(
+            base!(),
+            "clients:\n  a: {serial: 0c4c21e5, server: lab-a}\n"
+        ),
         &[eh(
             "10:33",
             "clients.a.server",

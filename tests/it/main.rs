@@ -23,6 +23,7 @@ mod eeprom_cli;
 mod engine;
 mod examples;
 mod fences;
+mod fleet;
 mod image;
 mod image_store;
 mod netlab;

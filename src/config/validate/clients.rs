@@ -192,7 +192,11 @@ pub(super) fn check_clients(
         let keys = [
             ("serial", serial.clone(), String::new()),
             ("mac", mac.clone(), String::new()),
-            ("hostname", Some(hostname.to_ascii_lowercase()), String::new()),
+            (
+                "hostname",
+                Some(hostname.to_ascii_lowercase()),
+                String::new(),
+            ),
             (
                 "address",
                 address.map(|a| a.to_string()),

@@ -62,10 +62,7 @@ pub(super) fn check_server(
         Err(CidrError::Malformed) => {
             c.at_value(
                 &network_field,
-                format!(
-                    "`{}` is not an IPv4 network in CIDR form",
-                    server.network
-                ),
+                format!("`{}` is not an IPv4 network in CIDR form", server.network),
                 "write the network and prefix length, e.g. 192.168.2.0/24",
             );
             None

@@ -122,7 +122,10 @@ fn source(f: &Facts, valid: &crate::config::Valid, out: &mut Vec<Finding>) {
             "run `pinetboot apply` (or `pinetboot pull`)",
         )),
         None => out.push(check.warning(
-            format!("the commit in force is {}, and no apply has recorded it", origin.describe()),
+            format!(
+                "the commit in force is {}, and no apply has recorded it",
+                origin.describe()
+            ),
             "run `pinetboot apply` (or `pinetboot pull`)",
         )),
     }

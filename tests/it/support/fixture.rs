@@ -595,7 +595,10 @@ impl Env {
     pub fn pt_no_config(&self, args: &[&str]) -> Run {
         let mut full: Vec<String> = vec!["--root".into(), self.root.to_string_lossy().into_owned()];
         full.extend(args.iter().map(|s| s.to_string()));
-        Run::of(self.ns.command(120, bin(), &full), format!("pinetboot {}", args.join(" ")))
+        Run::of(
+            self.ns.command(120, bin(), &full),
+            format!("pinetboot {}", args.join(" ")),
+        )
     }
 
     fn pt_in(&self, secs: u32, env: &[(&str, &str)], args: &[&str]) -> Run {

@@ -102,7 +102,10 @@ impl GitRepo {
             ),
         };
         let branch = git(&self.work, &["rev-parse", "--abbrev-ref", "HEAD"]);
-        git(&self.work, &["push", "-q", "origin", &format!("HEAD:{branch}")]);
+        git(
+            &self.work,
+            &["push", "-q", "origin", &format!("HEAD:{branch}")],
+        );
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
