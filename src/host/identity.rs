@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use crate::config::Identity;
 use crate::doctor::{Runner, SystemRunner};
 
-/// This host's name (`uname -n`) and addresses (`ip -j -4 addr show`). Without `ip` the
+/// This host's name (`uname -n`) and addresses (`ip -j -4 addr show`, loopback left out). Without `ip` the
 /// addresses are empty and a warning is logged: the server is then found by name only.
 pub fn this_host() -> Identity {
     let hostname = rustix::system::uname()
@@ -20,6 +20,7 @@ pub fn this_host() -> Identity {
         Ok(ifaces) => ifaces
             .into_iter()
             .flat_map(|i| i.addrs.into_iter().map(|(a, _)| a))
+            .filter(|a| !a.is_loopback())
             .collect::<Vec<Ipv4Addr>>(),
         Err(why) => {
             tracing::warn!(%why, "cannot list this host's addresses; finding the server by hostname only");

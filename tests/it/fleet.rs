@@ -349,3 +349,182 @@ fn plan_pull_ref_shows_a_branch_without_applying_it() {
     let out = pull_ok(&a);
     assert_contains(&out, "Apply complete: no changes.", "main is unchanged");
 }
+
+/// A network namespace this test made, with `addresses` on its loopback; removed on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str, addresses: &[&str]) -> Netns {
+        crate::support::tools::require_tool("ip", "iproute2");
+        let name = format!("pnb-fleet-{}-{tag}", std::process::id());
+        let ip =
+            |args: &[&str]| crate::support::tools::run(std::process::Command::new("ip").args(args));
+        ip(&["netns", "add", &name]);
+        let ns = Netns(name);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        for a in addresses {
+            ip(&["-n", &ns.0, "addr", "add", a, "dev", "lo"]);
+        }
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+/// `pinetboot --root R --config FLEET plan --json` with the host name `hostname` (its own UTS
+/// namespace) in network namespace `netns`, plus `extra` arguments. Plan makes no mount, so
+/// it runs outside the env's mount namespace (which does not see namespaces made after it).
+fn plan_as(env: &Env, netns: &Netns, hostname: &str, extra: &[&str]) -> crate::support::run::Run {
+    let script = format!(
+        "hostname {hostname} && exec ip netns exec {} \"$@\"",
+        netns.0
+    );
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.args(["120", "unshare", "-u", "sh", "-ec", &script, "sh"])
+        .arg(crate::support::tools::bin())
+        .arg("--root")
+        .arg(&env.root)
+        .arg("--config")
+        .arg(&env.config)
+        .args(["plan", "--json"])
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .env_remove("PINETBOOT_SERVER");
+    crate::support::run::Run::of(cmd, format!("plan as {hostname} in {}", netns.0))
+}
+
+#[test]
+fn the_server_is_found_by_name_then_hostname_then_address_else_a_clear_error() {
+    let env = Env::new();
+    env.add_image("bookworm-lite", Release::Bookworm, false);
+    std::fs::write(&env.config, fleet_yaml("lab-b")).unwrap();
+    let server_of = |r: &crate::support::run::Run| -> String {
+        r.expect_code(0);
+        let plan: Value = serde_json::from_str(&r.stdout).unwrap();
+        plan["server"].as_str().unwrap_or_default().to_owned()
+    };
+    let lab_b_address = Netns::new("b", &["10.2.0.1/24"]);
+    let nothing = Netns::new("none", &[]);
+    // The hostname wins over an address; an address is enough; --server wins over both.
+    assert_eq!(server_of(&plan_as(&env, &nothing, "lab-a", &[])), "lab-a");
+    assert_eq!(
+        server_of(&plan_as(&env, &lab_b_address, "lab-a.example.org", &[])),
+        "lab-a"
+    );
+    assert_eq!(
+        server_of(&plan_as(&env, &lab_b_address, "bootsrv", &[])),
+        "lab-b"
+    );
+    assert_eq!(
+        server_of(&plan_as(&env, &nothing, "bootsrv", &["--server", "lab-b"])),
+        "lab-b"
+    );
+    // Each server's plan holds only its own clients.
+    let plan: Value =
+        serde_json::from_str(&plan_as(&env, &lab_b_address, "bootsrv", &[]).stdout).unwrap();
+    let paths = plan["changes"].to_string();
+    assert!(
+        paths.contains("/nfs/raspi3") && !paths.contains("/nfs/raspi1"),
+        "{paths}"
+    );
+    // Nothing matches: an error naming the candidates, and nothing planned.
+    let r = plan_as(&env, &nothing, "bootsrv", &[]);
+    r.expect_code(1);
+    assert_contains(
+        &r.stderr,
+        "this host (bootsrv, addresses none) is none of the config's servers: lab-a (10.1.0.1), lab-b (10.2.0.1)",
+        "lists the candidates",
+    );
+    assert_contains(&r.stderr, "--server NAME", "says how to choose");
+    // Both addresses here: several match.
+    let both = Netns::new("both", &["10.1.0.1/24", "10.2.0.1/24"]);
+    let r = plan_as(&env, &both, "bootsrv", &[]);
+    r.expect_code(1);
+    assert_contains(
+        &r.stderr,
+        "this host has the addresses of several servers: lab-a (10.1.0.1), lab-b (10.2.0.1)",
+        "lists the candidates",
+    );
+    // An unknown name.
+    let r = plan_as(&env, &nothing, "bootsrv", &["--server", "lab-c"]);
+    r.expect_code(1);
+    assert_contains(&r.stderr, "server `lab-c` is not declared", "names it");
+}
+
+/// The example fleet repository validates as a whole, as a normal user with no host (what
+/// its CI workflow runs), and its workflow runs exactly that command.
+#[test]
+fn the_example_fleet_validates_without_root_as_its_ci_workflow_does() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
+    let workflow = std::fs::read_to_string(dir.join("validate.yml")).unwrap();
+    let command = "pinetboot validate --config pinetboot.yaml";
+    assert_contains(
+        &workflow,
+        &format!("run: {command}"),
+        "the workflow validates",
+    );
+    // A copy readable by anyone, validated as `nobody` from its folder.
+    let tmp = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = tmp.path().join("pinetboot.yaml");
+    std::fs::copy(dir.join("pinetboot.yaml"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = if pinetboot::host::process::is_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "nobody", "--", crate::support::tools::bin()]);
+        c
+    } else {
+        std::process::Command::new(crate::support::tools::bin())
+    };
+    let out = cmd
+        .args(["validate", "--config", "pinetboot.yaml"])
+        .current_dir(tmp.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "pinetboot.yaml: valid (1 image, 4 clients, 2 servers)\n  \
+         server classroom (10.20.0.1, 10.20.0.0/24): 2 clients: desk01, desk02\n  \
+         server lab (10.30.0.1, 10.30.0.0/24): 2 clients: bench01, bench02\n"
+    );
+}
+
+/// The example `source.yaml` is what the settings reader takes, with every field.
+#[test]
+fn the_example_source_settings_parse() {
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc/pinetboot");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet/source.yaml"),
+        etc.join("source.yaml"),
+    )
+    .unwrap();
+    let host = pinetboot::host::Host::new(root.path()).unwrap();
+    let s = pinetboot::source::Settings::load(&host)
+        .unwrap()
+        .expect("the file is there");
+    assert_eq!(s.url, "https://git.example.org/school/pi-fleet.git");
+    assert_eq!(
+        (s.git_ref.as_str(), s.path.as_str(), s.server.as_deref()),
+        ("main", "pinetboot.yaml", Some("classroom"))
+    );
+    assert_eq!(
+        s.allowed_signers.as_deref(),
+        Some(Path::new("/etc/pinetboot/allowed_signers"))
+    );
+}
