@@ -220,6 +220,10 @@ pub fn render_discover(s: &Status, valid: &Valid, image_hint: Option<&str>) -> S
         if let Some(image) = image_hint {
             out.push_str(&format!("    image: {image}\n"));
         }
+        // In a fleet, the Pi asked this server: place it here.
+        if let Some(server) = &valid.server {
+            out.push_str(&format!("    server: {server}\n"));
+        }
     }
     out
 }

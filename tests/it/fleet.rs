@@ -117,7 +117,7 @@ fn mounted_serials(env: &Env) -> Vec<String> {
 fn pull_ok(env: &Env) -> String {
     let r = env.pt_no_config(&["pull"]);
     r.expect_code(0);
-    r.stdout.clone()
+    r.stdout
 }
 
 #[test]
