@@ -8,7 +8,12 @@ use crate::output::Printer;
 /// nothing of the host); prints a summary when it is valid.
 pub fn run(global: &GlobalArgs, printer: &Printer) -> CommandResult {
     let (fleet, file) = super::load_fleet(global)?;
-    let images = fleet.servers.first().map_or(0, |v| v.images.len());
+    let images = fleet
+        .servers
+        .iter()
+        .flat_map(|v| v.images.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let clients: usize = fleet.servers.iter().map(|v| v.clients.len()).sum();
     let servers = if fleet.servers.iter().any(|v| v.server.is_some()) {
         format!(

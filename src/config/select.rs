@@ -197,6 +197,25 @@ clients:
     }
 
     #[test]
+    fn a_fleet_server_holds_only_the_images_its_clients_use() {
+        let two = "
+servers:
+  a: {address: 10.1.0.1, network: 10.1.0.0/24}
+  b: {address: 10.2.0.1, network: 10.2.0.0/24}
+images:
+  only-a: {source: /srv/a}
+  only-b: {source: /srv/b}
+clients:
+  a1: {serial: aaaa0001, address: 10.1.0.11, image: only-a}
+  b1: {serial: bbbb0001, address: 10.2.0.11, image: only-b}
+";
+        let f = crate::config::load_fleet_str(Path::new("two.yaml"), two).unwrap();
+        let images = |v: &Valid| v.images.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(images(&f.servers[0]), ["only-a"]);
+        assert_eq!(images(&f.servers[1]), ["only-b"]);
+    }
+
+    #[test]
     fn by_name_then_hostname_then_address() {
         let named = fleet().select(Some("lab-b"), || unreachable!()).unwrap();
         assert_eq!(named.server.as_deref(), Some("lab-b"));

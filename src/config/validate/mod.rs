@@ -18,6 +18,7 @@ mod server;
 mod tests;
 mod valid;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::diagnostic::{ConfigError, Diagnostic};
@@ -96,7 +97,29 @@ fn check(c: &mut Checker<'_>, cfg: &Config) -> Fleet {
     let servers = servers
         .into_iter()
         .enumerate()
-        .map(|(i, s)| Valid {
+        .map(|(i, s)| {
+            let mine: BTreeMap<String, ValidClient> = clients
+                .iter()
+                .filter(|(name, _)| placed.get(*name).is_some_and(|p| p.server == i))
+                .map(|(name, client)| (name.clone(), client.clone()))
+                .collect();
+            // A fleet server holds the images its clients (or the defaults) name: another
+            // site's image, perhaps a file only that site has, is none of its business.
+            let images = if s.name.is_some() {
+                images
+                    .iter()
+                    .filter(|(name, _)| {
+                        mine.values().any(|c| &c.image == *name)
+                            || cfg.defaults.image.as_ref() == Some(*name)
+                    })
+                    .map(|(n, i)| (n.clone(), i.clone()))
+                    .collect()
+            } else {
+                images.clone()
+            };
+            (s, mine, images)
+        })
+        .map(|(s, clients, images)| Valid {
             server: s.name,
             bootloader: bootloader.clone(),
             address: s.address.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
@@ -107,12 +130,8 @@ fn check(c: &mut Checker<'_>, cfg: &Config) -> Fleet {
             paths: s.paths,
             nfs_options: s.nfs_options,
             nfs_scope: s.nfs_scope,
-            images: images.clone(),
-            clients: clients
-                .iter()
-                .filter(|(name, _)| placed.get(*name).is_some_and(|p| p.server == i))
-                .map(|(name, client)| (name.clone(), client.clone()))
-                .collect(),
+            images,
+            clients,
             downloads,
             defaults_image: cfg.defaults.image.clone(),
             defaults_eeprom: cfg.defaults.eeprom.clone(),
