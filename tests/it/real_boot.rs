@@ -111,7 +111,7 @@ impl Host {
         fs::create_dir_all(root.join("srv/rootfs/debian")).unwrap();
         fs::write(root.join("etc/fstab"), "proc /proc proc defaults 0 0\n").unwrap();
         let key = tmp.path().join("id_ed25519");
-        let public = keygen(&key);
+        let public = crate::support::tools::ssh_keygen(&key, "pinetboot-real-boot");
         let config = tmp.path().join("pinetboot.yaml");
         fs::write(&config, config_yaml(&public)).unwrap();
         Host {
@@ -147,29 +147,6 @@ impl Drop for Host {
             eprintln!("keeping {}", kept.keep().display());
         }
     }
-}
-
-/// A fresh ed25519 key pair at `path` (+ `.pub`); returns the public key line.
-fn keygen(path: &Path) -> String {
-    let p = path.to_str().unwrap();
-    must(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "pinetboot-real-boot",
-            "-f",
-            p,
-        ],
-    );
-    fs::read_to_string(format!("{p}.pub"))
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 /// One client from the fixture's root tree (a directory image), the lab's server and network.

@@ -10,7 +10,7 @@ use super::fields::safe_name;
 use super::nfs::{NfsFields, check_nfs};
 use super::paths::check_paths;
 use super::server::{ServerFields, check_server};
-use crate::config::model::{Config, Paths};
+use crate::config::model::{Config, NfsOverride, Paths, PathsOverride};
 use crate::config::net::{self, Ipv4Net};
 
 /// One server's checked settings (fields left at a placeholder where they were invalid; the
@@ -54,30 +54,16 @@ pub(super) fn check_servers(c: &mut Checker<'_>, cfg: &Config) -> Vec<ServerPart
             Vec::new()
         }
         (Some(s), true) => {
-            let fields = ServerFields {
+            let one = Entry {
+                name: None,
                 base: "server".into(),
                 address: &s.address,
                 network: &s.network,
                 interface: s.interface.as_ref(),
+                paths: &PathsOverride::default(),
+                nfs: &NfsOverride::default(),
             };
-            let (address, network) = check_server(c, &fields);
-            let paths = check_paths(c, &cfg.paths, &|f| format!("paths.{f}"));
-            let nfs = NfsFields {
-                options: &cfg.nfs.options,
-                options_at: "nfs.options".into(),
-                scope: cfg.nfs.scope.as_ref(),
-                scope_at: "nfs.scope".into(),
-            };
-            let (nfs_options, nfs_scope) = check_nfs(c, &nfs, network);
-            vec![ServerPart {
-                name: None,
-                address,
-                network,
-                interface: s.interface.clone(),
-                paths,
-                nfs_options,
-                nfs_scope,
-            }]
+            vec![check_one(c, cfg, &one)]
         }
         (None, false) => cfg
             .servers
@@ -91,47 +77,69 @@ pub(super) fn check_servers(c: &mut Checker<'_>, cfg: &Config) -> Vec<ServerPart
                         "name a server by letters, digits and dashes, e.g. its hostname",
                     );
                 }
-                let fields = ServerFields {
-                    base: base.clone(),
+                let entry = Entry {
+                    name: Some(name),
+                    base,
                     address: &s.address,
                     network: &s.network,
                     interface: s.interface.as_ref(),
+                    paths: &s.paths,
+                    nfs: &s.nfs,
                 };
-                let (address, network) = check_server(c, &fields);
-                let (merged, own) = s.paths.over(&cfg.paths);
-                let at = |f: &str| {
-                    if own.contains(&f) {
-                        format!("{base}.paths.{f}")
-                    } else {
-                        format!("paths.{f}")
-                    }
-                };
-                let paths = check_paths(c, &merged, &at);
-                let own_at = |own: bool, f: &str| {
-                    if own {
-                        format!("{base}.nfs.{f}")
-                    } else {
-                        format!("nfs.{f}")
-                    }
-                };
-                let nfs = NfsFields {
-                    options: s.nfs.options.as_deref().unwrap_or(&cfg.nfs.options),
-                    options_at: own_at(s.nfs.options.is_some(), "options"),
-                    scope: s.nfs.scope.as_ref().or(cfg.nfs.scope.as_ref()),
-                    scope_at: own_at(s.nfs.scope.is_some(), "scope"),
-                };
-                let (nfs_options, nfs_scope) = check_nfs(c, &nfs, network);
-                ServerPart {
-                    name: Some(name.clone()),
-                    address,
-                    network,
-                    interface: s.interface.clone(),
-                    paths,
-                    nfs_options,
-                    nfs_scope,
-                }
+                check_one(c, cfg, &entry)
             })
             .collect(),
+    }
+}
+
+/// One server as written: the file's `server:` (no name, no overrides) or an entry of
+/// `servers:`.
+struct Entry<'a> {
+    name: Option<&'a String>,
+    /// `server` or `servers.NAME`.
+    base: String,
+    address: &'a str,
+    network: &'a str,
+    interface: Option<&'a String>,
+    paths: &'a PathsOverride,
+    nfs: &'a NfsOverride,
+}
+
+/// Checks one server: its own fields, then the file's `paths`/`nfs` with its overrides put
+/// in, each error located where that field was written.
+fn check_one(c: &mut Checker<'_>, cfg: &Config, e: &Entry<'_>) -> ServerPart {
+    let base = &e.base;
+    let fields = ServerFields {
+        base: base.clone(),
+        address: e.address,
+        network: e.network,
+        interface: e.interface,
+    };
+    let (address, network) = check_server(c, &fields);
+    let at = |own: bool, section: &str, f: &str| {
+        if own {
+            format!("{base}.{section}.{f}")
+        } else {
+            format!("{section}.{f}")
+        }
+    };
+    let (merged, own) = e.paths.over(&cfg.paths);
+    let paths = check_paths(c, &merged, &|f| at(own.contains(&f), "paths", f));
+    let nfs = NfsFields {
+        options: e.nfs.options.as_deref().unwrap_or(&cfg.nfs.options),
+        options_at: at(e.nfs.options.is_some(), "nfs", "options"),
+        scope: e.nfs.scope.as_ref().or(cfg.nfs.scope.as_ref()),
+        scope_at: at(e.nfs.scope.is_some(), "nfs", "scope"),
+    };
+    let (nfs_options, nfs_scope) = check_nfs(c, &nfs, network);
+    ServerPart {
+        name: e.name.cloned(),
+        address,
+        network,
+        interface: e.interface.cloned(),
+        paths,
+        nfs_options,
+        nfs_scope,
     }
 }
 

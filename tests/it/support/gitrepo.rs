@@ -41,16 +41,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     .to_owned()
 }
 
-/// An ed25519 key pair made by ssh-keygen: (private key path, public key line).
+/// An ed25519 key pair made by ssh-keygen in `dir`: (private key path, public key line).
 pub fn ssh_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    require_tool("ssh-keygen", "openssh-client");
     let key = dir.join(name);
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key));
-    let public = std::fs::read_to_string(key.with_extension("pub"))
-        .expect("ssh-keygen writes the public key");
-    (key, public.trim().to_owned())
+    let public = super::tools::ssh_keygen(&key, name);
+    (key, public)
 }
 
 impl GitRepo {

@@ -127,3 +127,20 @@ pub fn in_own_process(name: &str) -> bool {
     );
     false
 }
+
+/// A fresh ed25519 key pair at `path` (and `path.pub`) with `comment`, by ssh-keygen; returns
+/// the public key line.
+pub fn ssh_keygen(path: &Path, comment: &str) -> String {
+    require_tool("ssh-keygen", "openssh-client");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path));
+    let public = path.with_file_name(format!(
+        "{}.pub",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::read_to_string(public)
+        .expect("ssh-keygen writes the public key")
+        .trim()
+        .to_owned()
+}
