@@ -93,6 +93,30 @@ pub fn create_dirs(full: &Path, mode: u32) -> io::Result<()> {
         .create(full)
 }
 
+/// Makes `full` a folder only root can enter (0700): created (parents 0755) when missing, its
+/// mode taken back when looser or other; a symlink or file in the way is an error, never
+/// followed.
+pub fn private_dir(full: &Path) -> io::Result<()> {
+    if let Some(parent) = full.parent() {
+        create_dirs(parent, 0o755)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(full) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(full)?;
+    if !meta.is_dir() {
+        return Err(io::Error::other(
+            "not a folder (a symlink or file is in the way)",
+        ));
+    }
+    if meta.permissions().mode() & 0o7777 != 0o700 {
+        set_mode(full, 0o700)?;
+    }
+    Ok(())
+}
+
 /// Sets the permission bits of a path.
 pub fn set_mode(full: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(full, std::fs::Permissions::from_mode(mode))

@@ -5,7 +5,6 @@
 //! tree holds the last good commit (detached HEAD); fetched commits not yet accepted live
 //! only under `refs/pinetboot/`.
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -170,27 +169,7 @@ impl Repo {
     /// Creates the repository (work tree mode 0700, no template hooks) if it is missing, and
     /// keeps the mode at 0700 when it exists: the configs hold password hashes.
     fn init(&self) -> Result<(), SourceError> {
-        if let Some(parent) = self.dir.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| IoError::new("create folder", parent, e))?;
-        }
-        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(IoError::new("create folder", &self.dir, e).into()),
-        }
-        let meta = std::fs::symlink_metadata(&self.dir).map_err(|e| IoError::at(&self.dir, e))?;
-        if !meta.is_dir() {
-            return Err(IoError::at(
-                &self.dir,
-                std::io::Error::other("not a folder (a symlink or file is in the way)"),
-            )
-            .into());
-        }
-        if meta.permissions().mode() & 0o7777 != 0o700 {
-            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| IoError::new("chmod", &self.dir, e))?;
-        }
+        crate::host::ops::private_dir(&self.dir).map_err(|e| IoError::at(&self.dir, e))?;
         if self.exists() {
             return Ok(());
         }
