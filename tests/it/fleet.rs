@@ -198,6 +198,17 @@ fn two_servers_pull_their_own_part_and_a_moved_client_converges_both() {
         serde_json::from_str::<Value>(&status.stdout).unwrap()["server"],
         "lab-a"
     );
+    // doctor: the host runs the commit in force.
+    let doctor = a.pt_no_config(&["doctor", "--json"]);
+    let report: Value = serde_json::from_str(&doctor.stdout).unwrap();
+    let source = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "source")
+        .unwrap_or_else(|| panic!("no source finding: {}", doctor.stdout));
+    assert_eq!(source["severity"], "ok", "{source}");
+    assert_contains(source["detail"].as_str().unwrap(), &second[..12], "names the commit");
 }
 
 #[test]
