@@ -208,7 +208,11 @@ fn two_servers_pull_their_own_part_and_a_moved_client_converges_both() {
         .find(|f| f["id"] == "source")
         .unwrap_or_else(|| panic!("no source finding: {}", doctor.stdout));
     assert_eq!(source["severity"], "ok", "{source}");
-    assert_contains(source["detail"].as_str().unwrap(), &second[..12], "names the commit");
+    assert_contains(
+        source["detail"].as_str().unwrap(),
+        &second[..12],
+        "names the commit",
+    );
 }
 
 #[test]
