@@ -87,6 +87,8 @@ pub struct Desired {
     pub state: State,
     /// The state as it was read (what pinetboot owned before).
     pub previous: State,
+    /// What `pinetboot gc` may delete (never changed by apply).
+    pub removable: Vec<crate::gc::Removable>,
 }
 
 /// The host path of a client's root.
@@ -172,6 +174,7 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
             source: valid.origin.clone(),
         },
         previous: old.clone(),
+        removable: facts.removable.clone(),
     };
     let mut binds = Vec::new();
     let mut served = Vec::new();

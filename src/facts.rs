@@ -47,6 +47,8 @@ pub struct Facts {
     pub store: BTreeMap<String, Option<String>>,
     /// Leftovers of killed applies.
     pub leftovers: leftover::Found,
+    /// What `pinetboot gc` may delete: unused store entries, moved-aside roots.
+    pub removable: Vec<crate::gc::Removable>,
     /// Firmware overrides (`images.*.files`), by host path.
     pub host_files: BTreeMap<PathBuf, HostRead>,
     /// Local disk image files (`source: FILE`): whether each is a regular file.
@@ -378,6 +380,7 @@ pub fn collect(valid: &Valid, host: &Host) -> anyhow::Result<Facts> {
         .collect();
     let declared: BTreeSet<String> = valid.clients.keys().cloned().collect();
     facts.leftovers = leftover::find(host, &valid.paths.nfs, state_dir, &declared, &resumed)?;
+    facts.removable = crate::gc::find(valid, host)?;
     for (name, rec) in &state.clients {
         if valid.clients.contains_key(name) {
             continue;

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod expand;
 pub mod facts;
+pub mod gc;
 pub mod handlers;
 pub mod host;
 pub mod image;

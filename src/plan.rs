@@ -36,6 +36,8 @@ pub struct Plan {
     pub source: Option<SourceRecord>,
     /// The commit the host's last apply applied (from the state), if any.
     pub applied: Option<SourceRecord>,
+    /// What `pinetboot gc` may delete: not a change apply makes.
+    pub removable: Vec<crate::gc::Removable>,
 }
 
 /// Counts of a plan, as Terraform prints them.
@@ -110,6 +112,7 @@ pub fn plan(desired: &Desired, observed: Vec<Observed>, root: &Path) -> anyhow::
         server: desired.state.server.clone(),
         source: desired.state.source.clone(),
         applied: desired.previous.source.clone(),
+        removable: desired.removable.clone(),
     })
 }
 
@@ -219,6 +222,12 @@ pub fn render_text(plan: &Plan, p: &Printer) -> String {
             ));
         }
     }
+    if !plan.removable.is_empty() {
+        out.push_str("\nRemovable (apply keeps them; `pinetboot gc --yes` deletes them):\n");
+        for r in &plan.removable {
+            out.push_str(&format!("  {}\n", r.describe()));
+        }
+    }
     if !plan.handlers.is_empty() {
         out.push_str("\nHandlers:\n");
         for h in &plan.handlers {
@@ -251,6 +260,8 @@ struct JsonPlan<'a> {
     source: Option<&'a SourceRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     applied: Option<&'a SourceRecord>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    removable: &'a [crate::gc::Removable],
 }
 
 /// Renders the plan as JSON (format documented in docs/plan-json.md).
@@ -267,6 +278,7 @@ pub fn render_json(plan: &Plan) -> String {
         server: plan.server.as_deref(),
         source: plan.source.as_ref(),
         applied: plan.applied.as_ref(),
+        removable: &plan.removable,
     };
     serde_json::to_string_pretty(&j).expect("plans serialise") + "\n"
 }
@@ -313,6 +325,7 @@ mod tests {
             clients: Default::default(),
             state: Default::default(),
             previous: Default::default(),
+            removable: vec![],
         }
     }
 

@@ -90,6 +90,14 @@ pub enum Command {
     /// Delete the root folder of a client that is no longer declared (client data: only on
     /// request, by name).
     Purge(PurgeArgs),
+    /// List what no declared client uses: image store entries no client's image names, and
+    /// client roots `reprovision` moved aside, with their sizes; with `--yes`, delete them.
+    ///
+    /// An entry in use is never listed. Deletion is by descriptor: a symlink inside is never
+    /// followed, and a tree with a mount inside is refused (named, and kept) before anything
+    /// of it is deleted. `plan` lists the same things under "Removable"; `apply` never
+    /// deletes them.
+    Gc(GcArgs),
     /// Provision a declared client's root anew from its image (e.g. after the image changed):
     /// the old root is moved aside to NFS/.NAME.pinetboot-old-TIME (never deleted), then
     /// `apply` runs and clones a new root from the image store.
@@ -224,6 +232,17 @@ pub struct ReprovisionArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print the status as JSON (stable; versioned by `format_version`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pinetboot gc` options.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Delete what is listed (without it, gc only lists).
+    #[arg(long)]
+    pub yes: bool,
+    /// Print the list (and what was deleted) as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -11,6 +11,7 @@ mod apply;
 mod discover;
 mod doctor;
 mod eeprom;
+mod gc;
 mod mount;
 mod plan;
 mod pull;
@@ -33,6 +34,7 @@ pub fn run(cli: &Cli, printer: &Printer) -> CommandResult {
         Command::Pull(args) => pull::run(&cli.global, &args.source, args.no_wait, printer),
         Command::Mount => mount::run(&cli.global, printer),
         Command::Purge(args) => purge::run(&cli.global, args, printer),
+        Command::Gc(args) => gc::run(&cli.global, args, printer),
         Command::Reprovision(args) => reprovision::run(&cli.global, args, printer),
         Command::Doctor(args) => doctor::run(&cli.global, args, printer),
         Command::Eeprom(cmd) => eeprom::run(&cli.global, cmd, printer),

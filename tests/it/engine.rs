@@ -221,19 +221,32 @@ fn null_or_string(v: &Value, what: &str) {
 
 fn check_json_plan(env: &Env, text: &str) -> Value {
     let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
-    assert_eq!(
-        keys(&v),
-        set(&[
-            "format_version",
-            "root",
-            "summary",
-            "changes",
-            "conflicts",
-            "kept",
-            "warnings",
-            "handlers"
-        ])
+    // Always there, and only there when they say something (docs/plan-json.md).
+    let always = set(&[
+        "format_version",
+        "root",
+        "summary",
+        "changes",
+        "conflicts",
+        "kept",
+        "warnings",
+        "handlers",
+    ]);
+    let optional = set(&["server", "source", "applied", "removable"]);
+    let found = keys(&v);
+    assert!(found.is_superset(&always), "{found:?}");
+    assert!(
+        found.difference(&always).all(|k| optional.contains(k)),
+        "{found:?}"
     );
+    for r in v["removable"].as_array().into_iter().flatten() {
+        let want = match r["kind"].as_str() {
+            Some("store_entry") => set(&["kind", "path", "bytes", "sha256", "pretty_name"]),
+            Some("old_root") => set(&["kind", "path", "bytes", "client", "moved"]),
+            other => panic!("removable of kind {other:?}: {r}"),
+        };
+        assert_eq!(keys(r), want, "{r}");
+    }
     assert_eq!(v["format_version"], Value::from(1));
     assert_eq!(v["root"].as_str(), Some(env.root.to_str().unwrap()));
     assert_eq!(keys(&v["summary"]), set(&["add", "change", "remove"]));
@@ -1218,7 +1231,15 @@ fn leftover_staging_folders_are_shown_and_removed_never_through_links_or_mounts(
     env.apply_ok();
     assert!(!mounted.exists());
     assert!(aside.join("notes").is_file());
-    env.assert_converged();
+    // Converged; the moved-aside root is only listed, for `pinetboot gc --yes`.
+    let plan = env.pt(&["plan", "--detailed-exitcode"]);
+    plan.expect_code(0);
+    assert_eq!(
+        plan.stdout,
+        "No changes. The host matches the configuration.\n\n\
+         Removable (apply keeps them; `pinetboot gc --yes` deletes them):\n  \
+         old root of client raspi1, moved aside by reprovision at 20260101T000000Z (/nfs/.raspi1.pinetboot-old-20260101T000000Z)\n"
+    );
     assert_same(
         &outside_before,
         &snapshot(&env.outside),

@@ -24,6 +24,7 @@ mod engine;
 mod examples;
 mod fences;
 mod fleet;
+mod gc;
 mod image;
 mod image_store;
 mod netlab;
