@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Serialize;
 
+use crate::config::model::RootMode;
 use crate::config::{Source, Valid, ValidClient};
 use crate::facts::{Facts, TreeFacts};
 use crate::host::atomic::Owner;
@@ -172,6 +173,7 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
             clients: BTreeMap::new(),
             server: valid.server.clone(),
             source: valid.origin.clone(),
+            shared: BTreeMap::new(),
         },
         previous: old.clone(),
         removable: facts.removable.clone(),
@@ -195,6 +197,9 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
         .splice(0..0, found.leftovers.into_iter().map(Resource::Leftover));
     out.resources.extend(images);
     for (name, client) in &valid.clients {
+        if client.root == RootMode::Shared {
+            continue;
+        }
         let root = root_of(valid, name);
         let image = valid.images.get(&client.image).context("validated image")?;
         let image_dir = match &image.source {
@@ -257,6 +262,7 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
                         prefix_folders,
                         boot_dir: Some(crate::resource::rel_str(&client_out.boot_dir)),
                         image_sha256: provisioned_sha(old, name, image, root_exists),
+                        shared: false,
                     },
                 );
                 served.push(name.clone());
@@ -291,7 +297,8 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
             }
         }
     }
-    let exports = render::exports::render_for(valid, &served);
+    let shared_exports = expand_shared(valid, facts, &claimed, &mut out, &mut binds)?;
+    let exports = render::exports::render_for(valid, &served, &shared_exports);
     out.resources.push(Resource::HostFile(HostFile {
         path: valid.paths.exports.clone(),
         content: exports,
@@ -328,7 +335,8 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
         clients: valid
             .clients
             .iter()
-            .filter(|(name, _)| out.clients.contains_key(*name))
+            // A shared client makes new host keys at every boot: none to pin.
+            .filter(|(name, c)| out.clients.contains_key(*name) && c.root == RootMode::Own)
             .map(|(name, c)| {
                 let mut names = vec![c.hostname.clone()];
                 names.extend(c.address.map(|a| a.to_string()));
@@ -355,7 +363,7 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
                 client: name.clone(),
             }));
         }
-        if !valid.clients.contains_key(name) && facts.root(&rec.root) != Found::Missing {
+        if !rec.shared && !valid.clients.contains_key(name) && facts.root(&rec.root) != Found::Missing {
             out.kept.push(Kept {
                 client: name.clone(),
                 path: rec.root.clone(),
@@ -367,6 +375,226 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
     }
     out.resources.extend(prune);
     Ok(out)
+}
+
+/// Host path of the base folder of image `name`'s shared root: `<nfs>/.shared/NAME-ID`, where
+/// ID is the image's sha256 (12 digits), or `tree` for a directory image. A new image version
+/// gets a new shared root; the old one stays until `pinetboot gc`.
+pub fn shared_base(valid: &Valid, name: &str) -> String {
+    let id = valid
+        .images
+        .get(name)
+        .and_then(|i| i.sha256.as_deref())
+        .map_or_else(|| "tree".to_owned(), |s| s[..12].to_owned());
+    format!("{}/.shared/{name}-{id}", valid.paths.nfs.trim_end_matches('/'))
+}
+
+/// The label the resources of image `name`'s shared root carry as their "client".
+fn shared_label(name: &str) -> String {
+    format!("shared:{name}")
+}
+
+/// Shared clients (`root: shared`): per image, one shared root (a copy of the image with the
+/// image-wide settings and the RAM-overlay init, exported read-only), and per client its own
+/// boot folder of links with its own cmdline.txt, bind-mounted onto its TFTP folders. Returns
+/// the shared roots' exports.
+fn expand_shared(
+    valid: &Valid,
+    facts: &Facts,
+    claimed: &HashMap<String, &str>,
+    out: &mut Desired,
+    binds: &mut Vec<Resource>,
+) -> anyhow::Result<Vec<render::exports::SharedExport>> {
+    let old = &facts.state;
+    let mut by_image: BTreeMap<&str, Vec<(&String, &ValidClient)>> = BTreeMap::new();
+    for (name, client) in &valid.clients {
+        if client.root == RootMode::Shared {
+            by_image.entry(&client.image).or_default().push((name, client));
+        }
+    }
+    let mut exports = Vec::new();
+    let nfs = valid.paths.nfs.trim_end_matches('/');
+    for (image_name, clients) in by_image {
+        let image = valid.images.get(image_name).context("validated image")?;
+        let base = shared_base(valid, image_name);
+        let tree = format!("{base}/root");
+        let label = shared_label(image_name);
+        for dir in [format!("{nfs}/.shared"), base.clone(), format!("{base}/boot")] {
+            out.resources.push(Resource::Dir(Dir {
+                path: dir,
+                mode: 0o755,
+                enforce_mode: false,
+                client: None,
+            }));
+        }
+        let tree_found = facts.root(&tree);
+        let image_dir = match &image.source {
+            Source::Directory(p) => Some(p.to_string_lossy().into_owned()),
+            _ => {
+                let sha = image.sha256.as_deref().context("validated digest")?;
+                let store_root = store::root_dir(&valid.paths.state, sha);
+                if facts.in_store(sha) {
+                    Some(store_root)
+                } else if tree_found != Found::Missing {
+                    None
+                } else {
+                    // Provisioned once the image is in the store (`engine::apply` plans again).
+                    out.clients.insert(
+                        label.clone(),
+                        ClientPaths {
+                            root: tree.clone(),
+                            image_dir: Some(store_root.clone()),
+                        },
+                    );
+                    out.resources.push(Resource::ClientRoot(ClientRoot {
+                        client: label.clone(),
+                        path: tree.clone(),
+                        image: image_name.to_owned(),
+                        source: store_root,
+                        pending: true,
+                    }));
+                    continue;
+                }
+            }
+        };
+        out.clients.insert(
+            label.clone(),
+            ClientPaths {
+                root: tree.clone(),
+                image_dir: image_dir.clone(),
+            },
+        );
+        // The shared root itself: one client's settings stand for all (validation made them
+        // agree), without an identity of its own.
+        let (_, first) = clients[0];
+        let recorded_boot = old.shared.get(&base).map(|r| r.boot_dir.clone());
+        let tree_out = expand_client(
+            valid,
+            facts,
+            &label,
+            first,
+            &tree,
+            image_dir.as_deref(),
+            recorded_boot,
+        );
+        let tree_out = match tree_out {
+            Ok(t) => t,
+            Err(e) => {
+                // Every client of the image is left as it is, with the reason.
+                for (name, _) in &clients {
+                    out.conflicts.push(Conflict {
+                        client: (*name).clone(),
+                        message: format!("its shared root {tree}: {e:#}"),
+                        hint: "fix the image (or the shared root), then apply again".into(),
+                    });
+                    if let Some(rec) = old.clients.get(*name) {
+                        out.state.clients.insert((*name).clone(), rec.clone());
+                    }
+                }
+                continue;
+            }
+        };
+        out.resources.extend(tree_out.resources);
+        for w in tree_out.warnings {
+            if !out.warnings.contains(&w) {
+                out.warnings.push(w);
+            }
+        }
+        let boot_rel = crate::resource::rel_str(&tree_out.boot_dir);
+        out.state.shared.insert(
+            base.clone(),
+            crate::state::SharedRecord {
+                image: image_name.to_owned(),
+                image_sha256: image.sha256.clone(),
+                boot_dir: boot_rel.clone(),
+            },
+        );
+        // The image's own kernel arguments, from the image (or the shared root).
+        let detect = match image_dir.as_deref().map(|d| facts.tree(d)) {
+            Some(Ok(t)) => t,
+            _ => facts.tree(&tree)?,
+        };
+        let base_cmdline = detect
+            .read_resolved(&tree_out.boot_dir.join("cmdline.txt"))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|| "console=serial0,115200 console=tty1".into());
+        let mut who = Vec::new();
+        for (name, client) in &clients {
+            let name: &String = name;
+            // A root of its own it had before it was shared is its data: kept, said so.
+            let own = root_of(valid, name);
+            if facts.root(&own) != Found::Missing {
+                out.kept.push(Kept {
+                    client: name.clone(),
+                    path: own,
+                    note: format!(
+                        "client {name} boots its image's shared root now; its own root is client data, kept (back with `root: own`); to delete it: pinetboot purge {name} --yes"
+                    ),
+                });
+            }
+            let own_boot = format!("boot/{name}");
+            // Its "root", for its bind mounts: the shared root's base, its boot folder in it.
+            out.clients.insert(
+                name.clone(),
+                ClientPaths {
+                    root: base.clone(),
+                    image_dir: None,
+                },
+            );
+            out.resources.push(Resource::BootFolder(
+                crate::resource::boot_folder::BootFolder {
+                    client: name.clone(),
+                    base: base.clone(),
+                    source: PathBuf::from("root").join(&tree_out.boot_dir),
+                    dest: PathBuf::from(&own_boot),
+                    cmdline: pios::render_shared_cmdline(
+                        &base_cmdline,
+                        &valid.address.to_string(),
+                        &tree,
+                        &client.cmdline,
+                        &client.hostname,
+                        &client.serial,
+                    ),
+                },
+            ));
+            let tftp = tftp_of(valid, &client.serial);
+            let prefix_folders = tftp_folders(valid, name, client, old, claimed);
+            for target in std::iter::once(&tftp).chain(&prefix_folders) {
+                out.resources.push(Resource::Dir(Dir {
+                    path: target.clone(),
+                    mode: 0o755,
+                    enforce_mode: false,
+                    client: Some(name.clone()),
+                }));
+                binds.push(Resource::Bind(Bind {
+                    client: name.clone(),
+                    root: base.clone(),
+                    boot_dir: PathBuf::from(&own_boot),
+                    target: target.clone(),
+                }));
+            }
+            out.state.clients.insert(
+                name.clone(),
+                ClientRecord {
+                    serial: client.serial.clone(),
+                    root: base.clone(),
+                    tftp,
+                    prefix_folders,
+                    boot_dir: Some(own_boot),
+                    image_sha256: image.sha256.clone(),
+                    shared: true,
+                },
+            );
+            who.push(client.address.map(|a| a.to_string()));
+        }
+        let who = if who.iter().all(Option::is_some) {
+            who.into_iter().flatten().collect()
+        } else {
+            vec![valid.nfs_scope.clone()]
+        };
+        exports.push(render::exports::SharedExport { root: tree, who });
+    }
+    Ok(exports)
 }
 
 /// The disk images (file or URL) clients use, to fetch and unpack into the store before any
@@ -673,13 +901,17 @@ fn expand_client(
         })
     };
     // cmdline.txt, from the image's own arguments (the client root's when the image is gone).
-    let cmdline_rel = boot_dir.join("cmdline.txt");
-    let base = detect_from.read_resolved(&cmdline_rel)?;
-    let base = base
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_else(|| "console=serial0,115200 console=tty1".into());
-    let cmdline = pios::render_cmdline(&base, &valid.address.to_string(), root, &client.cmdline);
-    resources.push(file(cmdline_rel, Want::Cmdline(cmdline)));
+    // A shared root's cmdline.txt is not served: each shared client's boot folder has its own.
+    if client.root != RootMode::Shared {
+        let cmdline_rel = boot_dir.join("cmdline.txt");
+        let base = detect_from.read_resolved(&cmdline_rel)?;
+        let base = base
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|| "console=serial0,115200 console=tty1".into());
+        let cmdline =
+            pios::render_cmdline(&base, &valid.address.to_string(), root, &client.cmdline);
+        resources.push(file(cmdline_rel, Want::Cmdline(cmdline)));
+    }
     // Firmware overrides (the recipe's "newer start4.elf" step).
     let image = &valid.images[&client.image];
     for (rel, host_path) in &image.files {
@@ -740,6 +972,7 @@ fn expand_client(
         client,
         boot_dir: &boot_dir,
         server: &server,
+        shared: client.root == crate::config::model::RootMode::Shared,
     };
     crate::clientos::expand(view, &target, &mut resources, &mut warnings, &file)?;
     Ok(ClientOut {
@@ -789,6 +1022,7 @@ mod tests {
             prefix_folders: prefixes.iter().map(|p| p.to_string()).collect(),
             boot_dir: boot_dir.map(str::to_owned),
             image_sha256: None,
+            shared: false,
         }
     }
 

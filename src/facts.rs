@@ -399,6 +399,7 @@ pub fn collect(valid: &Valid, host: &Host) -> anyhow::Result<Facts> {
         host,
         open: BTreeMap::new(),
     };
+    let mut shared_read = std::collections::BTreeSet::new();
     for (name, client) in &valid.clients {
         let root = crate::expand::root_of(valid, name);
         let found = host.found(&root)?;
@@ -419,6 +420,43 @@ pub fn collect(valid: &Valid, host: &Host) -> anyhow::Result<Facts> {
                     host.read(host_path)
                         .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
                 });
+        }
+        if client.root == crate::config::model::RootMode::Shared {
+            // The image's shared root, read once for all its shared clients.
+            let base = crate::expand::shared_base(valid, &client.image);
+            if !shared_read.insert(base.clone()) {
+                continue;
+            }
+            let tree = format!("{base}/root");
+            let found = host.found(&tree)?;
+            facts.roots.insert(tree.clone(), found);
+            let image_dir = match &image.source {
+                Source::Directory(p) => Some(p.to_string_lossy().into_owned()),
+                _ => image
+                    .sha256
+                    .as_deref()
+                    .filter(|s| facts.in_store(s))
+                    .map(|s| crate::image::store::root_dir(state_dir, s)),
+            };
+            if image_dir.is_none() && found == Found::Missing {
+                continue;
+            }
+            let recorded = state.shared.get(&base).map(|r| r.boot_dir.clone());
+            let manifest = image_dir
+                .as_deref()
+                .and_then(|d| facts.manifest_boot_dir(state_dir, d))
+                .map(str::to_owned);
+            collect_client(
+                valid,
+                &mut trees,
+                client,
+                &tree,
+                found,
+                image_dir.as_deref(),
+                recorded,
+                manifest,
+            );
+            continue;
         }
         let Some(image_dir) = crate::expand::source_dir(valid, &facts, &state, name, client, found)
         else {

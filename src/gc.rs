@@ -48,6 +48,17 @@ pub enum What {
         /// When it was moved aside (UTC, as in its name).
         moved: String,
     },
+    /// A shared root no declared shared client boots (an older image version, or an image
+    /// with no shared client left), with the boot folders in it.
+    SharedRoot {
+        /// Its folder's name (`IMAGE-ID`).
+        name: String,
+    },
+    /// A boot folder in a shared root in use, of a client that no longer boots it.
+    BootFolder {
+        /// The client it was.
+        client: String,
+    },
 }
 
 impl Removable {
@@ -68,6 +79,14 @@ impl Removable {
             ),
             What::OldRoot { client, moved } => format!(
                 "old root of client {client}, moved aside by reprovision at {moved} ({}{size})",
+                self.path
+            ),
+            What::SharedRoot { name } => format!(
+                "shared root {name}: no declared shared client boots it ({}{size})",
+                self.path
+            ),
+            What::BootFolder { client } => format!(
+                "boot folder of client {client}, which no longer boots this shared root ({}{size})",
                 self.path
             ),
         }
@@ -124,6 +143,7 @@ pub fn find(valid: &Valid, host: &Host) -> anyhow::Result<Vec<Removable>> {
         });
     }
     let nfs = valid.paths.nfs.trim_end_matches('/');
+    shared(valid, host, nfs, &mut out)?;
     let mut names = host
         .names(nfs)
         .with_context(|| format!("reading {}", host.path(nfs).display()))?;
@@ -143,6 +163,49 @@ pub fn find(valid: &Valid, host: &Host) -> anyhow::Result<Vec<Removable>> {
     Ok(out)
 }
 
+/// Shared roots no declared shared client boots, and boot folders in the ones in use of
+/// clients that no longer boot them.
+fn shared(valid: &Valid, host: &Host, nfs: &str, out: &mut Vec<Removable>) -> anyhow::Result<()> {
+    let folder = format!("{nfs}/.shared");
+    let mut in_use: std::collections::BTreeMap<String, BTreeSet<&str>> = Default::default();
+    for (name, c) in &valid.clients {
+        if c.root == crate::config::model::RootMode::Shared {
+            in_use
+                .entry(crate::expand::shared_base(valid, &c.image))
+                .or_default()
+                .insert(name);
+        }
+    }
+    let mut names = host
+        .names(&folder)
+        .with_context(|| format!("reading {}", host.path(&folder).display()))?;
+    names.sort();
+    for n in names {
+        let base = format!("{folder}/{n}");
+        let Some(clients) = in_use.get(&base) else {
+            out.push(Removable {
+                path: base,
+                bytes: None,
+                what: What::SharedRoot { name: n },
+            });
+            continue;
+        };
+        let boot = format!("{base}/boot");
+        let mut names = host
+            .names(&boot)
+            .with_context(|| format!("reading {}", host.path(&boot).display()))?;
+        names.sort();
+        for client in names.into_iter().filter(|c| !clients.contains(c.as_str())) {
+            out.push(Removable {
+                path: format!("{boot}/{client}"),
+                bytes: None,
+                what: What::BootFolder { client },
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Measures each candidate's apparent size, without following a symlink or entering a mount.
 /// A candidate with a mount inside is taken out of the list and returned as a refusal.
 pub fn measure(
@@ -151,6 +214,7 @@ pub fn measure(
 ) -> anyhow::Result<(Vec<Removable>, Vec<String>)> {
     let mut ok = Vec::new();
     let mut refused = Vec::new();
+    let mounts = crate::host::mountinfo::read().context("reading /proc/self/mountinfo")?;
     for mut r in found {
         let full: PathBuf = host.path(&r.path);
         let Some(m) =
@@ -163,6 +227,17 @@ pub fn measure(
                 "{} holds a mount point ({}): pinetboot never removes anything through a mount; unmount it first",
                 r.path,
                 mount.display()
+            ));
+            continue;
+        }
+        // A folder still served (a bind mount made from it) is in use.
+        let prefix = full.to_string_lossy().into_owned();
+        if let Some(m) = mounts.iter().find(|m| {
+            m.root == prefix || m.root.starts_with(&format!("{prefix}/"))
+        }) {
+            refused.push(format!(
+                "{} is still mounted on {}: in use; run `pinetboot apply` first",
+                r.path, m.mount_point
             ));
             continue;
         }

@@ -125,7 +125,12 @@ impl Purge {
         host: &Host,
         client: &str,
     ) -> Result<Purge, CheckError> {
-        if valid.clients.contains_key(client) {
+        // A shared client's own root (from before it was shared) is its data, unused.
+        let shared = valid
+            .clients
+            .get(client)
+            .is_some_and(|c| c.root == crate::config::model::RootMode::Shared);
+        if valid.clients.contains_key(client) && !shared {
             return Err(Refused::StillDeclared {
                 client: client.to_owned(),
                 config: config.to_owned(),
@@ -177,7 +182,9 @@ impl Purge {
         crate::tree::remove::remove(&full)
             .with_context(|| format!("deleting {}", full.display()))?;
         let mut state = State::load(host, &valid.paths.state)?;
-        if state.clients.remove(&self.client).is_some() {
+        // A shared client's record is of its shared root, not of the root deleted.
+        if state.clients.get(&self.client).is_some_and(|r| !r.shared) {
+            state.clients.remove(&self.client);
             state.save(host, &valid.paths.state)?;
         }
         Ok(())

@@ -94,6 +94,37 @@ pub fn render_cmdline(
     tokens.join(" ") + "\n"
 }
 
+/// Renders a shared client's `cmdline.txt` (`root: shared`): as [`render_cmdline`] for the
+/// shared root, mounted read-only, then the overlay init that puts the Pi's writes in RAM and
+/// the Pi's own identity: its hostname and a machine-id made from its serial number.
+pub fn render_shared_cmdline(
+    image_cmdline: &str,
+    server: &str,
+    shared_root: &str,
+    extra: &[String],
+    hostname: &str,
+    serial: &str,
+) -> String {
+    let own = render_cmdline(image_cmdline, server, shared_root, extra);
+    let mut tokens: Vec<String> = own
+        .split_whitespace()
+        .filter(|t| !t.starts_with("init=") && !t.starts_with("systemd.hostname=") && !t.starts_with("systemd.machine_id="))
+        .map(|t| if t == "rw" { "ro".to_owned() } else { t.to_owned() })
+        .collect();
+    tokens.push(format!("init=/{}", crate::clientos::OVERLAY_INIT));
+    tokens.push(format!("systemd.hostname={hostname}"));
+    tokens.push(format!("systemd.machine_id={}", machine_id(serial)));
+    tokens.join(" ") + "\n"
+}
+
+/// A Pi's machine-id on a shared root: 32 hex digits derived from its serial number, so it is
+/// the same at every boot and differs between Pis.
+pub fn machine_id(serial: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("pinetboot machine-id {serial}").as_bytes());
+    hex::encode(&digest[..16])
+}
+
 /// The kernel arguments of an NFS root, in the order pinetboot writes them.
 pub fn nfs_args(server: &str, nfs_root: &str) -> [String; 5] {
     [

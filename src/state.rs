@@ -27,6 +27,23 @@ pub struct State {
     /// file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceRecord>,
+    /// Shared roots (`root: shared`), by host path of their base folder.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shared: BTreeMap<String, SharedRecord>,
+}
+
+/// A shared root pinetboot made: `<nfs>/.shared/IMAGE-ID/` holding `root/` (exported
+/// read-only) and `boot/CLIENT/` (each shared client's boot folder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedRecord {
+    /// The image it was made from.
+    pub image: String,
+    /// The image's sha256 (none for a directory image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_sha256: Option<String>,
+    /// Its boot folder, relative to `root/`.
+    pub boot_dir: String,
 }
 
 /// Which commit of which repository a pull-mode apply applied.
@@ -93,6 +110,10 @@ pub struct ClientRecord {
     /// or a root provisioned before this was recorded). A changed image never touches the root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_sha256: Option<String>,
+    /// For a shared client (`root: shared`): `root` is its shared root's base folder, not
+    /// client data, and `boot_dir` its own boot folder in it (`boot/NAME`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 impl ClientRecord {

@@ -291,6 +291,9 @@ pub struct Defaults {
     /// Extra kernel arguments for every client, before the client's own.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cmdline: Vec<String>,
+    /// Whether clients get a root of their own or share their image's (default `own`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootMode>,
     /// Bootloader (EEPROM) settings for every client; a client's own `eeprom` settings
     /// override these key by key. A client with settings gets `pieeprom.upd` and
     /// `pieeprom.sig` in its boot folder, which the Pi flashes over TFTP (self-update).
@@ -347,9 +350,25 @@ pub struct Client {
     /// Extra kernel arguments, appended after `defaults.cmdline`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cmdline: Vec<String>,
+    /// `own` (the default): a root of its own, `/nfs/NAME`, that survives reboots. `shared`:
+    /// the one read-only root every shared client of its image mounts, with the Pi's writes
+    /// in RAM (a reboot resets the Pi); its hostname comes from the kernel command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootMode>,
     /// Bootloader (EEPROM) settings, overriding `defaults.eeprom` key by key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eeprom: Option<EepromSettings>,
+}
+
+/// What root a client boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RootMode {
+    /// A root of its own (`/nfs/NAME`), provisioned once from its image.
+    #[default]
+    Own,
+    /// Its image's shared read-only root, with writes in RAM.
+    Shared,
 }
 
 /// SSH access to a client.

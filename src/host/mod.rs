@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod bounded;
 pub mod confined;
 pub mod identity;
+pub mod linkdir;
 pub mod lock;
 pub mod mount;
 pub mod mountinfo;

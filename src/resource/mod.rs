@@ -2,6 +2,7 @@
 //! change ([`Change`]), and applies that change. An enum plus `match` keeps the set visible.
 
 pub mod bind;
+pub mod boot_folder;
 pub mod client_file;
 pub mod client_root;
 pub mod dir;
@@ -79,6 +80,8 @@ pub enum ChangeKind {
     StagingFolder,
     /// A download no apply will use.
     Download,
+    /// A shared client's boot folder (links to its shared root's boot files).
+    BootFolder,
 }
 
 impl ChangeKind {
@@ -94,6 +97,7 @@ impl ChangeKind {
             ChangeKind::Image => "image",
             ChangeKind::StagingFolder => "staging folder",
             ChangeKind::Download => "download",
+            ChangeKind::BootFolder => "boot folder",
         }
     }
 }
@@ -179,6 +183,8 @@ pub enum Resource {
     KnownHosts(known_hosts::KnownHosts),
     /// A staging folder or download a killed apply left (removed before images are fetched).
     Leftover(leftover::Leftover),
+    /// A shared client's own boot folder.
+    BootFolder(boot_folder::BootFolder),
 }
 
 impl Resource {
@@ -191,6 +197,7 @@ impl Resource {
             Resource::Unbind(r) => Some(&r.client),
             Resource::Dir(r) => r.client.as_deref(),
             Resource::RemoveDir(r) => Some(&r.client),
+            Resource::BootFolder(r) => Some(&r.client),
             Resource::HostFile(_)
             | Resource::BindGuard(_)
             | Resource::Fstab(_)
@@ -215,6 +222,7 @@ impl Resource {
             Resource::Image(r) => r.check(ctx)?,
             Resource::KnownHosts(r) => r.check(ctx)?,
             Resource::Leftover(r) => r.check(ctx)?,
+            Resource::BootFolder(r) => r.check(ctx)?,
         };
         Ok(change.map(|mut c| {
             c.client = self.client().map(str::to_owned);
@@ -246,6 +254,7 @@ impl Resource {
             Resource::Image(r) => r.apply(ctx),
             Resource::KnownHosts(r) => r.apply(ctx),
             Resource::Leftover(r) => r.apply(ctx),
+            Resource::BootFolder(r) => r.apply(ctx),
         }
     }
 }

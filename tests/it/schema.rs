@@ -190,6 +190,7 @@ images:
     files: {start4.elf: /srv/fw/start4.elf}
 defaults:
   image: lite
+  root: own
   cmdline: [quiet]
   ssh: &ssh
     enable: false
@@ -210,6 +211,7 @@ defaults:
 clients:
   pi:
     server: lab
+    root: shared
     serial: 0c4c21e5
     mac: dc:a6:32:01:02:03
     address: 10.0.0.2

@@ -9,7 +9,7 @@ use super::eeprom::{check_eeprom, merge_eeprom};
 use super::fields::*;
 use super::images::declared_images_hint;
 use super::valid::*;
-use crate::config::model::{Config, Ssh, User};
+use crate::config::model::{Config, RootMode, Ssh, User};
 use crate::config::net::{self, Ipv4Net};
 use crate::eeprom::TftpPrefix;
 
@@ -93,6 +93,7 @@ pub(super) fn check_clients(
     }
     let mut seen: [HashMap<String, String>; 4] = Default::default();
     let mut folders: BTreeMap<usize, HashMap<String, (String, bool)>> = BTreeMap::new();
+    let mut shared_ssh: HashMap<String, (String, Option<Ssh>)> = HashMap::new();
     let mut out = BTreeMap::new();
     // File order, so a duplicate is reported on the client that comes later in the file.
     let mut in_file_order: Vec<(&String, &crate::config::model::Client)> =
@@ -233,8 +234,10 @@ pub(super) fn check_clients(
                 user: client.user.clone().or_else(|| cfg.defaults.user.clone()),
                 cmdline,
                 eeprom: merge_eeprom(cfg.defaults.eeprom.as_ref(), client.eeprom.as_ref()),
+                root: client.root.or(cfg.defaults.root).unwrap_or_default(),
             },
         );
+        check_shared(c, cfg, name, &out[name], &mut shared_ssh);
         if let Some(e) = &client.eeprom {
             check_eeprom(c, &format!("{base}.eeprom"), e);
         }
@@ -244,6 +247,55 @@ pub(super) fn check_clients(
         }
     }
     out
+}
+
+/// A shared root is one tree for every shared client of an image: what is written into it
+/// (ssh access) must be the same for all of them, and what only a root of its own can hold
+/// (a user created at first boot, a bootloader update in the boot folder) is refused.
+fn check_shared(
+    c: &mut Checker<'_>,
+    cfg: &Config,
+    name: &str,
+    client: &ValidClient,
+    seen: &mut HashMap<String, (String, Option<Ssh>)>,
+) {
+    if client.root != RootMode::Shared {
+        return;
+    }
+    let base = format!("clients.{name}");
+    let own = cfg.clients.get(name);
+    let at = |field: &str, own_set: bool| {
+        if own_set {
+            format!("{base}.{field}")
+        } else {
+            format!("defaults.{field}")
+        }
+    };
+    if client.user.is_some() {
+        c.at_value(
+            &at("user", own.is_some_and(|x| x.user.is_some())),
+            format!("client `{name}` has a shared root, where a user created at first boot would be created again at every boot"),
+            "give shared clients ssh keys (`ssh:`), or put the user into the image; or use `root: own`",
+        );
+    }
+    if client.eeprom.is_some() {
+        c.at_value(
+            &at("eeprom", own.is_some_and(|x| x.eeprom.is_some())),
+            format!("client `{name}` has a shared root; bootloader updates are served only from a root of its own"),
+            "flash the bootloader with `pinetboot eeprom sd-card`, or give the client `root: own` while it updates",
+        );
+    }
+    match seen.get(&client.image) {
+        Some((first, ssh)) if *ssh != client.ssh => c.at_key(
+            &base,
+            format!("client `{name}` and client `{first}` share image `{}`'s root and declare different ssh access", client.image),
+            "the shared root is one tree: give every shared client of an image the same `ssh:` (e.g. in `defaults`)",
+        ),
+        Some(_) => {}
+        None => {
+            seen.insert(client.image.clone(), (name.to_owned(), client.ssh.clone()));
+        }
+    }
 }
 
 /// The TFTP folder a client's bootloader asks in must be one pinetboot can serve: `mac`

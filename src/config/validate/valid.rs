@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use crate::config::model::{EepromSettings, Paths, Ssh, User};
+use crate::config::model::{EepromSettings, Paths, RootMode, Ssh, User};
 use crate::config::net::Ipv4Net;
 
 /// A checked config file: one [`Valid`] per boot server it describes (one for a file with
@@ -92,6 +92,8 @@ pub struct ValidClient {
     pub cmdline: Vec<String>,
     /// Bootloader settings (defaults merged with the client's), if any.
     pub eeprom: Option<EepromSettings>,
+    /// Its own root, or its image's shared one.
+    pub root: RootMode,
 }
 
 impl ValidClient {

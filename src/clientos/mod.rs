@@ -34,7 +34,22 @@ pub struct Target<'a> {
     pub boot_dir: &'a Path,
     /// The server's address (TFTP and NFS).
     pub server: &'a str,
+    /// The tree is an image's shared root (`root: shared`), not one client's: no identity
+    /// of its own (each Pi's hostname comes from its kernel command line, its SSH host keys
+    /// are made at each boot), and the RAM overlay it boots with.
+    pub shared: bool,
 }
+
+/// The init the kernel starts on a shared root: it puts a tmpfs overlay over the read-only
+/// NFS root, then starts systemd (`init=` on a shared client's command line).
+pub const OVERLAY_INIT: &str = "usr/lib/pinetboot/overlay-init";
+/// Its text.
+pub const OVERLAY_INIT_SCRIPT: &str = include_str!("overlay-init");
+/// The unit that gives a Pi on a shared root its hostname in `/etc/hostname` and
+/// `/etc/hosts` and new SSH host keys, at every boot (in RAM).
+pub const SHARED_UNIT: &str = "etc/systemd/system/pinetboot-shared.service";
+/// Its text.
+pub const SHARED_UNIT_TEXT: &str = include_str!("pinetboot-shared.service");
 
 /// The paths whose kind [`expand`] looks at (resolved inside the tree): the markers of
 /// cloud-init, SSH, raspi-firmware's kernel hook and the network stacks.
@@ -76,6 +91,7 @@ pub fn expand(
         client,
         boot_dir,
         server: _,
+        shared,
     } = *target;
     let item = |rel: &str, want: Want, owner: Owner, enforce: bool| {
         Resource::ClientFile(ClientFile {
@@ -92,15 +108,17 @@ pub fn expand(
         uid: Some(0),
         gid: Some(0),
     };
-    // Identity.
-    out.push(file(
-        PathBuf::from("etc/hostname"),
-        Want::Content(format!("{}\n", client.hostname).into_bytes()),
-    ));
-    out.push(file(
-        PathBuf::from("etc/hosts"),
-        Want::HostsEntry(client.hostname.clone()),
-    ));
+    // Identity: the client's own, or on a shared root each Pi's from its command line.
+    if !shared {
+        out.push(file(
+            PathBuf::from("etc/hostname"),
+            Want::Content(format!("{}\n", client.hostname).into_bytes()),
+        ));
+        out.push(file(
+            PathBuf::from("etc/hosts"),
+            Want::HostsEntry(client.hostname.clone()),
+        ));
+    }
     // A declared user not in the tree yet: userconf.txt, read by userconfig.service on first
     // boot (which creates the user and deletes the file, so it is only wanted until then).
     // It holds a password hash and sits in the boot folder, which TFTP serves to anyone on
@@ -134,6 +152,9 @@ pub fn expand(
             false,
         ));
     }
+    if shared {
+        shared_root(out, &item, root_dir);
+    }
     // cloud-init (Trixie): pinetboot provides identity and keys itself, so it is disabled.
     if view
         .entry_resolved(Path::new("etc/cloud"))?
@@ -146,10 +167,12 @@ pub fn expand(
             ),
         ));
     }
-    // Every client its own SSH host key (never an image's: see `identity_warning`).
-    if view
-        .entry_resolved(Path::new("etc/ssh"))?
-        .is_some_and(|e| e.kind == EntryKind::Dir)
+    // Every client its own SSH host key (never an image's: see `identity_warning`); on a
+    // shared root each Pi makes its own at boot.
+    if !shared
+        && view
+            .entry_resolved(Path::new("etc/ssh"))?
+            .is_some_and(|e| e.kind == EntryKind::Dir)
     {
         out.push(item(
             crate::sshkeys::HOST_KEY,
@@ -167,7 +190,10 @@ pub fn expand(
         &[]
     };
     served_secrets(view, name, boot_dir, ours, warnings)?;
-    raspi_firmware(view, target, out, &item)?;
+    // A kernel upgrade on a RAM overlay is gone at the next boot: nothing to point at NFS.
+    if !shared {
+        raspi_firmware(view, target, out, &item)?;
+    }
     network_stacks(view, out, &item)?;
     let Some(ssh) = &client.ssh else {
         return Ok(());
@@ -244,6 +270,49 @@ pub fn expand(
         ));
     }
     Ok(())
+}
+
+/// What a shared root boots with: the overlay init and the per-boot identity unit, enabled.
+fn shared_root(
+    out: &mut Vec<Resource>,
+    item: &dyn Fn(&str, Want, Owner, bool) -> Resource,
+    root_dir: Owner,
+) {
+    let program = Owner {
+        mode: 0o755,
+        uid: Some(0),
+        gid: Some(0),
+    };
+    let text = Owner {
+        mode: 0o644,
+        uid: Some(0),
+        gid: Some(0),
+    };
+    out.push(item("usr/lib/pinetboot", Want::Dir, root_dir, false));
+    out.push(item(
+        OVERLAY_INIT,
+        Want::Content(OVERLAY_INIT_SCRIPT.as_bytes().to_vec()),
+        program,
+        true,
+    ));
+    out.push(item(
+        SHARED_UNIT,
+        Want::Content(SHARED_UNIT_TEXT.as_bytes().to_vec()),
+        text,
+        true,
+    ));
+    out.push(item(
+        "etc/systemd/system/sysinit.target.wants",
+        Want::Dir,
+        root_dir,
+        false,
+    ));
+    out.push(item(
+        "etc/systemd/system/sysinit.target.wants/pinetboot-shared.service",
+        Want::Link("../pinetboot-shared.service".into()),
+        root_dir,
+        false,
+    ));
 }
 
 /// Warns when an *image* looks booted already: every client cloned from it would share its
