@@ -218,7 +218,11 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
             },
         );
         let root_exists = facts.root(&root) != Found::Missing;
-        let recorded_boot = old.clients.get(name).and_then(|r| r.boot_dir.clone());
+        let recorded_boot = old
+            .clients
+            .get(name)
+            .filter(|r| !r.shared)
+            .and_then(|r| r.boot_dir.clone());
         match expand_client(
             valid,
             facts,
@@ -363,7 +367,10 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
                 client: name.clone(),
             }));
         }
-        if !rec.shared && !valid.clients.contains_key(name) && facts.root(&rec.root) != Found::Missing {
+        if !rec.shared
+            && !valid.clients.contains_key(name)
+            && facts.root(&rec.root) != Found::Missing
+        {
             out.kept.push(Kept {
                 client: name.clone(),
                 path: rec.root.clone(),
@@ -386,7 +393,10 @@ pub fn shared_base(valid: &Valid, name: &str) -> String {
         .get(name)
         .and_then(|i| i.sha256.as_deref())
         .map_or_else(|| "tree".to_owned(), |s| s[..12].to_owned());
-    format!("{}/.shared/{name}-{id}", valid.paths.nfs.trim_end_matches('/'))
+    format!(
+        "{}/.shared/{name}-{id}",
+        valid.paths.nfs.trim_end_matches('/')
+    )
 }
 
 /// The label the resources of image `name`'s shared root carry as their "client".
@@ -409,7 +419,10 @@ fn expand_shared(
     let mut by_image: BTreeMap<&str, Vec<(&String, &ValidClient)>> = BTreeMap::new();
     for (name, client) in &valid.clients {
         if client.root == RootMode::Shared {
-            by_image.entry(&client.image).or_default().push((name, client));
+            by_image
+                .entry(&client.image)
+                .or_default()
+                .push((name, client));
         }
     }
     let mut exports = Vec::new();
@@ -419,7 +432,11 @@ fn expand_shared(
         let base = shared_base(valid, image_name);
         let tree = format!("{base}/root");
         let label = shared_label(image_name);
-        for dir in [format!("{nfs}/.shared"), base.clone(), format!("{base}/boot")] {
+        for dir in [
+            format!("{nfs}/.shared"),
+            base.clone(),
+            format!("{base}/boot"),
+        ] {
             out.resources.push(Resource::Dir(Dir {
                 path: dir,
                 mode: 0o755,
@@ -494,6 +511,26 @@ fn expand_shared(
                 continue;
             }
         };
+        // The image's own kernel arguments, from the image (or the shared root).
+        // The shared root once it exists (what was read of it), else its image.
+        let detect = match (tree_found, image_dir.as_deref()) {
+            (Found::Dir, _) | (_, None) => facts.tree(&tree)?,
+            (_, Some(d)) => facts.tree(d)?,
+        };
+        // The overlay init needs a few programs and the kernel's modules from the image: an
+        // image without them would not boot, so its shared clients are left as they are.
+        if let Some(missing) = crate::clientos::shared_missing(detect)? {
+            for (name, _) in &clients {
+                out.conflicts.push(Conflict {
+                    client: (*name).clone(),
+                    message: format!(
+                        "image {image_name} cannot boot a shared root: it lacks {missing}"
+                    ),
+                    hint: "install those packages in the image (Raspberry Pi OS has them all), or use `root: own`".into(),
+                });
+            }
+            continue;
+        }
         out.resources.extend(tree_out.resources);
         for w in tree_out.warnings {
             if !out.warnings.contains(&w) {
@@ -509,12 +546,12 @@ fn expand_shared(
                 boot_dir: boot_rel.clone(),
             },
         );
-        // The image's own kernel arguments, from the image (or the shared root).
-        let detect = match image_dir.as_deref().map(|d| facts.tree(d)) {
+        // The image's kernel arguments: read from the image, else from the shared root.
+        let cmdline_from = match image_dir.as_deref().map(|d| facts.tree(d)) {
             Some(Ok(t)) => t,
             _ => facts.tree(&tree)?,
         };
-        let base_cmdline = detect
+        let base_cmdline = cmdline_from
             .read_resolved(&tree_out.boot_dir.join("cmdline.txt"))?
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_else(|| "console=serial0,115200 console=tty1".into());

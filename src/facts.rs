@@ -462,7 +462,11 @@ pub fn collect(valid: &Valid, host: &Host) -> anyhow::Result<Facts> {
         else {
             continue;
         };
-        let recorded = state.clients.get(name).and_then(|r| r.boot_dir.clone());
+        let recorded = state
+            .clients
+            .get(name)
+            .filter(|r| !r.shared)
+            .and_then(|r| r.boot_dir.clone());
         let manifest = image_dir
             .as_deref()
             .and_then(|d| facts.manifest_boot_dir(state_dir, d))

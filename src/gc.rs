@@ -232,9 +232,10 @@ pub fn measure(
         }
         // A folder still served (a bind mount made from it) is in use.
         let prefix = full.to_string_lossy().into_owned();
-        if let Some(m) = mounts.iter().find(|m| {
-            m.root == prefix || m.root.starts_with(&format!("{prefix}/"))
-        }) {
+        if let Some(m) = mounts
+            .iter()
+            .find(|m| m.root == prefix || m.root.starts_with(&format!("{prefix}/")))
+        {
             refused.push(format!(
                 "{} is still mounted on {}: in use; run `pinetboot apply` first",
                 r.path, m.mount_point

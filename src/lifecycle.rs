@@ -52,6 +52,11 @@ pub enum Refused {
         /// What to do about it (purge and reprovision say different things).
         hint: &'static str,
     },
+    /// Reprovision: the client boots its image's shared root.
+    Shared {
+        /// The client.
+        client: String,
+    },
     /// Purge: a mount is inside the root, or made from a folder inside it.
     Mounted {
         /// The mount point.
@@ -78,6 +83,10 @@ impl fmt::Display for Refused {
                 write!(f, "{root} does not exist: there is nothing to reprovision")
             }
             Refused::NotAFolder { root, .. } => write!(f, "{root} is not a folder"),
+            Refused::Shared { client } => write!(
+                f,
+                "client {client} boots its image's shared root: it has no root of its own to reprovision"
+            ),
             Refused::Mounted { mount_point, root } => {
                 write!(f, "{mount_point} is still mounted from or inside {root}")
             }
@@ -101,6 +110,9 @@ impl Refused {
                 "run `pinetboot apply`: it provisions the client"
             }
             Refused::NotAFolder { hint, .. } => hint,
+            Refused::Shared { .. } => {
+                "a shared root follows its image: a new image version (its sha256) makes a new shared root at the next apply, each Pi boots it at its next reboot, and `pinetboot gc` removes the old one"
+            }
             Refused::Mounted { .. } => {
                 "run `pinetboot apply` so the removed client's bind mount is pruned, then purge"
             }
@@ -213,6 +225,16 @@ pub fn must_be_declared(valid: &Valid, config: &Path, client: &str) -> Result<()
 impl MoveAside {
     /// Checks that the root of the declared `client` is a folder.
     pub fn check(valid: &Valid, host: &Host, client: &str) -> Result<MoveAside, CheckError> {
+        if valid
+            .clients
+            .get(client)
+            .is_some_and(|c| c.root == crate::config::model::RootMode::Shared)
+        {
+            return Err(Refused::Shared {
+                client: client.to_owned(),
+            }
+            .into());
+        }
         let root = root_of(valid, client);
         match host.kind(&root)? {
             Kind::Dir(_) => Ok(MoveAside {

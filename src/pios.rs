@@ -108,8 +108,18 @@ pub fn render_shared_cmdline(
     let own = render_cmdline(image_cmdline, server, shared_root, extra);
     let mut tokens: Vec<String> = own
         .split_whitespace()
-        .filter(|t| !t.starts_with("init=") && !t.starts_with("systemd.hostname=") && !t.starts_with("systemd.machine_id="))
-        .map(|t| if t == "rw" { "ro".to_owned() } else { t.to_owned() })
+        .filter(|t| {
+            !t.starts_with("init=")
+                && !t.starts_with("systemd.hostname=")
+                && !t.starts_with("systemd.machine_id=")
+        })
+        .map(|t| {
+            if t == "rw" {
+                "ro".to_owned()
+            } else {
+                t.to_owned()
+            }
+        })
         .collect();
     tokens.push(format!("init=/{}", crate::clientos::OVERLAY_INIT));
     tokens.push(format!("systemd.hostname={hostname}"));

@@ -63,7 +63,33 @@ pub const FACT_PATHS: &[&str] = &[
     "usr/lib/systemd/system/systemd-networkd.service",
     "etc/NetworkManager",
     "etc/dhcpcd.conf",
+    "sbin/pivot_root",
+    "bin/chroot",
+    "lib/modules",
 ];
+
+/// What a shared root's overlay init needs from its image, and the package each comes in.
+pub const SHARED_NEEDS: &[(&str, &str)] = &[
+    ("sbin/pivot_root", "util-linux"),
+    ("bin/chroot", "coreutils"),
+    (
+        "lib/modules",
+        "a kernel with its modules (overlayfs), e.g. linux-image-rpi-v8",
+    ),
+];
+
+/// Why an image cannot boot a shared root (`None`: it can), read from its tree.
+pub fn shared_missing(
+    tree: &TreeFacts,
+) -> Result<Option<String>, crate::host::confined::Violation> {
+    let mut missing = Vec::new();
+    for (path, package) in SHARED_NEEDS {
+        if tree.entry_resolved(Path::new(path))?.is_none() {
+            missing.push(format!("/{path} ({package})"));
+        }
+    }
+    Ok((!missing.is_empty()).then(|| missing.join(", ")))
+}
 
 /// Debian's raspi-firmware kernel hook (see `raspi_firmware`).
 const RASPI_FIRMWARE_HOOK: &str = "etc/kernel/postinst.d/z50-raspi-firmware";

@@ -169,6 +169,9 @@ mod tests {
         sync(&src, &dst, &["cmdline.txt"]).unwrap();
         assert!(diff(&src, &dst, &["cmdline.txt"]).unwrap().is_empty());
         assert_eq!(std::fs::read(dst.join("cmdline.txt")).unwrap(), b"mine");
-        assert!(t.path().join("src").exists(), "the stray link's target is untouched");
+        assert!(
+            t.path().join("src").exists(),
+            "the stray link's target is untouched"
+        );
     }
 }

@@ -26,7 +26,9 @@ pub fn render_for(valid: &Valid, names: &[String], shared: &[SharedExport]) -> S
     only.clients.retain(|n, _| names.contains(n));
     let mut out = render(&only);
     if !shared.is_empty() {
-        out.push_str("# Shared roots (`root: shared`): read-only; each Pi's writes stay in its RAM.\n");
+        out.push_str(
+            "# Shared roots (`root: shared`): read-only; each Pi's writes stay in its RAM.\n",
+        );
     }
     for s in shared {
         let options = shared_options(&valid.nfs_options);

@@ -42,7 +42,9 @@ impl BootFolder {
     }
 
     fn observe(&self, ctx: &Ctx) -> anyhow::Result<Option<Observed>> {
-        let src = ctx.host.path(format!("{}/{}", self.base, self.source.display()));
+        let src = ctx
+            .host
+            .path(format!("{}/{}", self.base, self.source.display()));
         let dst = ctx.host.path(self.path());
         // Until the shared root is made (earlier in the same apply), there is nothing to link.
         if !src.is_dir() {
@@ -103,16 +105,14 @@ impl BootFolder {
     }
 
     pub(super) fn apply(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        let src = ctx.host.path(format!("{}/{}", self.base, self.source.display()));
+        let src = ctx
+            .host
+            .path(format!("{}/{}", self.base, self.source.display()));
         let dst = ctx.host.path(self.path());
         linkdir::sync(&src, &dst, &[CMDLINE])
             .with_context(|| format!("linking {} from {}", dst.display(), src.display()))?;
-        crate::host::atomic::write_host_file(
-            &dst.join(CMDLINE),
-            self.cmdline.as_bytes(),
-            0o644,
-        )
-        .with_context(|| format!("writing {}/{CMDLINE}", dst.display()))
+        crate::host::atomic::write_host_file(&dst.join(CMDLINE), self.cmdline.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}/{CMDLINE}", dst.display()))
     }
 }
 
@@ -159,6 +159,10 @@ mod tests {
         let c = f.decide(Some(drifted)).unwrap();
         assert_eq!(c.action, Action::Update);
         assert_eq!(c.detail.as_deref(), Some("1 to link, cmdline.txt"));
-        assert!(c.diff.unwrap().contains("+root=/dev/nfs systemd.hostname=desk01"));
+        assert!(
+            c.diff
+                .unwrap()
+                .contains("+root=/dev/nfs systemd.hostname=desk01")
+        );
     }
 }

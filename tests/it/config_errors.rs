@@ -1428,6 +1428,55 @@ fn fleet_errors() {
     check_all("fleet_errors", FLEET);
 }
 
+const SHARED: &[Case] = &[case(
+    "what a shared root cannot hold",
+    concat!(
+        base!(),
+        "clients:\n",
+        "  a:\n",
+        "    serial: 0c4c21e5\n",
+        "    root: shared\n",
+        "    user: {name: pi, password_hash: \"$6$abcdefgh$0123456789abcdef\"}\n",
+        "  b:\n",
+        "    serial: 0c4c21e6\n",
+        "    root: shared\n",
+        "    ssh: {authorized_keys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGV4YW1wbGU me@x]}\n",
+        "  c:\n",
+        "    serial: 0c4c21e7\n",
+        "    root: shared\n",
+        "    eeprom: {boot_order: [network]}\n",
+    ),
+    &[
+        eh(
+            "13:11",
+            "clients.a.user",
+            "client `a` has a shared root, where a user created at first boot would be created again at every boot",
+            "give shared clients ssh keys",
+        ),
+        eh(
+            "14:3",
+            "clients.b",
+            "client `b` and client `a` share image `img`'s root and declare different ssh access",
+            "give every shared client of an image the same `ssh:`",
+        ),
+        e(
+            "21:5",
+            "clients.c.eeprom",
+            "eeprom settings need a base bootloader image",
+        ),
+        e(
+            "21:13",
+            "clients.c.eeprom",
+            "client `c` has a shared root; bootloader updates are served only from a root of its own",
+        ),
+    ],
+)];
+
+#[test]
+fn shared_root_errors() {
+    check_all("shared_root_errors", SHARED);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Files that are too big, hostile, not text or not there.
 

@@ -350,3 +350,49 @@ fn userconf_txt_is_refused_over_tftp_by_a_dnsmasq_running_as_root() {
     // Run as root, dnsmasq serves only world-readable files.
     userconf_refused_over_tftp(&["--user=root"], true);
 }
+
+/// Two shared clients (`root: shared`) of one image boot through their own serial folders:
+/// the same boot files (links to the shared root's), each its own `cmdline.txt` naming its
+/// hostname and the read-only shared root.
+#[test]
+fn two_shared_clients_boot_through_their_own_folders_of_one_shared_root() {
+    let shared = "  s1: {serial: 0c4c21e5, mac: 'dc:a6:32:01:02:03', image: bookworm, root: shared}\n  s2: {serial: abcd1234, mac: 'dc:a6:32:01:02:04', image: bookworm, root: shared}\n";
+    let (s, lab, _ns) = serve(shared);
+    let base = s.root.join("nfs/.shared/bookworm-tree");
+    for (mac, serial, name) in [(BW_MAC, 0x0c4c_21e5, "s1"), (BU_MAC, 0xabcd_1234, "s2")] {
+        let folder = base.join(format!("boot/{name}"));
+        let pi = EmulatedPi::new(&lab.add_pi(mac), serial);
+        let report = assert_boots(&pi, &folder, 1024);
+        let served = report
+            .entries
+            .iter()
+            .find_map(|e| match &e.outcome {
+                crate::support::pi4::Outcome::Fetched { bytes, .. }
+                    if e.path.ends_with("/cmdline.txt") =>
+                {
+                    Some(String::from_utf8_lossy(bytes).into_owned())
+                }
+                _ => None,
+            })
+            .expect("cmdline.txt fetched");
+        assert!(
+            served.contains(&format!("systemd.hostname={name}")),
+            "{served}"
+        );
+        assert!(
+            served.contains(&format!(
+                "nfsroot={SERVER_IP}:/nfs/.shared/bookworm-tree/root,vers=3 ro "
+            )),
+            "{served}"
+        );
+        assert!(
+            served.contains("init=/usr/lib/pinetboot/overlay-init"),
+            "{served}"
+        );
+    }
+    let exports = fs::read_to_string(s.root.join("etc/exports.d/pinetboot.exports")).unwrap();
+    assert!(
+        exports.contains("/nfs/.shared/bookworm-tree/root 10."),
+        "{exports}"
+    );
+}

@@ -32,6 +32,7 @@ mod packaging;
 mod real_boot;
 mod real_os;
 mod schema;
+mod shared;
 mod status;
 mod tree;
 mod users;

@@ -196,8 +196,14 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
         "lib/systemd/system",
         "usr",
         "usr/bin",
+        "usr/sbin",
         "usr/lib",
         "usr/lib/raspberrypi-sys-mods",
+        "lib/modules",
+        "lib/modules/6.6.51+rpt-rpi-v8",
+        "lib/modules/6.6.51+rpt-rpi-v8/kernel",
+        "lib/modules/6.6.51+rpt-rpi-v8/kernel/fs",
+        "lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs",
         "home",
         "dev",
         "var",
@@ -210,6 +216,16 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
     mkdir(&dir.join("tmp"), 0o1777, 0, 0);
     mkdir(&dir.join("home/pi"), 0o755, 1000, 1000);
     link("usr/bin", &dir.join("bin"));
+    link("usr/sbin", &dir.join("sbin"));
+    // What a shared root's overlay init runs (util-linux, coreutils, the overlay module).
+    for program in ["usr/sbin/pivot_root", "usr/bin/chroot"] {
+        file(&dir.join(program), "#!/bin/sh\n", 0o755);
+    }
+    file(
+        &dir.join("lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs/overlay.ko.xz"),
+        "overlay\n",
+        0o644,
+    );
     let etc = dir.join("etc");
     file(
         &etc.join("os-release"),
@@ -632,6 +648,19 @@ impl Env {
         assert_eq!(
             r.stdout, "No changes. The host matches the configuration.\n",
             "plan after apply"
+        );
+    }
+
+    /// `plan --detailed-exitcode` reports no changes (kept client data may be listed).
+    #[track_caller]
+    pub fn assert_converged_but_kept(&self) {
+        let r = self.pt(&["plan", "--detailed-exitcode"]);
+        r.expect_code(0);
+        assert!(
+            r.stdout
+                .starts_with("No changes. The host matches the configuration.\n"),
+            "plan after apply: {}",
+            r.stdout
         );
     }
 

@@ -43,6 +43,13 @@ pub fn os_tree(dir: &Path, codename: &str, seed: u64) {
         format!("proc /proc proc defaults 0 0\nPARTUUID=4e639091-01 /{boot} vfat defaults 0 2\nPARTUUID=4e639091-02 / ext4 defaults,noatime 0 1\n").as_bytes(),
     );
     write(&dir.join("etc/hostname"), b"raspberrypi\n");
+    // What a shared root's overlay init runs (util-linux, coreutils, the overlay module).
+    write(&dir.join("sbin/pivot_root"), b"#!/bin/sh\n");
+    write(&dir.join("bin/chroot"), b"#!/bin/sh\n");
+    write(
+        &dir.join("lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs/overlay.ko.xz"),
+        b"overlay\n",
+    );
     write(
         &dir.join("etc/hosts"),
         b"127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n",
