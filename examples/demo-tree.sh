@@ -7,7 +7,11 @@
 #   bash examples/demo-tree.sh DIR
 set -euo pipefail
 tree=$1
-mkdir -p "$tree"/{etc/systemd/system,boot/firmware/overlays,lib/systemd/system,root,home}
+mkdir -p "$tree"/{etc/systemd/system,boot/firmware/overlays,lib/systemd/system,root,home,usr/sbin}
+# What a shared root's overlay init runs (`root: shared`): util-linux, coreutils, overlayfs.
+mkdir -p "$tree/lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs"
+: > "$tree/usr/sbin/pivot_root"; : > "$tree/usr/sbin/chroot"
+ln -s usr/sbin "$tree/sbin"
 cat > "$tree/etc/os-release" <<'OS'
 PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
 VERSION_CODENAME=bookworm

@@ -64,14 +64,14 @@ pub const FACT_PATHS: &[&str] = &[
     "etc/NetworkManager",
     "etc/dhcpcd.conf",
     "sbin/pivot_root",
-    "bin/chroot",
+    "sbin/chroot",
     "lib/modules",
 ];
 
 /// What a shared root's overlay init needs from its image, and the package each comes in.
 pub const SHARED_NEEDS: &[(&str, &str)] = &[
     ("sbin/pivot_root", "util-linux"),
-    ("bin/chroot", "coreutils"),
+    ("sbin/chroot", "coreutils"),
     (
         "lib/modules",
         "a kernel with its modules (overlayfs), e.g. linux-image-rpi-v8",

@@ -243,6 +243,8 @@ fn check_json_plan(env: &Env, text: &str) -> Value {
         let want = match r["kind"].as_str() {
             Some("store_entry") => set(&["kind", "path", "bytes", "sha256", "pretty_name"]),
             Some("old_root") => set(&["kind", "path", "bytes", "client", "moved"]),
+            Some("shared_root") => set(&["kind", "path", "bytes", "name"]),
+            Some("boot_folder") => set(&["kind", "path", "bytes", "client"]),
             other => panic!("removable of kind {other:?}: {r}"),
         };
         assert_eq!(keys(r), want, "{r}");

@@ -25,9 +25,15 @@ fn bookworm_tree(tree: &Path) {
         "lib/systemd/system",
         "root",
         "home",
+        "usr/sbin",
+        "lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs",
     ] {
         fs::create_dir_all(tree.join(d)).unwrap();
     }
+    // What a shared root's overlay init runs (examples/kiosk-wall.yaml).
+    put(tree, "usr/sbin/pivot_root", "");
+    put(tree, "usr/sbin/chroot", "");
+    std::os::unix::fs::symlink("usr/sbin", tree.join("sbin")).unwrap();
     put(
         tree,
         "etc/os-release",
@@ -121,6 +127,11 @@ fn plan_single_pi() {
 fn plan_classroom() {
     insta::assert_snapshot!(plan("classroom", &[]));
     insta::assert_snapshot!("plan_classroom_json", plan("classroom", &["--json"]));
+}
+
+#[test]
+fn plan_kiosk_wall() {
+    insta::assert_snapshot!(plan("kiosk-wall", &[]));
 }
 
 #[test]

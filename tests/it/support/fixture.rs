@@ -218,7 +218,7 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
     link("usr/bin", &dir.join("bin"));
     link("usr/sbin", &dir.join("sbin"));
     // What a shared root's overlay init runs (util-linux, coreutils, the overlay module).
-    for program in ["usr/sbin/pivot_root", "usr/bin/chroot"] {
+    for program in ["usr/sbin/pivot_root", "usr/sbin/chroot"] {
         file(&dir.join(program), "#!/bin/sh\n", 0o755);
     }
     file(
