@@ -518,7 +518,14 @@ fn a_changed_image_keeps_the_root_until_reprovisioned() {
         &r.stdout,
         "+ client root /nfs/raspi1 (copied from image bookworm",
     );
-    env.assert_converged();
+    // Converged; the entry of the image no longer named and the old root are gc's to delete.
+    env.assert_converged_but_kept();
+    let plan = env.pt(&["plan"]).stdout;
+    assert_contains(&plan, &format!("image store entry {}", &img.xz_sha[..12]));
+    assert_contains(
+        &plan,
+        "old root of client raspi1, moved aside by reprovision",
+    );
     let nfs: Vec<String> = std::fs::read_dir(env.path("/nfs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -539,6 +546,14 @@ fn a_changed_image_keeps_the_root_until_reprovisioned() {
         env.ns.dev_ino(&env.path("/tftpboot/10000001")),
         env.ns.dev_ino(&env.path("/nfs/raspi1/boot/firmware"))
     );
+    // gc on a real store: the unpacked entry of the image no longer named goes, with the old
+    // root; the entry in use and the new root stay.
+    let r = env.pt(&["gc", "--yes"]);
+    r.expect_code(0);
+    assert_eq!(store_listing(&env), vec![img.gz_sha.clone()]);
+    assert!(!env.path(&format!("/nfs/{old}")).exists());
+    check_client_root(&env, "raspi1");
+    env.assert_converged();
 }
 
 #[test]

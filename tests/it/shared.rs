@@ -284,3 +284,47 @@ fn reprovision_refuses_a_shared_client_and_purge_takes_its_unused_own_root() {
     let state = env.read("/var/lib/pinetboot/state.json");
     assert_contains(&state, "\"shared\": true");
 }
+
+/// What pinetboot writes into a shared root passes the real tools: the overlay init parses as
+/// POSIX sh (dash) and the identity unit passes `systemd-analyze verify`.
+#[test]
+fn the_overlay_init_and_the_identity_unit_pass_their_tools() {
+    crate::support::tools::require_tool("systemd-analyze", "systemd");
+    let env = env("own");
+    env.apply_ok();
+    let init = env.path(&format!("{BASE}/root/usr/lib/pinetboot/overlay-init"));
+    let out = std::process::Command::new("sh")
+        .arg("-n")
+        .arg(&init)
+        .output()
+        .unwrap();
+    crate::support::tools::expect_success(&out, "sh -n overlay-init");
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("pinetboot-shared.service");
+    std::fs::copy(
+        env.path(&format!(
+            "{BASE}/root/etc/systemd/system/pinetboot-shared.service"
+        )),
+        &unit,
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args([
+            "verify",
+            "--man=no",
+            "--generators=no",
+            "--recursive-errors=no",
+        ])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify:\n{text}"
+    );
+}
