@@ -242,21 +242,14 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
                 }
                 let tftp = tftp_of(valid, &client.serial);
                 let prefix_folders = tftp_folders(valid, name, client, old, &claimed);
-                for target in std::iter::once(&tftp).chain(&prefix_folders) {
-                    out.resources.push(Resource::Dir(Dir {
-                        path: target.clone(),
-                        mode: 0o755,
-                        // Once mounted, its mode is the client's boot folder's: not ours to change.
-                        enforce_mode: false,
-                        client: Some(name.clone()),
-                    }));
-                    binds.push(Resource::Bind(Bind {
-                        client: name.clone(),
-                        root: root.clone(),
-                        boot_dir: client_out.boot_dir.clone(),
-                        target: target.clone(),
-                    }));
-                }
+                serve(
+                    &mut out.resources,
+                    &mut binds,
+                    name,
+                    &root,
+                    &client_out.boot_dir,
+                    std::iter::once(&tftp).chain(&prefix_folders),
+                );
                 out.state.clients.insert(
                     name.clone(),
                     ClientRecord {
@@ -382,6 +375,33 @@ pub fn expand(valid: &Valid, facts: &Facts) -> anyhow::Result<Desired> {
     }
     out.resources.extend(prune);
     Ok(out)
+}
+
+/// A client's TFTP folders (made, their mode left to the mount) and the bind mounts of its
+/// boot folder (`boot_dir` inside `root`) onto them.
+fn serve<'a>(
+    resources: &mut Vec<Resource>,
+    binds: &mut Vec<Resource>,
+    name: &str,
+    root: &str,
+    boot_dir: &Path,
+    targets: impl Iterator<Item = &'a String>,
+) {
+    for target in targets {
+        resources.push(Resource::Dir(Dir {
+            path: target.clone(),
+            mode: 0o755,
+            // Once mounted, its mode is the client's boot folder's: not ours to change.
+            enforce_mode: false,
+            client: Some(name.to_owned()),
+        }));
+        binds.push(Resource::Bind(Bind {
+            client: name.to_owned(),
+            root: root.to_owned(),
+            boot_dir: boot_dir.to_owned(),
+            target: target.clone(),
+        }));
+    }
 }
 
 /// Host path of the base folder of image `name`'s shared root: `<nfs>/.shared/NAME-ID`, where
@@ -596,20 +616,14 @@ fn expand_shared(
             ));
             let tftp = tftp_of(valid, &client.serial);
             let prefix_folders = tftp_folders(valid, name, client, old, claimed);
-            for target in std::iter::once(&tftp).chain(&prefix_folders) {
-                out.resources.push(Resource::Dir(Dir {
-                    path: target.clone(),
-                    mode: 0o755,
-                    enforce_mode: false,
-                    client: Some(name.clone()),
-                }));
-                binds.push(Resource::Bind(Bind {
-                    client: name.clone(),
-                    root: base.clone(),
-                    boot_dir: PathBuf::from(&own_boot),
-                    target: target.clone(),
-                }));
-            }
+            serve(
+                &mut out.resources,
+                binds,
+                name,
+                &base,
+                Path::new(&own_boot),
+                std::iter::once(&tftp).chain(&prefix_folders),
+            );
             out.state.clients.insert(
                 name.clone(),
                 ClientRecord {
