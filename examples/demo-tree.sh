@@ -7,7 +7,7 @@
 #   bash examples/demo-tree.sh DIR
 set -euo pipefail
 tree=$1
-mkdir -p "$tree"/{etc/systemd/system,boot/firmware/overlays,lib/systemd/system,root,home,usr/sbin}
+mkdir -p "$tree"/{etc/systemd/system,boot/firmware/overlays,lib/systemd/system,root,home,usr/sbin,mnt}
 # What a shared root's overlay init runs (`root: shared`): util-linux, coreutils, overlayfs.
 mkdir -p "$tree/lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs"
 : > "$tree/usr/sbin/pivot_root"; : > "$tree/usr/sbin/chroot"

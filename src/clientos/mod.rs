@@ -66,6 +66,7 @@ pub const FACT_PATHS: &[&str] = &[
     "sbin/pivot_root",
     "sbin/chroot",
     "lib/modules",
+    "mnt",
 ];
 
 /// What a shared root's overlay init needs from its image, and the package each comes in.
@@ -76,6 +77,7 @@ pub const SHARED_NEEDS: &[(&str, &str)] = &[
         "lib/modules",
         "a kernel with its modules (overlayfs), e.g. linux-image-rpi-v8",
     ),
+    ("mnt", "base-files: the folder the RAM overlay is built in"),
 ];
 
 /// Why an image cannot boot a shared root (`None`: it can), read from its tree.
@@ -339,7 +341,38 @@ fn shared_root(
         root_dir,
         false,
     ));
+    // First-boot units that disable themselves once done: on a RAM overlay the disabling is
+    // lost, so they would run at every boot (Debian's raspi-firmware reconfiguration rewrote
+    // ~78 MB of boot files into RAM and took 45-75 s on the real kernel). Skipped on shared
+    // boots by a drop-in; a skipped unit still satisfies what requires it.
+    for unit in SELF_DISABLING_UNITS {
+        out.push(item(
+            &format!("etc/systemd/system/{unit}.d"),
+            Want::Dir,
+            root_dir,
+            false,
+        ));
+        out.push(item(
+            &format!("etc/systemd/system/{unit}.d/pinetboot-shared.conf"),
+            Want::Content(SKIP_ON_SHARED.as_bytes().to_vec()),
+            text,
+            true,
+        ));
+    }
 }
+
+/// First-boot units that disable themselves after one run (Debian's raspi images, Raspberry
+/// Pi OS): skipped on a shared root (see [`shared_root`]).
+pub const SELF_DISABLING_UNITS: &[&str] = &[
+    "rpi-reconfigure-raspi-firmware.service",
+    "regenerate_ssh_host_keys.service",
+];
+
+/// The drop-in that skips such a unit when the Pi boots a shared root.
+const SKIP_ON_SHARED: &str = "# pinetboot: a one-time first-boot unit; on a shared root (RAM overlay) it would run at\n\
+# every boot. pinetboot-shared.service makes the SSH host keys there.\n\
+[Unit]\n\
+ConditionKernelCommandLine=!init=/usr/lib/pinetboot/overlay-init\n";
 
 /// Warns when an *image* looks booted already: every client cloned from it would share its
 /// machine-id and SSH host keys (two Pis with one identity). A client root that has booted is

@@ -26,6 +26,7 @@ fn bookworm_tree(tree: &Path) {
         "root",
         "home",
         "usr/sbin",
+        "mnt",
         "lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs",
     ] {
         fs::create_dir_all(tree.join(d)).unwrap();

@@ -33,6 +33,7 @@ mod real_boot;
 mod real_os;
 mod schema;
 mod shared;
+mod shared_boot;
 mod status;
 mod tree;
 mod users;

@@ -197,6 +197,7 @@ pub fn build_image(dir: &Path, release: Release, real_firmware: bool) {
         "usr",
         "usr/bin",
         "usr/sbin",
+        "mnt",
         "usr/lib",
         "usr/lib/raspberrypi-sys-mods",
         "lib/modules",

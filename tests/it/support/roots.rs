@@ -46,6 +46,7 @@ pub fn os_tree(dir: &Path, codename: &str, seed: u64) {
     // What a shared root's overlay init runs (util-linux, coreutils, the overlay module).
     write(&dir.join("sbin/pivot_root"), b"#!/bin/sh\n");
     write(&dir.join("sbin/chroot"), b"#!/bin/sh\n");
+    fs::create_dir_all(dir.join("mnt")).unwrap();
     write(
         &dir.join("lib/modules/6.6.51+rpt-rpi-v8/kernel/fs/overlayfs/overlay.ko.xz"),
         b"overlay\n",
