@@ -28,11 +28,13 @@ use std::time::{Duration, Instant};
 use crate::support::mountns::MountNs;
 use crate::support::netlab::{Lab, SERVER_IP};
 use crate::support::pi4::{EmulatedPi, Session, boot_images};
-use crate::support::realos::must;
+use crate::support::realos::guest::{
+    CMD_TIMEOUT, failed_units, guest_address, power_off, preflight, set_pi_link,
+};
 use crate::support::realos::nfs::NfsServer;
 use crate::support::realos::vm::{Vm, VmSpec, mac_string};
 use crate::support::roots::generated_conf;
-use crate::support::tools::{expect_success, require_root, require_tool};
+use crate::support::tools::expect_success;
 
 /// The client as declared.
 const CLIENT: &str = "raspi1";
@@ -51,14 +53,8 @@ const MASKED: [&str; 4] = [
 const NFS_ROOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// From qemu's start to the login prompt.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(360);
-/// One shell command on the guest.
-const CMD_TIMEOUT: Duration = Duration::from_secs(60);
-/// `systemctl is-system-running --wait` after the login prompt.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 /// The kernel's postinst hook (copies kernel and initrd into the boot folder over NFS).
 const POSTINST_TIMEOUT: Duration = Duration::from_secs(240);
-/// From `systemctl poweroff` to qemu's exit.
-const POWEROFF_TIMEOUT: Duration = Duration::from_secs(180);
 /// TFTP block size the emulated bootloader asks for.
 const BLKSIZE: u16 = 1468;
 
@@ -68,27 +64,6 @@ const ROOT_MOUNTED: &str = "Welcome to ";
 /// The end of agetty's login prompt (`HOSTNAME login: `; the hostname is checked after
 /// logging in, so a wrong one fails with a clear message rather than a timeout).
 const LOGIN_PROMPT: &str = " login: ";
-
-/// Fails loudly when root or a tool is missing.
-fn preflight() {
-    require_root("network and mount namespaces, tap devices, an NFS server, the fixture build");
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("unshare", "util-linux"),
-        ("nsenter", "util-linux"),
-        ("dnsmasq", "dnsmasq"),
-        ("ganesha.nfsd", "nfs-ganesha nfs-ganesha-vfs"),
-        ("rpcbind", "rpcbind"),
-        ("rpcinfo", "rpcbind"),
-        ("qemu-system-aarch64", "qemu-system-arm"),
-        ("ssh", "openssh-client"),
-        ("ssh-keygen", "openssh-client"),
-        ("timeout", "coreutils"),
-    ] {
-        require_tool(tool, package);
-    }
-    crate::support::realos::nfs::plugins_dir();
-}
 
 /// The throwaway host: `--root` folder, config, ssh key.
 struct Host {
@@ -233,31 +208,6 @@ fn fetch_boot_files(pi: &EmulatedPi, host: &Host, out: &Path) -> Fetched {
     }
 }
 
-/// Sets the emulated Pi's link up or down: it shares the VM's MAC, so it must be off the
-/// bridge while the VM runs.
-fn set_pi_link(pi: &EmulatedPi, up: bool) {
-    must(
-        "ip",
-        &[
-            "-n",
-            &pi.netns,
-            "link",
-            "set",
-            &pi.iface,
-            if up { "up" } else { "down" },
-        ],
-    );
-    if up {
-        // Carrier and bridge port state follow asynchronously; bounded wait.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !must("ip", &["-n", &pi.netns, "-o", "link", "show", &pi.iface]).contains("state UP")
-        {
-            assert!(Instant::now() < deadline, "pi0 did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 /// Measured times of one boot, from qemu's start.
 #[derive(Debug, Default, Clone, Copy)]
 struct BootTimes {
@@ -361,43 +311,6 @@ fn check_masked(vm: &mut Vm) {
         vec!["masked"; MASKED.len()],
         "systemctl is-enabled {MASKED:?}"
     );
-}
-
-/// Waits for the boot to settle, then `systemctl --failed` must be empty. Returns the
-/// failed units' text (empty when none) after printing it, so every later check still runs
-/// and the failure is reported at the end.
-fn failed_units(vm: &mut Vm) -> String {
-    let timeout = SETTLE_TIMEOUT.as_secs();
-    let (state, _) = vm.run(
-        &format!("timeout {timeout} systemctl is-system-running --wait"),
-        SETTLE_TIMEOUT + CMD_TIMEOUT,
-    );
-    let (failed, _) = vm.run(
-        "systemctl --failed --no-legend --plain --no-pager",
-        CMD_TIMEOUT,
-    );
-    if !failed.trim().is_empty() {
-        let (status, _) = vm.run(
-            "systemctl status --failed --no-pager -n 15 --full",
-            CMD_TIMEOUT,
-        );
-        eprintln!(
-            "system state: {}\nsystemctl --failed:\n{failed}\n{status}",
-            state.trim()
-        );
-    }
-    failed.trim().to_string()
-}
-
-/// The guest's IPv4 address on eth0.
-fn guest_address(vm: &mut Vm) -> String {
-    let out = vm.run_ok("ip -4 -o addr show dev eth0", CMD_TIMEOUT);
-    out.split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|a| a.split('/').next())
-        .unwrap_or_else(|| panic!("no IPv4 address on the guest's eth0: {out}"))
-        .to_string()
 }
 
 /// `ssh root@ADDRESS COMMAND` with the declared key, from the server namespace (on the lab
@@ -506,20 +419,6 @@ fn check_postinst(vm: &mut Vm, host: &Host) -> Result<(), String> {
              {cmdline}\n{out}"
         ))
     }
-}
-
-/// `systemctl poweroff`: the kernel says "reboot: Power down" and qemu exits by itself.
-fn power_off(vm: &mut Vm) -> Duration {
-    let t = Instant::now();
-    vm.send_line("systemctl poweroff");
-    vm.wait_for("reboot: Power down", POWEROFF_TIMEOUT);
-    let status = vm.wait_exit(Duration::from_secs(30));
-    assert!(
-        status.is_some(),
-        "qemu did not exit after the power-off\n{}",
-        vm.tail()
-    );
-    t.elapsed()
 }
 
 /// The first boot and every check on it; soft failures go to `problems`. Ends with a clean

@@ -27,11 +27,14 @@ use std::time::{Duration, Instant};
 use crate::support::mountns::MountNs;
 use crate::support::netlab::{Lab, SERVER_IP, server_yaml};
 use crate::support::pi4::{EmulatedPi, Session, boot_images};
+use crate::support::realos::guest::{
+    CMD_TIMEOUT, failed_units, guest_address, power_off, preflight, set_pi_link,
+};
 use crate::support::realos::must;
 use crate::support::realos::nfs::{self, NfsServer};
 use crate::support::realos::vm::{Vm, VmSpec, mac_string};
 use crate::support::roots::generated_conf;
-use crate::support::tools::{expect_success, require_root, require_tool};
+use crate::support::tools::expect_success;
 
 const CLIENT: &str = "shared1";
 const SERIAL: u32 = 0x5a4e_d001;
@@ -45,9 +48,6 @@ const WRITTEN: &str = "/root/pinetboot-shared-boot.txt";
 
 const NFS_ROOT_TIMEOUT: Duration = Duration::from_secs(180);
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(360);
-const CMD_TIMEOUT: Duration = Duration::from_secs(60);
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
-const POWEROFF_TIMEOUT: Duration = Duration::from_secs(180);
 const BLKSIZE: u16 = 1468;
 
 /// systemd greets from the root the initramfs switched to.
@@ -57,27 +57,6 @@ const SCRIPT_FAILED: &str = "pinetboot overlay-init: ";
 /// initramfs-tools' rescue shell (any other panic in the initramfs).
 const INITRAMFS_SHELL: &str = "(initramfs) ";
 const LOGIN_PROMPT: &str = " login: ";
-
-fn preflight() {
-    require_root("network and mount namespaces, tap devices, an NFS server, the fixture build");
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("unshare", "util-linux"),
-        ("nsenter", "util-linux"),
-        ("dnsmasq", "dnsmasq"),
-        ("ganesha.nfsd", "nfs-ganesha nfs-ganesha-vfs"),
-        ("rpcbind", "rpcbind"),
-        ("rpcinfo", "rpcbind"),
-        ("qemu-system-aarch64", "qemu-system-arm"),
-        ("ssh", "openssh-client"),
-        ("ssh-keygen", "openssh-client"),
-        ("timeout", "coreutils"),
-        ("find", "findutils"),
-    ] {
-        require_tool(tool, package);
-    }
-    crate::support::realos::nfs::plugins_dir();
-}
 
 /// The throwaway host: `--root` folder and config.
 struct Host {
@@ -199,20 +178,6 @@ fn fetch_boot_files(pi: &EmulatedPi, host: &Host, out: &Path) -> Fetched {
         kernel,
         initrd,
         cmdline: cmdline.trim().to_string(),
-    }
-}
-
-/// The emulated Pi shares the VM's MAC: it must be off the bridge while the VM runs.
-fn set_pi_link(pi: &EmulatedPi, up: bool) {
-    let state = if up { "up" } else { "down" };
-    must("ip", &["-n", &pi.netns, "link", "set", &pi.iface, state]);
-    if up {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !must("ip", &["-n", &pi.netns, "-o", "link", "show", &pi.iface]).contains("state UP")
-        {
-            assert!(Instant::now() < deadline, "pi0 did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 
@@ -353,59 +318,6 @@ fn check_root_and_identity(vm: &mut Vm) {
     vm.run_ok("test -s /etc/ssh/ssh_host_ed25519_key", CMD_TIMEOUT);
 }
 
-/// Waits for the boot to settle; returns `systemctl --failed` (empty when none), with the
-/// failed units' status printed.
-fn failed_units(vm: &mut Vm) -> String {
-    let timeout = SETTLE_TIMEOUT.as_secs();
-    let (state, _) = vm.run(
-        &format!("timeout {timeout} systemctl is-system-running --wait"),
-        SETTLE_TIMEOUT + CMD_TIMEOUT,
-    );
-    let (failed, _) = vm.run(
-        "systemctl --failed --no-legend --plain --no-pager",
-        CMD_TIMEOUT,
-    );
-    if !failed.trim().is_empty() {
-        let (status, _) = vm.run(
-            "systemctl status --failed --no-pager -n 15 --full",
-            CMD_TIMEOUT,
-        );
-        let units: Vec<&str> = failed
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
-        let (journal, _) = vm.run(
-            &format!(
-                "journalctl -b --no-pager -o short-monotonic -n 60 {}",
-                units
-                    .iter()
-                    .map(|u| format!("-u {u}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            CMD_TIMEOUT,
-        );
-        eprintln!(
-            "system state: {}\nsystemctl --failed:\n{failed}\n{status}\njournal:\n{journal}",
-            state.trim()
-        );
-    }
-    failed.trim().to_string()
-}
-
-fn power_off(vm: &mut Vm) -> Duration {
-    let t = Instant::now();
-    vm.send_line("systemctl poweroff");
-    vm.wait_for("reboot: Power down", POWEROFF_TIMEOUT);
-    let status = vm.wait_exit(Duration::from_secs(30));
-    assert!(
-        status.is_some(),
-        "qemu did not exit after the power-off\n{}",
-        vm.tail()
-    );
-    t.elapsed()
-}
-
 /// The boot script's refusal: with the image's overlay module moved out of the tree (and
 /// none in the initramfs or built in), the initramfs stops with pinetboot's message naming
 /// what is missing, and no root is booted. Returns the time from qemu's start to the
@@ -516,17 +428,6 @@ fn ssh(lab: &Lab, host: &Host, address: &str, command: &str) -> Result<String, S
         command,
     ]);
     crate::support::realos::run_cmd("ip", &args)
-}
-
-/// The guest's IPv4 address on eth0.
-fn guest_address(vm: &mut Vm) -> String {
-    let out = vm.run_ok("ip -4 -o addr show dev eth0", CMD_TIMEOUT);
-    out.split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|a| a.split('/').next())
-        .unwrap_or_else(|| panic!("no IPv4 address on the guest's eth0: {out}"))
-        .to_string()
 }
 
 /// `find TREE -cnewer MARKER` on the server: what changed in the exported tree since

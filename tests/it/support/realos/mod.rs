@@ -6,6 +6,7 @@
 //! Everything here fails loudly (panics with the reason) when root or a tool is missing: the
 //! tests never skip.
 
+pub mod guest;
 pub mod nfs;
 pub mod vm;
 
