@@ -329,6 +329,25 @@ fn signed_commits_are_required_when_allowed_signers_is_set() {
     );
 }
 
+/// The timer's form, `apply --pull=auto`: with source.yaml it pulls (the commit is applied
+/// and recorded); with `--config` it applies that file and records no commit.
+#[test]
+fn apply_pull_auto_pulls_when_the_source_is_set_up() {
+    let repo = GitRepo::new();
+    let commit = repo.commit(&[(FLEET_PATH, &fleet_yaml("lab-b"))], "two labs", None);
+    let a = server(&repo, "lab-a", "");
+    a.pt_no_config(&["apply", "--pull=auto"]).expect_code(0);
+    assert_eq!(in_force(&a), commit);
+    assert_eq!(recorded_commit(&a).as_deref(), Some(commit.as_str()));
+    assert_eq!(exported(&a), ["raspi1"]);
+    // An explicit file wins over pull mode; the state then names no commit.
+    std::fs::write(&a.config, fleet_yaml("lab-a")).unwrap();
+    a.pt(&["--server", "lab-a", "apply", "--pull=auto"])
+        .expect_code(0);
+    assert_eq!(exported(&a), ["raspi1", "raspi2"]);
+    assert_eq!(recorded_commit(&a), None);
+}
+
 #[test]
 fn plan_pull_ref_shows_a_branch_without_applying_it() {
     let repo = GitRepo::new();

@@ -251,10 +251,50 @@ fn an_image_that_cannot_boot_a_shared_root_is_said_so_in_the_plan() {
     assert!(env.path("/nfs/raspi1/etc/hostname").is_file());
     assert!(!env.path(&format!("{BASE}/boot/raspi2")).exists());
     assert!(
-        !env.ns
+        env.ns
             .mounts_under(&env.path(&format!("/tftpboot/{S2}")))
-            .iter()
-            .any(|_| true)
+            .is_empty(),
+        "a conflicted shared client is not served"
+    );
+}
+
+/// One shared client removed while another stays: its serial folder is no longer served, its
+/// boot folder is gc's, and the shared root is exported to the one left only.
+#[test]
+fn a_removed_shared_client_is_pruned_while_the_others_stay_served() {
+    let env = env("own");
+    env.apply_ok();
+    let without_raspi3: String = config("own")
+        .lines()
+        .filter(|l| !l.contains("raspi3"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env.config, without_raspi3).unwrap();
+    let plan = env.pt(&["plan"]);
+    assert_contains(&plan.stdout, &format!("- bind mount /tftpboot/{S3}"));
+    env.apply_ok();
+    env.assert_converged_but_kept();
+    assert!(
+        env.ns
+            .mounts_under(&env.path(&format!("/tftpboot/{S3}")))
+            .is_empty()
+    );
+    assert_eq!(
+        env.ns.dev_ino(&env.path(&format!("/tftpboot/{S2}"))),
+        env.ns.dev_ino(&env.path(&format!("{BASE}/boot/raspi2")))
+    );
+    let exports = env.read("/etc/exports.d/pinetboot.exports");
+    assert_contains(&exports, &format!("{BASE}/root 192.168.2.52(ro,"));
+    assert_lacks(&exports, "192.168.2.53");
+    assert_contains(
+        &env.pt(&["plan"]).stdout,
+        "boot folder of client raspi3, which no longer boots this shared root",
+    );
+    env.pt(&["gc", "--yes"]).expect_code(0);
+    assert!(!env.path(&format!("{BASE}/boot/raspi3")).exists());
+    assert!(
+        env.path(&format!("{BASE}/boot/raspi2/cmdline.txt"))
+            .is_file()
     );
 }
 
